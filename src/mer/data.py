@@ -1,0 +1,129 @@
+"""Multimodal training data: metadata rows joined with their per-modality feature sequences.
+
+>>> import pandas as pd
+>>> table = pd.DataFrame({"utt_id": ["a", "b"], "label_id": [0, 1]})
+>>> data = MultimodalData.from_arrays(table, {"text": [np.ones((2, 3)), np.ones((4, 3))]})
+>>> batch = next(data.batches(batch_size=2))
+>>> tuple(batch.features["text"].shape), batch.labels.tolist()
+((2, 4, 3), [0, 1])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mer.features import FeatureStore, pad_sequences
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """One padded batch.
+
+    Attributes:
+        features (dict of `FloatTensor` `(B, L_m, D_m)`), masks (dict of `BoolTensor` `(B, L_m)`),
+        labels (`LongTensor` `(B,)`), index (`LongTensor` `(B,)`: row positions in the data).
+    """
+
+    features: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+class MultimodalData:
+    """Rows of a metadata table with their feature sequences, one list per modality."""
+
+    def __init__(self, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]], n_missing: int = 0) -> None:
+        self.table = table.reset_index(drop=True)
+        self.sequences = sequences
+        self.n_missing = n_missing
+        self.labels = torch.tensor(self.table["label_id"].to_numpy(), dtype=torch.long)
+
+    @classmethod
+    def from_arrays(cls, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]]) -> MultimodalData:
+        return cls(table, {m: list(s) for m, s in sequences.items()})
+
+    @classmethod
+    def load(
+        cls, table: pd.DataFrame, stores: dict[str, FeatureStore | str | Path], name: str = "data"
+    ) -> MultimodalData:
+        """Join ``table`` with the feature stores; rows missing from any store (quarantined at
+        extraction) are excluded, counted in ``n_missing`` and logged with their ids."""
+        stores = {m: s if isinstance(s, FeatureStore) else FeatureStore(s) for m, s in stores.items()}
+        present = np.ones(len(table), dtype=bool)
+        for store in stores.values():
+            present &= table["utt_id"].isin(store.ids).to_numpy()
+        if not present.all():
+            dropped = table.loc[~present, "utt_id"].tolist()
+            logger.warning("%s: %d utterances lack features (quarantined): %s", name, len(dropped), dropped[:10])
+        kept = table.loc[present].reset_index(drop=True)
+        sequences = {m: [store[u] for u in kept["utt_id"]] for m, store in stores.items()}
+        return cls(kept, sequences, n_missing=int((~present).sum()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.sequences)
+
+    def dims(self) -> dict[str, int]:
+        """Feature dim of each modality."""
+        return {m: int(seqs[0].shape[1]) for m, seqs in self.sequences.items()}
+
+    def frame_statistics(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-dimension mean and std over every frame / token of each modality: `(D,)` each."""
+        statistics = {}
+        for modality, seqs in self.sequences.items():
+            frames = torch.from_numpy(np.concatenate(seqs).astype(np.float64))  # (sum L, D)
+            statistics[modality] = (frames.mean(0).float(), frames.std(0).float())
+        return statistics
+
+    def subset(self, positions: Sequence[int]) -> MultimodalData:
+        """The rows at ``positions`` (in that order)."""
+        positions = list(positions)
+        return MultimodalData(
+            self.table.iloc[positions],
+            {m: [seqs[i] for i in positions] for m, seqs in self.sequences.items()},
+        )
+
+    def map(self, modality: str, transform: Callable[[np.ndarray], np.ndarray]) -> MultimodalData:
+        """A copy whose ``modality`` sequences are ``transform(sequence)`` (e.g. an adapter)."""
+        sequences = dict(self.sequences)
+        sequences[modality] = [transform(s) for s in self.sequences[modality]]
+        return MultimodalData(self.table, sequences, self.n_missing)
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
+        """Padded batches (padding only up to each batch's longest item)."""
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            index = order[start : start + batch_size]
+            features, masks = {}, {}
+            for modality, seqs in self.sequences.items():
+                features[modality], masks[modality] = pad_sequences([seqs[i] for i in index.tolist()])
+            yield Batch(features=features, masks=masks, labels=self.labels[index], index=index)
+
+
+def load_splits(
+    metadata_path: str | Path, feature_root: str | Path, modalities: Sequence[str]
+) -> dict[str, MultimodalData]:
+    """The train / dev / test data of one corpus, reading ``feature_root/<modality>`` stores."""
+    from mer import metadata
+
+    table = metadata.read(metadata_path)
+    stores = {m: FeatureStore(Path(feature_root) / m) for m in modalities}
+    return {
+        split: MultimodalData.load(table[table["split"] == split], stores, name=f"{metadata_path}:{split}")
+        for split in ("train", "dev", "test")
+    }

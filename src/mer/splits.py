@@ -1,0 +1,33 @@
+"""Seeded, stratified, nested subsets of a split (few-shot fractions)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def stratified_positions(labels: pd.Series | np.ndarray, percent: int, seed: int) -> list[int]:
+    """Row positions of a stratified ``percent``% subset, at least one row per present class.
+
+    Nested: for the same seed, the subset at a smaller percent is contained in the one at a
+    larger percent (each class uses one fixed permutation and takes a prefix of it), so a
+    few-shot curve differs only by added data.
+
+    >>> labels = np.array([0] * 10 + [1] * 10)
+    >>> small, large = stratified_positions(labels, 20, 0), stratified_positions(labels, 50, 0)
+    >>> len(small), len(large), set(small) <= set(large)
+    (4, 10, True)
+    """
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent must be in (0, 100], got {percent}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        order = members[rng.permutation(len(members))]
+        take = max(1, math.ceil(len(members) * percent / 100))
+        chosen.extend(order[:take].tolist())
+    return sorted(chosen)

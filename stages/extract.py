@@ -1,0 +1,25 @@
+"""extract stage: frozen-encoder sequence features for one corpus x modality."""
+
+from __future__ import annotations
+
+import argparse
+
+from mer import metadata
+from mer.extract import extract_modality
+from mer.logs import setup_logging
+from mer.params import MODALITIES, load_section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metadata", required=True, help="metadata table (parquet)")
+    parser.add_argument("--modality", required=True, choices=MODALITIES)
+    parser.add_argument("--out", required=True, help="feature directory to write")
+    args = parser.parse_args()
+    setup_logging()
+    cfg = load_section("extract")
+    extract_modality(metadata.read(args.metadata), args.modality, cfg, args.out)
+
+
+if __name__ == "__main__":
+    main()

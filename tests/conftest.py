@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny random feature sets, offline hub settings."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def make_table(n_per_class: int = 6, splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
+    """A minimal metadata-like table with balanced labels."""
+    rows = []
+    for split in splits:
+        for label in range(4):
+            for i in range(n_per_class):
+                rows.append({"utt_id": f"{split}_{label}_{i}", "label_id": label, "split": split,
+                             "speaker": f"{split}_spk"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def make_sequences(table: pd.DataFrame, dims: dict[str, int], seed: int = 0, signal: float = 2.0) -> dict:
+    """Random ragged sequences whose mean carries the label (so a model can learn it).
+
+    The label centres depend only on the modality; ``seed`` draws the noise."""
+    rng = np.random.default_rng(seed)
+    sequences = {}
+    for index, (modality, dim) in enumerate(dims.items()):
+        centers = np.random.default_rng(1000 + index).normal(size=(4, dim)) * signal
+        sequences[modality] = [
+            (rng.normal(size=(int(rng.integers(2, 7)), dim)) + centers[label]).astype(np.float16)
+            for label in table["label_id"]
+        ]
+    return sequences
+
+
+@pytest.fixture
+def tiny_data():
+    """Train/dev/test MultimodalData with learnable random features in three modalities."""
+    from mer.data import MultimodalData
+
+    dims = {"text": 12, "audio": 10, "video": 8}
+    out = {}
+    for seed, split in enumerate(("train", "dev", "test")):
+        table = make_table(8 if split == "train" else 4, (split,))
+        out[split] = MultimodalData.from_arrays(table, make_sequences(table, dims, seed=seed))
+    return out

