@@ -201,8 +201,8 @@ def test_video_shapes_and_info(video_encoder: VideoEncoder) -> None:
     assert [h.shape for h in outputs] == [(8, 192), (3, 192)]
     assert all(h.dtype == np.float32 for h in outputs)
     info = video_encoder.info
-    assert (info.weights, info.hidden_dim, info.extra["image_size"]) == ("random-init", 192, 112)
-    assert video_encoder.preprocess(clips[1]).shape == (3, 3, 112, 112)
+    assert (info.weights, info.hidden_dim, info.extra["image_size"]) == ("random-init", 192, 64)
+    assert video_encoder.preprocess(clips[1]).shape == (3, 3, 64, 64)
 
 
 def test_video_batch_matches_single(video_encoder: VideoEncoder) -> None:

@@ -33,7 +33,7 @@ def test_forward_shapes_and_backward(mode):
     assert output.loss is not None and output.loss.ndim == 0
     if mode == "beta":
         assert output.gates.shape == (3, 3)
-        assert ((output.gates > 0) & (output.gates < 1)).all()
+        assert torch.allclose(output.gates.sum(-1), torch.full((3,), 3.0))  # modality weights sum to M
     else:
         assert output.gates is None
     output.loss.backward()
@@ -54,6 +54,25 @@ def test_padding_is_ignored_and_real_positions_matter(mode):
     real = {m: f.clone() for m, f in features.items()}
     real["audio"][0, :4] += torch.linspace(-3, 3, DIMS["audio"])  # change real positions of item 0
     assert not torch.allclose(model(real, masks).logits[0], reference[0], atol=1e-3)
+
+
+def test_vector_gate_is_per_dimension_sigmoid():
+    torch.manual_seed(0)
+    model = FusionModel(_config("beta", gate="vector"))
+    features, masks = _batch()
+    gates = model(features, masks).gates
+    assert gates.shape == (3, 3) and ((gates > 0) & (gates < 1)).all()
+    assert not torch.allclose(gates.sum(-1), torch.full((3,), 3.0))
+
+
+def test_modality_gate_follows_its_scores():
+    torch.manual_seed(0)
+    model = FusionModel(_config("beta")).eval()
+    features, masks = _batch()
+    with torch.no_grad():
+        model.fusion.scores["audio"][-1].bias.fill_(10.0)  # audio judged very reliable
+    gates = model(features, masks).gates
+    assert (gates[:, 1] > 2.9).all() and (gates[:, [0, 2]] < 0.05).all()
 
 
 def test_beta_learnable_or_fixed():
@@ -78,6 +97,8 @@ def test_config_validation():
         FusionConfig(input_dims=DIMS, mode="sum")
     with pytest.raises(ValueError, match="input_dims"):
         FusionConfig(input_dims={"text": 4}, mode="beta")
+    with pytest.raises(ValueError, match="gate"):
+        FusionConfig(input_dims=DIMS, mode="beta", gate="scalar")
     with pytest.raises(ValueError, match="two modalities"):
         FusionConfig(input_dims=DIMS, modalities=("text",), mode="beta")
 

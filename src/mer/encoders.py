@@ -67,7 +67,7 @@ class EncoderInfo:
             JSON (without ``transformers_version``, ``_name_or_path`` and ``dtype``, which do not
             change the function the model computes).
         extra (dict): modality details, e.g. ``{"frame_rate_hz": 50.0}`` (audio),
-            ``{"image_size": 112}`` (video), ``{"layer": -1}`` (text), plus ``init_seed`` for
+            ``{"image_size": 64}`` (video), ``{"layer": -1}`` (text), plus ``init_seed`` for
             random-init models.
     """
 
@@ -360,13 +360,20 @@ def _build_audio(spec: str, init_seed: int, device: str) -> AudioEncoder:
 
 
 def random_clip_vision_config() -> Any:
-    """The small CLIP vision config behind ``random-init:clip-vision``: 112 px, 16 px patches
-    (7 x 7 = 49 patches + CLS), 4 layers of width 192."""
+    """The small CLIP vision config behind ``random-init:clip-vision``: 64 px, 32 px patches
+    (2 x 2 patches + CLS), 4 layers of width 192.
+
+    Why so few patches: with random weights the CLS token attends almost uniformly, so the
+    pooled vector is close to a random projection of the *mean patch*, which folds the image onto
+    one patch and loses where things are. A linear probe of the pooled features on the synthetic
+    faces (reliable clips, unseen speakers) scored 0.53 with 16 px patches at 112 px, 0.81 with
+    32 px patches at 64 px (raw pixels: 1.0). Pretrained CLIP has no such problem.
+    """
     from transformers import CLIPVisionConfig
 
     return CLIPVisionConfig(
-        image_size=112,
-        patch_size=16,
+        image_size=64,
+        patch_size=32,
         hidden_size=192,
         num_hidden_layers=4,
         num_attention_heads=4,

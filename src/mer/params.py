@@ -22,6 +22,7 @@ import yaml
 MODALITIES = ("text", "audio", "video")
 EMOTIONS = ("anger", "happiness", "neutral", "sadness")
 FUSION_MODES = ("beta", "concat", "text", "audio", "video")
+GATES = ("modality", "vector")
 
 
 class ParamsError(ValueError):
@@ -50,7 +51,7 @@ class SyntheticParams:
         video_frames (int, 8): frames per face clip; video_size (int, 64): frame edge in pixels.
         two_unreliable_prob (float, 0.3): probability that an utterance has two unreliable
             modalities instead of one.
-        noise_snr_db (float, -6): SNR of the low-SNR audio condition.
+        noise_snr_db (float, -20): SNR of the low-SNR audio condition.
         target_shift (float, 1.0): strength of the source -> target domain shift (0 = none).
     """
 
@@ -66,7 +67,7 @@ class SyntheticParams:
     video_frames: int = 8
     video_size: int = 64
     two_unreliable_prob: float = 0.3
-    noise_snr_db: float = -6.0
+    noise_snr_db: float = -20.0
     target_shift: float = 1.0
 
     _checks = {
@@ -226,13 +227,16 @@ class FusionParams:
             ``h_i * h_j``; for text+audio exactly seed 003's ``beta * (h_t * h_a)``); the initial
             value when ``beta_learnable``.
         beta_learnable (bool, true): learn beta from its initial value.
+        gate (str, "modality"): ``modality`` (per-utterance softmax modality-reliability weights)
+            or ``vector`` (seed 003's per-dimension sigmoid gates).
     """
 
     mode: str = "beta"
     beta: float = 0.5
     beta_learnable: bool = True
+    gate: str = "modality"
 
-    _checks = {"mode": _choice(*FUSION_MODES), "beta": _range(-10.0, 10.0)}
+    _checks = {"mode": _choice(*FUSION_MODES), "beta": _range(-10.0, 10.0), "gate": _choice(*GATES)}
 
 
 @dataclass(frozen=True)

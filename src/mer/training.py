@@ -208,6 +208,7 @@ def train_source_model(
         dropout=model_params.dropout,
         beta=fusion_params.beta,
         beta_learnable=fusion_params.beta_learnable,
+        gate=fusion_params.gate,
         num_classes=len(EMOTIONS),
     )
     seed_everything(train_params.seed)
