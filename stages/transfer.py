@@ -22,7 +22,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     transfer, train = load_section("transfer"), load_section("train")
-    cfg = loop_config(train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience, seed=transfer.seed)
+    cfg = loop_config(
+        train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience, seed=transfer.seed
+    )
     records = transfer_to_target(
         args.model, args.adapters, args.metadata, args.features, list(transfer.fractions), cfg, args.out
     )

@@ -78,9 +78,7 @@ def test_metrics_are_json_ready_python_types():
 
 def test_accepts_lists_and_integral_floats():
     from_lists = classification_metrics([0, 1, 1], [0, 1, 0], LABELS)
-    from_floats = classification_metrics(
-        np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]), LABELS
-    )
+    from_floats = classification_metrics(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]), LABELS)
     assert from_lists == from_floats
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mer.models import AdapterConfig, FeatureAdapter, FusionConfig, FusionModel
+from mer.models.adapter import AdapterConfig, FeatureAdapter
+from mer.models.fusion import FusionConfig, FusionModel
 
 DIMS = {"text": 12, "audio": 10, "video": 8}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mer.params import ParamsError, load_section, section_from_mapping, validate_all, FusionParams, SECTIONS
+from mer.params import SECTIONS, FusionParams, ParamsError, load_section, section_from_mapping, validate_all
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_bad_values_name_the_key(section, mapping, message):
 
 def test_int_where_float_is_accepted_but_not_bool():
     assert section_from_mapping(FusionParams, {"beta": 1}, "fusion").beta == 1.0
-    with pytest.raises(ParamsError, match="fusion.beta"):
+    with pytest.raises(ParamsError, match=r"fusion\.beta"):
         section_from_mapping(FusionParams, {"beta": True}, "fusion")
 
 

@@ -20,9 +20,7 @@ def _assert_png(path: Path) -> None:
 
 def test_plot_confusion_writes_png_and_creates_parent_dirs(tmp_path):
     target = tmp_path / "nested" / "dir" / "confusion.png"
-    out = plot_confusion(
-        [[5, 1, 0], [2, 3, 0], [0, 0, 0]], ["anger", "happy", "neutral"], target, "dev"
-    )
+    out = plot_confusion([[5, 1, 0], [2, 3, 0], [0, 0, 0]], ["anger", "happy", "neutral"], target, "dev")
     assert out == target
     _assert_png(out)
 
@@ -54,9 +52,7 @@ def test_plot_fewshot_with_and_without_std(tmp_path):
 
 
 def test_plot_bars(tmp_path):
-    _assert_png(
-        plot_bars({"text": 0.52, "audio": 0.48, "beta": 0.66}, tmp_path / "ua.png", "UA", "UA")
-    )
+    _assert_png(plot_bars({"text": 0.52, "audio": 0.48, "beta": 0.66}, tmp_path / "ua.png", "UA", "UA"))
 
 
 def test_figures_are_closed(tmp_path):

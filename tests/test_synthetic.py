@@ -20,17 +20,24 @@ except ImportError:  # run without PYTHONPATH=src
 from mer.corpora import synthetic
 from mer.params import EMOTIONS, MODALITIES, SyntheticParams
 
-TINY = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=8,
-                       target_utterances_per_speaker=6, min_seconds=0.5, max_seconds=0.8,
-                       video_frames=3, video_size=32)
+TINY = SyntheticParams(
+    train_speakers=2,
+    dev_speakers=1,
+    test_speakers=1,
+    utterances_per_speaker=8,
+    target_utterances_per_speaker=6,
+    min_seconds=0.5,
+    max_seconds=0.8,
+    video_frames=3,
+    video_size=32,
+)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny corpus of both domains, generated once."""
     root = tmp_path_factory.mktemp("synthetic")
-    return {domain: synthetic.generate(TINY, domain, root / domain).parent
-            for domain in synthetic.DOMAINS}
+    return {domain: synthetic.generate(TINY, domain, root / domain).parent for domain in synthetic.DOMAINS}
 
 
 def _spectral_centroid(signal: np.ndarray, sample_rate: int) -> float:
@@ -46,20 +53,33 @@ def _spectral_flatness(signal: np.ndarray) -> float:
     return float(np.median(np.exp(np.log(power).mean(1)) / power.mean(1)))
 
 
-def _audio(emotion: str, condition: str, domain: str = "source", seed: int = 0,
-           cfg: SyntheticParams = TINY, speaker: int = 0) -> np.ndarray:
+def _audio(
+    emotion: str,
+    condition: str,
+    domain: str = "source",
+    seed: int = 0,
+    cfg: SyntheticParams = TINY,
+    speaker: int = 0,
+) -> np.ndarray:
     style = synthetic.domain_style(domain, cfg.target_shift)
     return synthetic.synthesize_audio(
-        np.random.default_rng(seed), emotion, condition, cfg.sample_rate, cfg.sample_rate,
-        synthetic.speakers_of(cfg, domain)[speaker], style, cfg.noise_snr_db)
+        np.random.default_rng(seed),
+        emotion,
+        condition,
+        cfg.sample_rate,
+        cfg.sample_rate,
+        synthetic.speakers_of(cfg, domain)[speaker],
+        style,
+        cfg.noise_snr_db,
+    )
 
 
-def _face(emotion: str, condition: str, domain: str = "source", seed: int = 0,
-          size: int = 64) -> np.ndarray:
+def _face(emotion: str, condition: str, domain: str = "source", seed: int = 0, size: int = 64) -> np.ndarray:
     style = synthetic.domain_style(domain, TINY.target_shift)
     speaker = synthetic.speakers_of(TINY, domain)[0]
-    return synthetic.render_face(np.random.default_rng(seed), emotion, condition, 4, size,
-                                 speaker, style).astype(np.float64)
+    return synthetic.render_face(
+        np.random.default_rng(seed), emotion, condition, 4, size, speaker, style
+    ).astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------- files
@@ -103,9 +123,20 @@ def test_load_columns_and_dtypes(corpus: dict[str, Path]) -> None:
     table = synthetic.load(corpus["source"], "synthetic")
     assert list(table.columns) == list(synthetic.METADATA_COLUMNS)
     assert (table["corpus"] == "synthetic").all()
-    for column in ("utt_id", "corpus", "speaker", "session", "split", "label", "text",
-                   "audio_path", "video_path", "text_condition", "audio_condition",
-                   "video_condition"):
+    for column in (
+        "utt_id",
+        "corpus",
+        "speaker",
+        "session",
+        "split",
+        "label",
+        "text",
+        "audio_path",
+        "video_path",
+        "text_condition",
+        "audio_condition",
+        "video_condition",
+    ):
         assert pd.api.types.is_string_dtype(table[column]), column
     assert table["label_id"].dtype == np.int64
     for column in ("valence", "arousal", "dominance", "sentiment", "start", "end", "duration"):
@@ -115,8 +146,10 @@ def test_load_columns_and_dtypes(corpus: dict[str, Path]) -> None:
         assert reliable.dtype == bool
         conditions = table[f"{modality}_condition"]
         assert (reliable == (conditions == synthetic.RELIABLE_CONDITION[modality])).all()
-        assert set(conditions) <= {synthetic.RELIABLE_CONDITION[modality],
-                                   *synthetic.UNRELIABLE_CONDITIONS[modality]}
+        assert set(conditions) <= {
+            synthetic.RELIABLE_CONDITION[modality],
+            *synthetic.UNRELIABLE_CONDITIONS[modality],
+        }
     assert (table["label_id"] == table["label"].map(EMOTIONS.index)).all()
     assert (table["start"] == 0.0).all() and (table["end"] == table["duration"]).all()
     assert table["audio_path"].iloc[0] == str(corpus["source"] / "wav" / f"{table.utt_id.iloc[0]}.wav")
@@ -143,8 +176,11 @@ def test_ids_speakers_sessions_and_splits(corpus: dict[str, Path]) -> None:
         assert table["utt_id"].is_unique
         by_split = table.groupby("split")["speaker"].apply(set)
         assert by_split.map(len).to_dict() == {"train": 2, "dev": 1, "test": 1}
-        assert not (by_split["train"] & by_split["dev"] or by_split["train"] & by_split["test"]
-                    or by_split["dev"] & by_split["test"])
+        assert not (
+            by_split["train"] & by_split["dev"]
+            or by_split["train"] & by_split["test"]
+            or by_split["dev"] & by_split["test"]
+        )
         # sessions pair speakers inside a split and never span two
         assert (table.groupby("session")["split"].nunique() == 1).all()
         assert table["session"].str.startswith(f"{domain}_s").all()
@@ -166,11 +202,17 @@ def test_labels_balanced_per_speaker() -> None:
 
 
 def test_one_or_two_unreliable_modalities() -> None:
-    cfg = SyntheticParams(train_speakers=10, dev_speakers=5, test_speakers=5,
-                          utterances_per_speaker=200, two_unreliable_prob=0.3)
+    cfg = SyntheticParams(
+        train_speakers=10,
+        dev_speakers=5,
+        test_speakers=5,
+        utterances_per_speaker=200,
+        two_unreliable_prob=0.3,
+    )
     plan = synthetic.plan_corpus(cfg, "source")
     unreliable = sum(
-        (plan[f"{m}_condition"] != synthetic.RELIABLE_CONDITION[m]).astype(int) for m in MODALITIES)
+        (plan[f"{m}_condition"] != synthetic.RELIABLE_CONDITION[m]).astype(int) for m in MODALITIES
+    )
     assert unreliable.between(1, 2).all()
     assert abs((unreliable == 2).mean() - 0.3) < 0.03  # 4000 draws: std 0.007
     for modality in MODALITIES:  # uniform over modalities: each unreliable in ~(0.7/3 + 0.3*2/3)
@@ -180,8 +222,8 @@ def test_one_or_two_unreliable_modalities() -> None:
     for prob, count in ((0.0, 1), (1.0, 2)):
         plan = synthetic.plan_corpus(SyntheticParams(two_unreliable_prob=prob), "target")
         unreliable = sum(
-            (plan[f"{m}_condition"] != synthetic.RELIABLE_CONDITION[m]).astype(int)
-            for m in MODALITIES)
+            (plan[f"{m}_condition"] != synthetic.RELIABLE_CONDITION[m]).astype(int) for m in MODALITIES
+        )
         assert (unreliable == count).all()
 
 
@@ -208,21 +250,22 @@ def _frame(sentence: str) -> str:
 
 def test_text_cues() -> None:
     rng = np.random.default_rng(0)
-    frames = {e: {_frame(synthetic.compose_text(rng, e, "emotional", 0.0)) for _ in range(300)}
-              for e in EMOTIONS}
-    ambiguous = {_frame(synthetic.compose_text(rng, e, "ambiguous", 0.0))
-                 for e in EMOTIONS for _ in range(100)}
+    frames = {
+        e: {_frame(synthetic.compose_text(rng, e, "emotional", 0.0)) for _ in range(300)} for e in EMOTIONS
+    }
+    ambiguous = {
+        _frame(synthetic.compose_text(rng, e, "ambiguous", 0.0)) for e in EMOTIONS for _ in range(100)
+    }
     for i, first in enumerate(EMOTIONS):
         assert not frames[first] & ambiguous, first
-        for second in EMOTIONS[i + 1:]:
+        for second in EMOTIONS[i + 1 :]:
             assert not frames[first] & frames[second], (first, second)
     assert min(len(f) for f in frames.values()) >= 12  # wordings per emotion
     sentences = {synthetic.compose_text(rng, "anger", "emotional", 0.0) for _ in range(1000)}
     assert len(sentences) > 500  # times 144 shared events: many distinct sentences
     # ambiguous wording does not depend on the emotion at all
     for seed in range(20):
-        texts = {synthetic.compose_text(np.random.default_rng(seed), e, "ambiguous", 1.0)
-                 for e in EMOTIONS}
+        texts = {synthetic.compose_text(np.random.default_rng(seed), e, "ambiguous", 1.0) for e in EMOTIONS}
         assert len(texts) == 1
 
 
@@ -230,17 +273,20 @@ def test_audio_cues_separate_anger_from_sadness() -> None:
     anger = [_audio("anger", "clean", seed=s, speaker=s % 4) for s in range(6)]
     sadness = [_audio("sadness", "clean", seed=s, speaker=s % 4) for s in range(6)]
     rms = {e: [np.sqrt(np.mean(x**2)) for x in xs] for e, xs in (("anger", anger), ("sadness", sadness))}
-    centroid = {e: [_spectral_centroid(x, TINY.sample_rate) for x in xs]
-                for e, xs in (("anger", anger), ("sadness", sadness))}
+    centroid = {
+        e: [_spectral_centroid(x, TINY.sample_rate) for x in xs]
+        for e, xs in (("anger", anger), ("sadness", sadness))
+    }
     assert min(rms["anger"]) > 3 * max(rms["sadness"])
     assert min(centroid["anger"]) > 2 * max(centroid["sadness"])
+
     # tempo: syllable rate shows as the dominant envelope modulation frequency
     def envelope_rate(x: np.ndarray) -> float:
         envelope = np.abs(x).reshape(-1, 160).mean(1)  # 10 ms frames
         spectrum = np.abs(np.fft.rfft(envelope - envelope.mean()))
         return float(np.fft.rfftfreq(len(envelope), 0.01)[np.argmax(spectrum)])
-    assert np.median([envelope_rate(x) for x in anger]) > 2 * np.median(
-        [envelope_rate(x) for x in sadness])
+
+    assert np.median([envelope_rate(x) for x in anger]) > 2 * np.median([envelope_rate(x) for x in sadness])
 
 
 def test_noisy_audio_has_lower_snr_and_no_loudness_cue() -> None:
@@ -276,8 +322,12 @@ def test_target_shift_zero_is_the_source_process() -> None:
 
     def vocabulary(shift: float) -> set[str]:
         rng = np.random.default_rng(1)
-        return {w for e in EMOTIONS for _ in range(400)
-                for w in re.findall(r"[a-z']+", synthetic.compose_text(rng, e, "emotional", shift).lower())}
+        return {
+            w
+            for e in EMOTIONS
+            for _ in range(400)
+            for w in re.findall(r"[a-z']+", synthetic.compose_text(rng, e, "emotional", shift).lower())
+        }
 
     source = vocabulary(0.0)
     assert vocabulary(0.0) == source  # same process, same vocabulary
@@ -305,8 +355,10 @@ def test_target_differs_from_source(corpus: dict[str, Path]) -> None:
     # faces: rendered with other colours and lower contrast, cues kept
     anger_source, anger_target = _face("anger", "clear", "source"), _face("anger", "clear", "target")
     assert np.abs(anger_source.mean((0, 1, 2)) - anger_target.mean((0, 1, 2))).max() > 10
-    assert _face("anger", "clear", "target")[:, 40:50, 24:40].mean() < _face(
-        "sadness", "clear", "target")[:, 40:50, 24:40].mean() - 30
+    assert (
+        _face("anger", "clear", "target")[:, 40:50, 24:40].mean()
+        < _face("sadness", "clear", "target")[:, 40:50, 24:40].mean() - 30
+    )
     # the cues survive the channel: anger still louder and brighter than sadness
     anger = _audio("anger", "clean", "target")
     sadness = _audio("sadness", "clean", "target")

@@ -6,6 +6,9 @@ modality, applied position-wise. Pairing (``adapt.pairing``):
 - ``random`` (seed 002): a target frame is paired with a random source frame. The minimiser of
   that MSE is the constant source mean, so this adapter mostly recentres features; it is kept
   for fidelity to the seed and as a baseline.
+- ``nearest`` (label-free): each target frame is paired with its nearest neighbour among a
+  random pool of source frames, after standardising each domain with its own per-dimension
+  statistics; the adapter learns a distribution-matching map that keeps frames apart.
 - ``class``: the source frame comes from a source utterance of the same emotion as the target
   utterance, using the labels of a stratified ``adapt.labelled_fraction``% subset of the target
   train split (the same subset the transfer stage fine-tunes on at that fraction).
@@ -21,10 +24,10 @@ import numpy as np
 import torch
 
 from mer.data import MultimodalData, load_splits
-from mer.models import AdapterConfig, FeatureAdapter
+from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.params import AdaptParams
+from mer.seeding import seed_everything
 from mer.splits import stratified_positions
-from mer.training import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,24 @@ def _frame_pools(data: MultimodalData, modality: str, by_label: bool) -> dict[in
     for sequence, label in zip(data.sequences[modality], data.labels.tolist(), strict=True):
         pools.setdefault(label if by_label else -1, []).append(np.asarray(sequence, dtype=np.float32))
     return {key: np.concatenate(frames) for key, frames in pools.items()}
+
+
+def _nearest(
+    target_frames: np.ndarray,
+    source_frames: np.ndarray,
+    standardise: dict[str, tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    pool_size: int,
+) -> np.ndarray:
+    """For each target frame `(P, D_t)`, the nearest of ``pool_size`` random source frames
+    `(P, D_s)`, distances taken between per-domain standardised frames (needs D_t == D_s)."""
+    if target_frames.shape[1] != source_frames.shape[1]:
+        raise ValueError("adapt.pairing 'nearest' needs equal feature dims in both domains; use 'random'")
+    pool = source_frames[rng.integers(len(source_frames), size=pool_size)]  # (K, D)
+    (t_mean, t_std), (s_mean, s_std) = standardise["target"], standardise["source"]
+    queries = torch.from_numpy((target_frames - t_mean) / t_std)  # (P, D)
+    keys = torch.from_numpy((pool - s_mean) / s_std)  # (K, D)
+    return pool[torch.cdist(queries, keys).argmin(dim=1).numpy()]
 
 
 def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,11 +100,19 @@ def train_adapter(
     optimizer = torch.optim.Adam(adapter.parameters(), lr=cfg.lr)
     losses = []
     per_key = max(1, cfg.pairs_per_epoch // len(keys))
+    standardise = {}
+    if cfg.pairing == "nearest":
+        for name, pools in (("target", target_pools), ("source", source_pools)):
+            frames = np.concatenate(list(pools.values()))
+            standardise[name] = (frames.mean(0), frames.std(0) + 1e-6)
     for _ in range(cfg.epochs):
         inputs, targets = [], []
         for key in keys:
             inputs.append(target_pools[key][rng.integers(len(target_pools[key]), size=per_key)])
-            targets.append(source_pools[key][rng.integers(len(source_pools[key]), size=per_key)])
+            if cfg.pairing == "nearest":
+                targets.append(_nearest(inputs[-1], source_pools[key], standardise, rng, cfg.pairs_per_epoch))
+            else:
+                targets.append(source_pools[key][rng.integers(len(source_pools[key]), size=per_key)])
         inputs_t = torch.from_numpy(np.concatenate(inputs))  # (P, D_in)
         targets_t = torch.from_numpy(np.concatenate(targets))  # (P, D_out)
         order = torch.randperm(len(inputs_t), generator=generator)
@@ -97,7 +126,7 @@ def train_adapter(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
         losses.append(round(total / len(order), 5))
 
     all_source = np.concatenate(list(source_pools.values()))
@@ -108,7 +137,9 @@ def train_adapter(
         "labelled_utterances": len(target) if by_label else 0,
         "loss_first_epoch": losses[0],
         "loss_last_epoch": losses[-1],
-        "mean_distance_before": _mean_distance(all_target, all_source) if all_target.shape[1] == all_source.shape[1] else None,
+        "mean_distance_before": _mean_distance(all_target, all_source)
+        if all_target.shape[1] == all_source.shape[1]
+        else None,
         "mean_distance_after": _mean_distance(adapted, all_source),
     }
     logger.info("adapter %s: %s", modality, record)

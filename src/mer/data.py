@@ -42,7 +42,9 @@ class Batch:
 class MultimodalData:
     """Rows of a metadata table with their feature sequences, one list per modality."""
 
-    def __init__(self, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]], n_missing: int = 0) -> None:
+    def __init__(
+        self, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]], n_missing: int = 0
+    ) -> None:
         self.table = table.reset_index(drop=True)
         self.sequences = sequences
         self.n_missing = n_missing
@@ -64,7 +66,9 @@ class MultimodalData:
             present &= table["utt_id"].isin(store.ids).to_numpy()
         if not present.all():
             dropped = table.loc[~present, "utt_id"].tolist()
-            logger.warning("%s: %d utterances lack features (quarantined): %s", name, len(dropped), dropped[:10])
+            logger.warning(
+                "%s: %d utterances lack features (quarantined): %s", name, len(dropped), dropped[:10]
+            )
         kept = table.loc[present].reset_index(drop=True)
         sequences = {m: [store[u] for u in kept["utt_id"]] for m, store in stores.items()}
         return cls(kept, sequences, n_missing=int((~present).sum()))

@@ -62,9 +62,7 @@ def _check_pair(
     true_ids = _as_class_ids(y_true, "y_true", num_classes)
     pred_ids = _as_class_ids(y_pred, "y_pred", num_classes)
     if true_ids.shape[0] != pred_ids.shape[0]:
-        raise ValueError(
-            f"y_true and y_pred differ in length: {true_ids.shape[0]} != {pred_ids.shape[0]}"
-        )
+        raise ValueError(f"y_true and y_pred differ in length: {true_ids.shape[0]} != {pred_ids.shape[0]}")
     if true_ids.shape[0] == 0:
         raise ValueError("y_true is empty: metrics need at least one example")
     return true_ids, pred_ids
@@ -134,9 +132,7 @@ def classification_metrics(
     recall = np.divide(hits, support, out=np.zeros(num_classes), where=present)
     precision = np.divide(hits, predicted, out=np.zeros(num_classes), where=predicted > 0)
     denominator = precision + recall
-    f1 = np.divide(
-        2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0
-    )
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0)
 
     return {
         "ua": _round(recall[present].mean()),

@@ -59,9 +59,7 @@ def _encode(encoder: Any, modality: str, inputs: list, cfg: ExtractParams) -> li
     return encoder.encode(inputs)
 
 
-def extract_modality(
-    table: pd.DataFrame, modality: str, cfg: ExtractParams, out_dir: str | Path
-) -> dict:
+def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out_dir: str | Path) -> dict:
     """Extract ``modality`` features for every row of ``table`` into ``out_dir``.
 
     Returns:

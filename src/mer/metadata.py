@@ -54,12 +54,9 @@ def validate(table: pd.DataFrame, name: str, check_files: bool = True) -> None:
     leaking = leaking[leaking > 1].index.tolist()
     if leaking:
         detail = [
-            f"{spk} in {sorted(table.loc[table['speaker'] == spk, 'split'].unique())}"
-            for spk in leaking
+            f"{spk} in {sorted(table.loc[table['speaker'] == spk, 'split'].unique())}" for spk in leaking
         ]
-        raise MetadataError(
-            f"{name}: speakers in more than one split (speaker leakage): {_preview(detail)}"
-        )
+        raise MetadataError(f"{name}: speakers in more than one split (speaker leakage): {_preview(detail)}")
     if check_files:
         for column in ("audio_path", "video_path"):
             paths = table[column].dropna()

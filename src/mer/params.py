@@ -15,7 +15,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -52,7 +52,7 @@ class SyntheticParams:
         two_unreliable_prob (float, 0.3): probability that an utterance has two unreliable
             modalities instead of one.
         noise_snr_db (float, -20): SNR of the low-SNR audio condition.
-        target_shift (float, 1.0): strength of the source -> target domain shift (0 = none).
+        target_shift (float, 2.0): strength of the source -> target domain shift (0 = none).
     """
 
     seed: int = 7
@@ -68,9 +68,9 @@ class SyntheticParams:
     video_size: int = 64
     two_unreliable_prob: float = 0.3
     noise_snr_db: float = -20.0
-    target_shift: float = 1.0
+    target_shift: float = 2.0
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "seed": _range(0),
         "train_speakers": _range(1),
         "dev_speakers": _range(1),
@@ -127,7 +127,7 @@ class ExtractParams:
     batch_size: int = 16
     shard_size: int = 256
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "init_seed": _range(0),
         "max_len": _range(4, 512),
         "max_seconds": _range(0.5, 600.0),
@@ -148,9 +148,10 @@ class AdaptParams:
         epochs (int, 30): epochs (seed 002).
         batch_size (int, 64): frame pairs per step.
         pairs_per_epoch (int, 2048): frame pairs drawn per epoch.
-        pairing (str, "class"): ``random`` pairs a target frame with a random source frame
-            (seed 002; its MSE optimum is the source mean), ``class`` draws the source frame from
-            an utterance of the same emotion, using the labelled subset below.
+        pairing (str, "random"): ``random`` pairs a target frame with a random source frame
+            (seed 002; its MSE optimum is the source mean), ``nearest`` with its nearest source
+            frame after per-domain standardisation (label-free), ``class`` with a source frame
+            of the same emotion, using the labelled subset below.
         labelled_fraction (int, 10): percent of the target train split whose labels ``class``
             pairing may use (the same stratified subset as the transfer stage's fraction).
         seed (int, 0): seed for pairing, init and the labelled subset.
@@ -162,18 +163,18 @@ class AdaptParams:
     epochs: int = 30
     batch_size: int = 64
     pairs_per_epoch: int = 2048
-    pairing: str = "class"
+    pairing: str = "random"
     labelled_fraction: int = 10
     seed: int = 0
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "hidden_dim": _range(1),
         "dropout": _range(0.0, 0.95),
         "lr": _range(0.0, 1.0, lo_open=True),
         "epochs": _range(1),
         "batch_size": _range(2),
         "pairs_per_epoch": _range(2),
-        "pairing": _choice("class", "random"),
+        "pairing": _choice("class", "nearest", "random"),
         "labelled_fraction": _range(1, 100),
         "seed": _range(0),
     }
@@ -197,7 +198,7 @@ class ModelParams:
     dropout: float = 0.1
     modalities: tuple[str, ...] = MODALITIES
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "d_model": _range(4),
         "num_heads": _range(1),
         "num_cross_layers": _range(0, 12),
@@ -208,8 +209,7 @@ class ModelParams:
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
             raise ParamsError(
-                f"model.d_model ({self.d_model}) must be divisible by model.num_heads "
-                f"({self.num_heads})"
+                f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})"
             )
         if not self.modalities:
             raise ParamsError("model.modalities must name at least one modality")
@@ -236,7 +236,11 @@ class FusionParams:
     beta_learnable: bool = True
     gate: str = "modality"
 
-    _checks = {"mode": _choice(*FUSION_MODES), "beta": _range(-10.0, 10.0), "gate": _choice(*GATES)}
+    _checks: ClassVar[dict] = {
+        "mode": _choice(*FUSION_MODES),
+        "beta": _range(-10.0, 10.0),
+        "gate": _choice(*GATES),
+    }
 
 
 @dataclass(frozen=True)
@@ -263,7 +267,7 @@ class TrainParams:
     seed: int = 0
     baselines: tuple[str, ...] = ("concat", "text", "audio", "video")
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "epochs": _range(1),
         "batch_size": _range(1),
         "lr": _range(0.0, 1.0, lo_open=True),
@@ -294,7 +298,7 @@ class TransferParams:
     patience: int = 6
     seed: int = 0
 
-    _checks = {
+    _checks: ClassVar[dict] = {
         "fractions": {"each": _range(1, 100)},
         "epochs": _range(1),
         "lr": _range(0.0, 1.0, lo_open=True),
@@ -360,7 +364,9 @@ def _check_value(key: str, value: Any, rule: dict) -> None:
         return
     lo, hi = rule["lo"], rule["hi"]
     if lo is not None and (value <= lo if rule["lo_open"] else value < lo):
-        raise ParamsError(f"{key}: {value!r} is out of range (must be {'>' if rule['lo_open'] else '>='} {lo})")
+        raise ParamsError(
+            f"{key}: {value!r} is out of range (must be {'>' if rule['lo_open'] else '>='} {lo})"
+        )
     if hi is not None and value > hi:
         raise ParamsError(f"{key}: {value!r} is out of range (must be <= {hi})")
 
@@ -416,7 +422,6 @@ def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
 def as_dict(cfg: Any) -> dict:
     """A JSON-friendly dict of a params dataclass."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
 
 
 if __name__ == "__main__":

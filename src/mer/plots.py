@@ -37,9 +37,7 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return out_path
 
 
-def plot_confusion(
-    confusion: np.ndarray | list, labels: Sequence[str], path: str | Path, title: str
-) -> Path:
+def plot_confusion(confusion: np.ndarray | list, labels: Sequence[str], path: str | Path, title: str) -> Path:
     """Confusion heatmap: cells show counts, shading is row-normalised (per-class recall).
 
     Args:
@@ -68,9 +66,7 @@ def plot_confusion(
         )
     row_totals = counts.sum(axis=1, keepdims=True)  # (C, 1)
     # rows with no support stay blank instead of dividing by zero
-    shares = np.divide(
-        counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0
-    )  # (C, C)
+    shares = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)  # (C, C)
 
     size = max(4.0, 0.9 * len(labels) + 2.0)
     figure, axes = plt.subplots(figsize=(size, size * 0.85))
@@ -89,9 +85,7 @@ def plot_confusion(
     return _save(figure, path)
 
 
-def plot_curves(
-    curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str
-) -> Path:
+def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str) -> Path:
     """Training curves: one subplot per metric, one line per run, x = epoch (1-based).
 
     Args:
@@ -119,7 +113,7 @@ def plot_curves(
     figure, axes_row = plt.subplots(
         1, len(metric_names), figsize=(4.5 * len(metric_names), 3.6), squeeze=False
     )
-    for axes, metric_name in zip(axes_row[0], metric_names):
+    for axes, metric_name in zip(axes_row[0], metric_names, strict=True):
         for run_name, metrics in curves.items():
             if metric_name not in metrics:
                 continue

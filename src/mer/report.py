@@ -100,10 +100,9 @@ def evaluate(
     plots.plot_bars({name: m["ua"] for name, m in source["test"].items()}, png_dir / "source_ua.png",
                     "Source test UA by model", "UA")  # fmt: skip
     if source["gates"]:
-        plots.plot_bars(
-            {f"{m} {cond}": g[cond] for m, g in source["gates"].items() for cond in ("reliable", "unreliable")},
-            png_dir / "gates.png", "Mean gate by modality reliability (main model)", "gate",
-        )  # fmt: skip
+        conditions = ("reliable", "unreliable")
+        bars = {f"{m} {c}": g[c] for m, g in source["gates"].items() for c in conditions}
+        plots.plot_bars(bars, png_dir / "gates.png", "Mean gate by modality reliability", "gate")
     curves = _read_curves(Path(live_root), list(runs))
     if curves:
         plots.plot_curves(curves, png_dir / "training_curves.png", "Training curves (source)")
@@ -122,7 +121,9 @@ def evaluate(
         for fraction in fractions:
             writer.writerow([fraction] + [transfer[s].get(str(fraction), {}).get("ua", "") for s in transfer])
     rows = [
-        {"fraction": int(f), "setting": s, "ua": m["ua"]} for s, per in transfer.items() for f, m in per.items()
+        {"fraction": int(f), "setting": s, "ua": m["ua"]}
+        for s, per in transfer.items()
+        for f, m in per.items()
     ]
     if rows:
         plots.plot_fewshot(rows, png_dir / "fewshot.png", "Target test UA vs fine-tuning data (%)")

@@ -7,20 +7,19 @@ epoch's weights are restored), per-epoch metrics to dvclive. Seeded and determin
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from dvclive import Live
 
+from dvclive import Live
 from mer.data import MultimodalData, load_splits
 from mer.evaluation import classification_metrics
-from mer.models import FusionConfig, FusionModel
+from mer.models.fusion import FusionConfig, FusionModel
 from mer.params import EMOTIONS, MODALITIES, FusionParams, ModelParams, TrainParams
+from mer.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +44,6 @@ class FitResult:
     best_epoch: int
     best_dev_ua: float
     history: dict[str, list[float]] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; make torch deterministic; return a seeded generator."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.Generator().manual_seed(seed)
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -146,7 +136,9 @@ def fit(
         else:
             stale += 1
             if stale >= cfg.patience:
-                logger.info("early stop at epoch %d (best %d, dev UA %.4f)", epoch, best.best_epoch, best.best_dev_ua)
+                logger.info(
+                    "early stop at epoch %d (best %d, dev UA %.4f)", epoch, best.best_epoch, best.best_dev_ua
+                )
                 break
     model.load_state_dict(best_state)
     best.history = history
@@ -223,5 +215,7 @@ def train_source_model(
     predictions["n_missing_features"] = splits["test"].n_missing
     Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(predictions_out, index=False)
-    logger.info("%s: best epoch %d, dev UA %.4f, beta %s", mode, result.best_epoch, result.best_dev_ua, model.beta)
+    logger.info(
+        "%s: best epoch %d, dev UA %.4f, beta %s", mode, result.best_epoch, result.best_dev_ua, model.beta
+    )
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mer.data import MultimodalData, load_splits
-from mer.models import FeatureAdapter
+from mer.models.adapter import FeatureAdapter
 from mer.splits import stratified_positions
 from mer.training import LoopConfig, fit, load_model, predict
 

@@ -53,13 +53,44 @@ RELIABLE_CONDITION = {"text": "emotional", "audio": "clean", "video": "clear"}
 UNRELIABLE_CONDITIONS = {"text": ("ambiguous",), "audio": ("noisy",), "video": ("occluded", "blank")}
 
 TRANSCRIPT_COLUMNS = (
-    "utt_id", "speaker", "session", "split", "emotion", "valence", "arousal", "dominance",
-    "sentiment", "text", "duration", "text_condition", "audio_condition", "video_condition",
+    "utt_id",
+    "speaker",
+    "session",
+    "split",
+    "emotion",
+    "valence",
+    "arousal",
+    "dominance",
+    "sentiment",
+    "text",
+    "duration",
+    "text_condition",
+    "audio_condition",
+    "video_condition",
 )
 METADATA_COLUMNS = (
-    "utt_id", "corpus", "speaker", "session", "split", "label", "label_id", "valence", "arousal",
-    "dominance", "sentiment", "text", "audio_path", "video_path", "start", "end", "duration",
-    "text_reliable", "audio_reliable", "video_reliable", "text_condition", "audio_condition",
+    "utt_id",
+    "corpus",
+    "speaker",
+    "session",
+    "split",
+    "label",
+    "label_id",
+    "valence",
+    "arousal",
+    "dominance",
+    "sentiment",
+    "text",
+    "audio_path",
+    "video_path",
+    "start",
+    "end",
+    "duration",
+    "text_reliable",
+    "audio_reliable",
+    "video_reliable",
+    "text_condition",
+    "audio_condition",
     "video_condition",
 )
 
@@ -93,14 +124,10 @@ class Prosody:
 # Class differences are deliberately large (sadness 0.6x, anger 1.7x neutral F0): a
 # random-weight WavLM only separates coarse spectral/energy differences.
 PROSODY = {
-    "anger": Prosody(f0_factor=1.7, f0_range=0.22, f0_slope=0.0, syllable_rate=6.0, rms=0.16,
-                     tilt=0.6),
-    "happiness": Prosody(f0_factor=1.35, f0_range=0.08, f0_slope=0.45, syllable_rate=5.0,
-                         rms=0.10, tilt=1.0),
-    "neutral": Prosody(f0_factor=1.0, f0_range=0.03, f0_slope=0.0, syllable_rate=4.0, rms=0.06,
-                       tilt=1.5),
-    "sadness": Prosody(f0_factor=0.6, f0_range=0.015, f0_slope=-0.12, syllable_rate=2.5,
-                       rms=0.025, tilt=2.4),
+    "anger": Prosody(f0_factor=1.7, f0_range=0.22, f0_slope=0.0, syllable_rate=6.0, rms=0.16, tilt=0.6),
+    "happiness": Prosody(f0_factor=1.35, f0_range=0.08, f0_slope=0.45, syllable_rate=5.0, rms=0.10, tilt=1.0),
+    "neutral": Prosody(f0_factor=1.0, f0_range=0.03, f0_slope=0.0, syllable_rate=4.0, rms=0.06, tilt=1.5),
+    "sadness": Prosody(f0_factor=0.6, f0_range=0.015, f0_slope=-0.12, syllable_rate=2.5, rms=0.025, tilt=2.4),
 }
 NEUTRAL_F0_HZ = 150.0
 BACKGROUND_SNR_DB = 25.0  # relative to neutral speech; the floor is a constant absolute level
@@ -136,13 +163,32 @@ MOUTHS = {
 # --------------------------------------------------------------------------------------------
 
 SUBJECTS = (
-    "the meeting", "my brother", "the train", "our neighbour", "the landlord", "the test results",
-    "my car", "the new manager", "the weekend trip", "the package", "my sister", "the council",
+    "the meeting",
+    "my brother",
+    "the train",
+    "our neighbour",
+    "the landlord",
+    "the test results",
+    "my car",
+    "the new manager",
+    "the weekend trip",
+    "the package",
+    "my sister",
+    "the council",
 )
 PREDICATES = (
-    "was moved to Friday", "called me this morning", "arrived late again", "changed the plan",
-    "came back today", "was cancelled", "sent the letter", "made a decision", "got the results",
-    "finished the project", "turned up at the door", "changed the rules",
+    "was moved to Friday",
+    "called me this morning",
+    "arrived late again",
+    "changed the plan",
+    "came back today",
+    "was cancelled",
+    "sent the letter",
+    "made a decision",
+    "got the results",
+    "finished the project",
+    "turned up at the door",
+    "changed the rules",
 )
 TIMES = ("nine o'clock", "noon", "half past two", "four fifteen", "six thirty")
 DAYS = ("Monday", "Tuesday", "Thursday", "the third", "the twelfth")
@@ -322,21 +368,26 @@ class Speaker:
     face_size: float
 
 
-FACE_PALETTE = ((236, 200, 170), (250, 220, 120), (200, 230, 250), (240, 170, 150),
-                (210, 240, 190), (230, 210, 250))
-BACKGROUND_PALETTE = ((40, 70, 120), (30, 100, 70), (100, 50, 90), (60, 60, 60),
-                      (20, 90, 110), (110, 70, 40))
+FACE_PALETTE = (
+    (236, 200, 170),
+    (250, 220, 120),
+    (200, 230, 250),
+    (240, 170, 150),
+    (210, 240, 190),
+    (230, 210, 250),
+)
+BACKGROUND_PALETTE = ((40, 70, 120), (30, 100, 70), (100, 50, 90), (60, 60, 60), (20, 90, 110), (110, 70, 40))
 
 
 def _draw_speaker(rng: np.random.Generator, index: int, style: DomainStyle) -> Speaker:
     """Draw one speaker's voice and face; per-speaker variation is smaller than the cues."""
     register = (0.87, 1.13)[index % 2]  # male-ish / female-ish, alternating
     f0 = NEUTRAL_F0_HZ * register * rng.uniform(0.96, 1.04) * style.f0_factor
-    formants = (rng.uniform(450, 800) * style.formant_factor,
-                rng.uniform(1100, 2000) * style.formant_factor)
+    formants = (rng.uniform(450, 800) * style.formant_factor, rng.uniform(1100, 2000) * style.formant_factor)
     face = np.asarray(FACE_PALETTE[rng.integers(len(FACE_PALETTE))]) + rng.uniform(-15, 15, 3)
-    background = (np.asarray(BACKGROUND_PALETTE[rng.integers(len(BACKGROUND_PALETTE))])
-                  + rng.uniform(-15, 15, 3))
+    background = np.asarray(BACKGROUND_PALETTE[rng.integers(len(BACKGROUND_PALETTE))]) + rng.uniform(
+        -15, 15, 3
+    )
     feature = rng.uniform(10, 40, 3)
     return Speaker(
         name=f"spk{index:02d}",
@@ -352,8 +403,7 @@ def _draw_speaker(rng: np.random.Generator, index: int, style: DomainStyle) -> S
     )
 
 
-def compose_text(rng: np.random.Generator, emotion: str, condition: str,
-                 lexicon_shift: float) -> str:
+def compose_text(rng: np.random.Generator, emotion: str, condition: str, lexicon_shift: float) -> str:
     """One sentence: emotional wording of ``emotion`` or, if ambiguous, cue-free hedging.
 
     >>> compose_text(np.random.default_rng(0), "anger", "emotional", 0.0).endswith(("!", "."))
@@ -376,8 +426,7 @@ def compose_text(rng: np.random.Generator, emotion: str, condition: str,
 
 def _speaker_splits(cfg: SyntheticParams) -> list[str]:
     """Split of each local speaker: train speakers first, then dev, then test."""
-    return (["train"] * cfg.train_speakers + ["dev"] * cfg.dev_speakers
-            + ["test"] * cfg.test_speakers)
+    return ["train"] * cfg.train_speakers + ["dev"] * cfg.dev_speakers + ["test"] * cfg.test_speakers
 
 
 def speakers_of(cfg: SyntheticParams, domain: str) -> list[Speaker]:
@@ -386,8 +435,7 @@ def speakers_of(cfg: SyntheticParams, domain: str) -> list[Speaker]:
     style = domain_style(domain, cfg.target_shift)
     n_speakers = len(_speaker_splits(cfg))
     rng = np.random.default_rng([cfg.seed, domain_index, 1_000_000])
-    return [_draw_speaker(rng, domain_index * n_speakers + local, style)
-            for local in range(n_speakers)]
+    return [_draw_speaker(rng, domain_index * n_speakers + local, style) for local in range(n_speakers)]
 
 
 def plan_corpus(cfg: SyntheticParams, domain: str) -> pd.DataFrame:
@@ -397,8 +445,7 @@ def plan_corpus(cfg: SyntheticParams, domain: str) -> pd.DataFrame:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     rng = np.random.default_rng([cfg.seed, domain_index])
     style = domain_style(domain, cfg.target_shift)
-    per_speaker = (cfg.utterances_per_speaker if domain == "source"
-                   else cfg.target_utterances_per_speaker)
+    per_speaker = cfg.utterances_per_speaker if domain == "source" else cfg.target_utterances_per_speaker
     splits = _speaker_splits(cfg)
     # sessions pair speakers two by two inside a split, so no session spans two splits
     sessions: list[str] = []
@@ -413,33 +460,37 @@ def plan_corpus(cfg: SyntheticParams, domain: str) -> pd.DataFrame:
         emotions = [emotions[i] for i in rng.permutation(per_speaker)]
         for utt, emotion in enumerate(emotions):
             n_unreliable = 2 if rng.random() < cfg.two_unreliable_prob else 1
-            unreliable = {MODALITIES[i] for i in rng.choice(len(MODALITIES), n_unreliable,
-                                                            replace=False)}
+            unreliable = {MODALITIES[i] for i in rng.choice(len(MODALITIES), n_unreliable, replace=False)}
             conditions = {
-                m: (str(UNRELIABLE_CONDITIONS[m][rng.integers(len(UNRELIABLE_CONDITIONS[m]))])
-                    if m in unreliable else RELIABLE_CONDITION[m])
+                m: (
+                    str(UNRELIABLE_CONDITIONS[m][rng.integers(len(UNRELIABLE_CONDITIONS[m]))])
+                    if m in unreliable
+                    else RELIABLE_CONDITION[m]
+                )
                 for m in MODALITIES
             }
             vad = np.clip(np.asarray(VAD_MEANS[emotion]) + rng.normal(0, VAD_STD, 3), 1, 5)
             sentiment = float(np.clip((vad[0] - 3.0) * 1.5 + rng.normal(0, 0.3), -3, 3))
             duration = round(float(rng.uniform(cfg.min_seconds, cfg.max_seconds)), 2)
             text = compose_text(rng, emotion, conditions["text"], style.lexicon_shift)
-            rows.append({
-                "utt_id": f"{DOMAIN_PREFIX[domain]}_{speaker.name}_u{utt:04d}",
-                "speaker": speaker.name,
-                "session": sessions[local],
-                "split": splits[local],
-                "emotion": emotion,
-                "valence": round(float(vad[0]), 2),
-                "arousal": round(float(vad[1]), 2),
-                "dominance": round(float(vad[2]), 2),
-                "sentiment": round(sentiment, 2),
-                "text": text,
-                "duration": duration,
-                "text_condition": conditions["text"],
-                "audio_condition": conditions["audio"],
-                "video_condition": conditions["video"],
-            })
+            rows.append(
+                {
+                    "utt_id": f"{DOMAIN_PREFIX[domain]}_{speaker.name}_u{utt:04d}",
+                    "speaker": speaker.name,
+                    "session": sessions[local],
+                    "split": splits[local],
+                    "emotion": emotion,
+                    "valence": round(float(vad[0]), 2),
+                    "arousal": round(float(vad[1]), 2),
+                    "dominance": round(float(vad[2]), 2),
+                    "sentiment": round(sentiment, 2),
+                    "text": text,
+                    "duration": duration,
+                    "text_condition": conditions["text"],
+                    "audio_condition": conditions["audio"],
+                    "video_condition": conditions["video"],
+                }
+            )
     return pd.DataFrame(rows, columns=list(TRANSCRIPT_COLUMNS))
 
 
@@ -459,9 +510,16 @@ def _rms(signal: np.ndarray) -> float:
     return float(np.sqrt(np.mean(signal**2)) + 1e-12)
 
 
-def synthesize_audio(rng: np.random.Generator, emotion: str, condition: str, n_samples: int,
-                     sample_rate: int, speaker: Speaker, style: DomainStyle,
-                     noise_snr_db: float) -> np.ndarray:
+def synthesize_audio(
+    rng: np.random.Generator,
+    emotion: str,
+    condition: str,
+    n_samples: int,
+    sample_rate: int,
+    speaker: Speaker,
+    style: DomainStyle,
+    noise_snr_db: float,
+) -> np.ndarray:
     """One utterance's waveform, float64 of shape ``(samples,)`` in [-1, 1].
 
     A voiced harmonic signal (F0 contour, spectral tilt, syllable amplitude modulation, speaker
@@ -478,8 +536,13 @@ def synthesize_audio(rng: np.random.Generator, emotion: str, condition: str, n_s
     # F0 contour: per-syllable pitch targets (range), a global slope (contour), slight vibrato
     targets = rng.normal(0, prosody.f0_range, n_syllables)
     jumps = np.interp(syllable_phase, np.arange(n_syllables) + 0.5, targets)
-    f0 = (speaker.f0_hz * prosody.f0_factor * (1 + prosody.f0_slope * (t / seconds - 0.5))
-          * (1 + jumps) * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t)))
+    f0 = (
+        speaker.f0_hz
+        * prosody.f0_factor
+        * (1 + prosody.f0_slope * (t / seconds - 0.5))
+        * (1 + jumps)
+        * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
+    )
     f0 = np.clip(f0, 50.0, 0.2 * sample_rate)
     phase = 2 * np.pi * np.cumsum(f0) / sample_rate
 
@@ -507,8 +570,9 @@ def synthesize_audio(rng: np.random.Generator, emotion: str, condition: str, n_s
     f1, f2 = speaker.formants_hz
 
     def formant_gain(freqs: np.ndarray) -> np.ndarray:
-        return (1.0 + 1.5 * np.exp(-(((freqs - f1) / 150.0) ** 2))
-                + 1.0 * np.exp(-(((freqs - f2) / 250.0) ** 2)))
+        return (
+            1.0 + 1.5 * np.exp(-(((freqs - f1) / 150.0) ** 2)) + 1.0 * np.exp(-(((freqs - f2) / 250.0) ** 2))
+        )
 
     voiced = _spectral_filter(voiced, sample_rate, formant_gain)
     signal = voiced * (prosody.rms * speaker.gain / _rms(voiced))
@@ -517,8 +581,9 @@ def synthesize_audio(rng: np.random.Generator, emotion: str, condition: str, n_s
         # coloured (random 1/f**alpha) noise with random bursts: masks tilt, tempo and pitch;
         # the mixture is renormalised so loudness carries no emotion either
         alpha = rng.uniform(0.0, 1.5)
-        noise = _spectral_filter(rng.standard_normal(n_samples), sample_rate,
-                                 lambda f: np.maximum(f, 50.0) ** (-alpha / 2))
+        noise = _spectral_filter(
+            rng.standard_normal(n_samples), sample_rate, lambda f: np.maximum(f, 50.0) ** (-alpha / 2)
+        )
         noise *= 1 + 0.6 * np.sin(2 * np.pi * rng.uniform(1, 8) * t + rng.uniform(0, 2 * np.pi))
         noise *= _rms(signal) / _rms(noise) * 10 ** (-noise_snr_db / 20)
         signal = signal + noise
@@ -556,8 +621,9 @@ def _write_wav(path: Path, signal: np.ndarray, sample_rate: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _segment_distance(xs: np.ndarray, ys: np.ndarray, start: tuple[float, float],
-                      end: tuple[float, float]) -> np.ndarray:
+def _segment_distance(
+    xs: np.ndarray, ys: np.ndarray, start: tuple[float, float], end: tuple[float, float]
+) -> np.ndarray:
     """Distance of every pixel (H, W) to the segment start-end."""
     (x0, y0), (x1, y1) = start, end
     dx, dy = x1 - x0, y1 - y0
@@ -565,8 +631,15 @@ def _segment_distance(xs: np.ndarray, ys: np.ndarray, start: tuple[float, float]
     return np.hypot(xs - (x0 + along * dx), ys - (y0 + along * dy))
 
 
-def render_face(rng: np.random.Generator, emotion: str, condition: str, n_frames: int,
-                size: int, speaker: Speaker, style: DomainStyle) -> np.ndarray:
+def render_face(
+    rng: np.random.Generator,
+    emotion: str,
+    condition: str,
+    n_frames: int,
+    size: int,
+    speaker: Speaker,
+    style: DomainStyle,
+) -> np.ndarray:
     """A cartoon face clip, uint8 of shape ``(frames, size, size, 3)``.
 
     Face ellipse, eyes, brows and mouth with thick (>= 3 px at 64 px) high-contrast strokes;
@@ -609,9 +682,12 @@ def render_face(rng: np.random.Generator, emotion: str, condition: str, n_frames
         features = np.zeros((size, size), dtype=bool)
         for side in (-1.0, 1.0):
             features |= np.hypot(u - side * 0.15, v + 0.04) <= 0.055  # eyes
-            features |= _segment_distance(
-                u, v, (side * 0.06, inner_y * liveliness), (side * 0.26, outer_y * liveliness)
-            ) <= stroke / scale / 2  # brows
+            features |= (
+                _segment_distance(
+                    u, v, (side * 0.06, inner_y * liveliness), (side * 0.26, outer_y * liveliness)
+                )
+                <= stroke / scale / 2
+            )  # brows
         mouth_y = 0.22
         if kind == "rect":
             half_h = mouth_shape * liveliness
@@ -670,21 +746,35 @@ def generate(cfg: SyntheticParams, domain: str, root: Path) -> Path:
     domain_index = DOMAINS.index(domain)
     (root / "wav").mkdir(parents=True, exist_ok=True)
     (root / "video").mkdir(parents=True, exist_ok=True)
-    logger.info("synthetic %s: %d utterances, %d speakers -> %s", domain, len(plan),
-                len(speakers), root)
+    logger.info("synthetic %s: %d utterances, %d speakers -> %s", domain, len(plan), len(speakers), root)
     for row in tqdm(plan.itertuples(index=False), total=len(plan), desc=f"synthetic {domain}"):
         speaker = speakers[row.speaker]
         utt_index = int(row.utt_id.rsplit("_u", 1)[1])
         # independent streams per modality: changing video_size leaves the audio unchanged
         audio_seed, video_seed = np.random.SeedSequence(
-            [cfg.seed, domain_index, speaker.index, utt_index]).spawn(2)
+            [cfg.seed, domain_index, speaker.index, utt_index]
+        ).spawn(2)
         n_samples = round(row.duration * cfg.sample_rate)
-        signal = synthesize_audio(np.random.default_rng(audio_seed), row.emotion,
-                                  row.audio_condition, n_samples, cfg.sample_rate, speaker,
-                                  style, cfg.noise_snr_db)
+        signal = synthesize_audio(
+            np.random.default_rng(audio_seed),
+            row.emotion,
+            row.audio_condition,
+            n_samples,
+            cfg.sample_rate,
+            speaker,
+            style,
+            cfg.noise_snr_db,
+        )
         _write_wav(root / "wav" / f"{row.utt_id}.wav", signal, cfg.sample_rate)
-        frames = render_face(np.random.default_rng(video_seed), row.emotion, row.video_condition,
-                             cfg.video_frames, cfg.video_size, speaker, style)
+        frames = render_face(
+            np.random.default_rng(video_seed),
+            row.emotion,
+            row.video_condition,
+            cfg.video_frames,
+            cfg.video_size,
+            speaker,
+            style,
+        )
         _write_mp4(root / "video" / f"{row.utt_id}.mp4", frames)
     transcripts = root / "transcripts.csv"
     plan.to_csv(transcripts, index=False, lineterminator="\n")
@@ -700,8 +790,17 @@ def load(root: Path, corpus: str) -> pd.DataFrame:
             f"{path}: synthetic transcripts not found (generate the corpus first, "
             f"mer.corpora.synthetic.generate)"
         )
-    text_columns = ["utt_id", "speaker", "session", "split", "emotion", "text",
-                    "text_condition", "audio_condition", "video_condition"]
+    text_columns = [
+        "utt_id",
+        "speaker",
+        "session",
+        "split",
+        "emotion",
+        "text",
+        "text_condition",
+        "audio_condition",
+        "video_condition",
+    ]
     raw = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=False)
     missing = [c for c in TRANSCRIPT_COLUMNS if c not in raw.columns]
     if missing:
@@ -710,25 +809,27 @@ def load(root: Path, corpus: str) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"{path}: unknown emotions {unknown}, expected {list(EMOTIONS)}")
 
-    table = pd.DataFrame({
-        "utt_id": raw["utt_id"].astype(str),
-        "corpus": corpus,
-        "speaker": raw["speaker"].astype(str),
-        "session": raw["session"].astype(str),
-        "split": raw["split"].astype(str),
-        "label": raw["emotion"].astype(str),
-        "label_id": raw["emotion"].map(EMOTIONS.index).astype("int64"),
-        "valence": raw["valence"].astype("float64"),
-        "arousal": raw["arousal"].astype("float64"),
-        "dominance": raw["dominance"].astype("float64"),
-        "sentiment": raw["sentiment"].astype("float64"),
-        "text": raw["text"].astype(str),
-        "audio_path": [str(root / "wav" / f"{u}.wav") for u in raw["utt_id"]],
-        "video_path": [str(root / "video" / f"{u}.mp4") for u in raw["utt_id"]],
-        "start": 0.0,
-        "end": raw["duration"].astype("float64"),
-        "duration": raw["duration"].astype("float64"),
-    })
+    table = pd.DataFrame(
+        {
+            "utt_id": raw["utt_id"].astype(str),
+            "corpus": corpus,
+            "speaker": raw["speaker"].astype(str),
+            "session": raw["session"].astype(str),
+            "split": raw["split"].astype(str),
+            "label": raw["emotion"].astype(str),
+            "label_id": raw["emotion"].map(EMOTIONS.index).astype("int64"),
+            "valence": raw["valence"].astype("float64"),
+            "arousal": raw["arousal"].astype("float64"),
+            "dominance": raw["dominance"].astype("float64"),
+            "sentiment": raw["sentiment"].astype("float64"),
+            "text": raw["text"].astype(str),
+            "audio_path": [str(root / "wav" / f"{u}.wav") for u in raw["utt_id"]],
+            "video_path": [str(root / "video" / f"{u}.mp4") for u in raw["utt_id"]],
+            "start": 0.0,
+            "end": raw["duration"].astype("float64"),
+            "duration": raw["duration"].astype("float64"),
+        }
+    )
     for modality in MODALITIES:
         conditions = raw[f"{modality}_condition"].astype(str)
         table[f"{modality}_reliable"] = (conditions == RELIABLE_CONDITION[modality]).astype(bool)

@@ -1,6 +1,4 @@
-"""Models: the fusion classifier and the feature adapter."""
+"""Models: :mod:`mer.models.fusion` (the fusion classifier) and :mod:`mer.models.adapter`.
 
-from mer.models.adapter import AdapterConfig, FeatureAdapter
-from mer.models.fusion import FusionConfig, FusionModel, FusionOutput
-
-__all__ = ["AdapterConfig", "FeatureAdapter", "FusionConfig", "FusionModel", "FusionOutput"]
+Import from the submodules so that a stage depends only on the model file it uses.
+"""

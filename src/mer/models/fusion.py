@@ -216,7 +216,10 @@ class BetaGatedFusion(nn.Module):
         width = config.d_model
         if config.gate == "modality":
             self.scores = nn.ModuleDict(
-                {m: nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1)) for m in self.modalities}
+                {
+                    m: nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1))
+                    for m in self.modalities
+                }
             )
         else:
             context = (len(self.modalities) + 1) * width

@@ -1,0 +1,126 @@
+"""dvc.yaml, params.yaml and the code agree (SpeechBrain-style consistency checks).
+
+- every param key a stage declares exists in params.yaml, and its section is one the stage's
+  script loads; the script loads no section the stage does not declare;
+- every ``src/mer`` module a stage's script imports (transitively) is a declared dependency, so
+  ``dvc repro`` re-runs the stage when its code changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Modules whose edits cannot change a stage's outputs (validation, logging, docstrings).
+NOT_DEPS = {"src/mer/__init__.py", "src/mer/params.py", "src/mer/logs.py", "src/mer/models/__init__.py",
+            "src/mer/corpora/__init__.py"}  # fmt: skip
+
+
+def _stages() -> dict[str, dict]:
+    """dvc.yaml stages with foreach expanded to their first item (enough for the checks)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    expanded = {}
+    for name, stage in stages.items():
+        if "foreach" not in stage:
+            expanded[name] = stage
+            continue
+        items = stage["foreach"]
+        if isinstance(items, str):  # ${section.key}
+            section, key = items.strip("${}").split(".")
+            items = params[section][key]
+        for i, item in enumerate(items):
+            text = yaml.safe_dump(stage["do"])
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    text = text.replace("${item.%s}" % key, str(value))
+            else:
+                text = text.replace("${item}", str(item))
+            expanded[f"{name}@{i}"] = yaml.safe_load(text)
+    return expanded
+
+
+def _module_path(module: str) -> Path | None:
+    base = REPO / "src" / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[Path]:
+    """``mer`` modules imported by ``path``, transitively (package __init__ files included)."""
+    seen: set[Path] = set()
+    todo = [path]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names |= {f"{node.module}.{alias.name}" for alias in node.names}
+        for name in names:
+            if not name.startswith("mer"):
+                continue
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__
+                module = _module_path(".".join(parts[:i]))
+                if module and module not in seen:
+                    seen.add(module)
+                    todo.append(module)
+    return seen
+
+
+STAGES = _stages()
+
+
+def _script(stage: dict) -> Path:
+    match = re.search(r"python (stages/\w+\.py)", stage["cmd"])
+    assert match, f"stage cmd does not run a stages/ script: {stage['cmd']}"
+    return REPO / match.group(1)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_declared_params_exist_and_are_read(name):
+    stage = STAGES[name]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    declared = set()
+    for key in stage.get("params", []):
+        section, *rest = key.split(".")
+        assert section in params, f"{name}: params section {section!r} not in params.yaml"
+        if rest:
+            assert rest[0] in params[section], f"{name}: {key} not in params.yaml"
+        declared.add(section)
+    loaded = set(re.findall(r'load_section\("(\w+)"\)', _script(stage).read_text()))
+    assert declared <= loaded, f"{name}: declares {declared - loaded} but its script never loads them"
+    optional = {"fusion"} if "--baseline" in stage["cmd"] else set()
+    assert loaded - optional <= declared, f"{name}: loads {loaded - declared} without declaring them"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_imported_code_is_a_declared_dependency(name):
+    stage = STAGES[name]
+    script = _script(stage)
+    deps = set(stage.get("deps", []))
+    assert str(script.relative_to(REPO)) in deps, f"{name}: its script is not a dependency"
+    needed = {str(p.relative_to(REPO)) for p in _imports(script)} - NOT_DEPS
+    missing = needed - deps
+    assert not missing, f"{name}: imports {sorted(missing)} but does not list them in deps"
+    unused = {d for d in deps if d.startswith("src/")} - needed
+    assert not unused, f"{name}: lists {sorted(unused)} as deps but never imports them"
+
+
+def test_metrics_and_plots_are_committed_not_cached():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        stage = stage.get("do", stage)
+        for entry in stage.get("metrics", []):
+            (path, options), = entry.items()
+            assert options == {"cache": False}, f"{path} must be cache: false so git versions it"

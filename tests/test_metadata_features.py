@@ -1,0 +1,116 @@
+"""Metadata validation, feature shards, extraction with quarantine, evaluation report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer import features, metadata
+from mer.corpora import synthetic
+from mer.data import MultimodalData
+from mer.extract import extract_modality
+from mer.params import ExtractParams, SyntheticParams
+from mer.report import gate_analysis
+
+TINY = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=4,
+                       target_utterances_per_speaker=4, video_frames=4, video_size=32,
+                       min_seconds=1.0, max_seconds=1.2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    synthetic.generate(TINY, "source", root)
+    return synthetic.load(root, "synthetic_source")
+
+
+def test_synthetic_table_validates_and_roundtrips(corpus, tmp_path):
+    metadata.validate(corpus, "tiny")
+    path = metadata.write(corpus, tmp_path / "m.parquet")
+    back = metadata.read(path)
+    assert list(back.columns[: len(metadata.COLUMNS)]) == list(metadata.COLUMNS)
+    assert back["utt_id"].tolist() == corpus["utt_id"].tolist()
+
+
+def test_validation_names_duplicates_leaks_and_missing_files(corpus):
+    duplicated = pd.concat([corpus, corpus.iloc[:1]])
+    with pytest.raises(metadata.MetadataError, match=corpus["utt_id"].iloc[0]):
+        metadata.validate(duplicated, "tiny")
+    leaking = corpus.copy()
+    speaker = leaking.loc[leaking["split"] == "train", "speaker"].iloc[0]
+    leaking.loc[leaking.index[leaking["speaker"] == speaker][0], "split"] = "test"
+    with pytest.raises(metadata.MetadataError, match=f"speaker leakage.*{speaker}"):
+        metadata.validate(leaking, "tiny")
+    missing = corpus.copy()
+    missing.loc[missing.index[2], "audio_path"] = "/nonexistent/a.wav"
+    with pytest.raises(metadata.MetadataError, match=r"audio_path missing.*/nonexistent/a\.wav"):
+        metadata.validate(missing, "tiny")
+    with pytest.raises(metadata.MetadataError, match="missing columns"):
+        metadata.validate(corpus.drop(columns=["speaker"]), "tiny")
+    with pytest.raises(FileNotFoundError, match="dvc repro metadata"):
+        metadata.read("/nonexistent/table.parquet")
+
+
+def test_shards_roundtrip_are_ragged_and_verified(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {f"u{i}": rng.normal(size=(i + 1, 4)).astype(np.float32) for i in range(5)}
+    with features.ShardWriter(tmp_path, hidden_dim=4, shard_size=2) as writer:
+        for utt_id, array in arrays.items():
+            writer.add(utt_id, array)
+    assert [s["count"] for s in writer.shards] == [2, 2, 1]
+    features.write_json(tmp_path / "meta.json", {"hidden_dim": 4, "shards": writer.shards})
+    store = features.FeatureStore(tmp_path)
+    assert store.ids == list(arrays)
+    for utt_id, array in arrays.items():
+        assert store[utt_id].dtype == np.float16 and store[utt_id].shape == array.shape
+        assert np.allclose(store[utt_id], array, atol=1e-2)
+    record = features.verify(tmp_path, [*arrays, "u9"], [{"utt_id": "u9", "reason": "corrupt"}])
+    assert record["ok"] and record["n_quarantined"] == 1 and record["length_max"] == 5
+    assert not features.verify(tmp_path, list(arrays)[:4], [])["ok"]  # ids not aligned
+    with pytest.raises(ValueError, match="u7"):
+        writer.add("u7", np.zeros((0, 4)))
+
+
+def test_verify_catches_a_corrupted_shard(tmp_path):
+    with features.ShardWriter(tmp_path, hidden_dim=2, shard_size=4) as writer:
+        writer.add("a", np.ones((2, 2)))
+    features.write_json(tmp_path / "meta.json", {"hidden_dim": 2, "shards": writer.shards})
+    shard = tmp_path / writer.shards[0]["file"]
+    data = dict(np.load(shard))
+    data["hidden"] = np.full_like(data["hidden"], np.nan)
+    with open(shard, "wb") as handle:
+        np.savez(handle, **data)
+    record = features.verify(tmp_path, ["a"], [])
+    assert not record["ok"]
+    assert any("checksum" in p for p in record["problems"]) and any("NaN" in p for p in record["problems"])
+
+
+def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
+    table = corpus.copy()
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really a wav")
+    table.loc[table.index[1], "audio_path"] = str(corrupt)
+    table.loc[table.index[2], "text"] = "   "
+    cfg = ExtractParams(shard_size=5, batch_size=4, frames_per_clip=4)
+    audio = extract_modality(table, "audio", cfg, tmp_path / "audio")
+    text = extract_modality(table, "text", cfg, tmp_path / "text")
+    assert audio["ok"] and audio["n_stored"] == len(table) - 1
+    assert audio["quarantined"][0]["utt_id"] == table["utt_id"].iloc[1]
+    assert "corrupt.wav" in audio["quarantined"][0]["reason"]
+    assert text["quarantined"] == [{"utt_id": table["utt_id"].iloc[2], "reason": "empty transcript"}]
+    meta = json.loads((tmp_path / "audio" / "meta.json").read_text())
+    assert meta["weights"] == "random-init" and meta["sample_rate"] == 16000 and meta["n_quarantined"] == 1
+    joined = MultimodalData.load(table, {"audio": tmp_path / "audio", "text": tmp_path / "text"})
+    assert joined.n_missing == 2 and len(joined) == len(table) - 2
+    first = joined.table["utt_id"].iloc[0]
+    assert joined.sequences["audio"][0].shape == features.FeatureStore(tmp_path / "audio")[first].shape
+
+
+def test_gate_analysis_reports_the_drop():
+    frame = pd.DataFrame({"gate_audio": [1.5, 1.4, 0.2, 0.4], "audio_reliable": [True, True, False, False],
+                          "gate_text": [1.0] * 4, "text_reliable": [True] * 4})  # fmt: skip
+    analysis = gate_analysis(frame)
+    assert analysis == {"audio": {"reliable": 1.45, "unreliable": 0.3, "drop": 1.15}}
