@@ -38,7 +38,7 @@ def _stages() -> dict[str, dict]:
             text = yaml.safe_dump(stage["do"])
             if isinstance(item, dict):
                 for key, value in item.items():
-                    text = text.replace("${item.%s}" % key, str(value))
+                    text = text.replace("${item." + key + "}", str(value))
             else:
                 text = text.replace("${item}", str(item))
             expanded[f"{name}@{i}"] = yaml.safe_load(text)
@@ -122,5 +122,5 @@ def test_metrics_and_plots_are_committed_not_cached():
     for stage in stages.values():
         stage = stage.get("do", stage)
         for entry in stage.get("metrics", []):
-            (path, options), = entry.items()
+            ((path, options),) = entry.items()
             assert options == {"cache": False}, f"{path} must be cache: false so git versions it"

@@ -32,7 +32,7 @@ def test_repo_params_validate():
         ("model", {"d_model": 30, "num_heads": 4}, "model.d_model (30) must be divisible"),
         ("model", {"modalities": ["text", "smell"]}, "model.modalities"),
         ("synthetic", {"min_seconds": 3.0, "max_seconds": 2.0}, "synthetic.max_seconds"),
-        ("adapt", {"pairing": "nearest"}, "adapt.pairing"),
+        ("adapt", {"pairing": "optimal"}, "adapt.pairing"),
     ],
 )
 def test_bad_values_name_the_key(section, mapping, message):

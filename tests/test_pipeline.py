@@ -111,7 +111,9 @@ def test_second_repro_runs_nothing(pipeline):
 
 @pytest.mark.slow
 def test_exp_run_beta_reruns_only_downstream_and_metrics_diff_shows_it(pipeline):
-    output = run(["dvc", "exp", "run", "-S", "fusion.beta=0.3", "-S", "fusion.beta_learnable=false"], pipeline)
+    output = run(
+        ["dvc", "exp", "run", "-S", "fusion.beta=0.3", "-S", "fusion.beta_learnable=false"], pipeline
+    )
     assert ran_stages(output) == {"train", "transfer", "evaluate"}
     diff = run(["dvc", "metrics", "diff", "--json"], pipeline)
     changed = json.loads(diff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ TINY = SyntheticParams(
     max_seconds=0.8,
     video_frames=3,
     video_size=32,
+    target_shift=1.0,  # the telephone-channel shift these tests describe; the default is stronger
 )
 
 
@@ -364,6 +366,11 @@ def test_target_differs_from_source(corpus: dict[str, Path]) -> None:
     sadness = _audio("sadness", "clean", "target")
     assert np.sqrt(np.mean(anger**2)) > 3 * np.sqrt(np.mean(sadness**2))
     assert _spectral_centroid(anger, TINY.sample_rate) > 1.5 * _spectral_centroid(sadness, TINY.sample_rate)
+    # at the default (stronger) shift loudness still separates them
+    strong = dataclasses.replace(TINY, target_shift=SyntheticParams().target_shift)
+    anger = _audio("anger", "clean", "target", cfg=strong)
+    sadness = _audio("sadness", "clean", "target", cfg=strong)
+    assert np.sqrt(np.mean(anger**2)) > 2 * np.sqrt(np.mean(sadness**2))
 
 
 def test_default_corpus_size() -> None:
