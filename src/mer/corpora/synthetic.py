@@ -41,6 +41,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
+from mer import metadata
 from mer.params import EMOTIONS, MODALITIES, SyntheticParams
 
 logger = logging.getLogger(__name__)
@@ -68,27 +69,10 @@ TRANSCRIPT_COLUMNS = (
     "audio_condition",
     "video_condition",
 )
+#: The uniform metadata columns, then the synthetic corpus's reliability record.
 METADATA_COLUMNS = (
-    "utt_id",
-    "corpus",
-    "speaker",
-    "session",
-    "split",
-    "label",
-    "label_id",
-    "valence",
-    "arousal",
-    "dominance",
-    "sentiment",
-    "text",
-    "audio_path",
-    "video_path",
-    "start",
-    "end",
-    "duration",
-    "text_reliable",
-    "audio_reliable",
-    "video_reliable",
+    *metadata.COLUMNS,
+    *metadata.RELIABILITY_COLUMNS,
     "text_condition",
     "audio_condition",
     "video_condition",
