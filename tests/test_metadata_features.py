@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from mer import features, metadata
 from mer.corpora import synthetic
@@ -94,17 +95,25 @@ def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
     corrupt.write_bytes(b"RIFF not really a wav")
     table.loc[table.index[1], "audio_path"] = str(corrupt)
     table.loc[table.index[2], "text"] = "   "
+    short = tmp_path / "short.wav"  # 100 samples: shorter than one WavLM frame
+    sf.write(short, np.zeros(100, dtype=np.float32), 16000)
+    table.loc[table.index[3], "audio_path"] = str(short)
+    resampled = tmp_path / "44k.wav"
+    sf.write(resampled, np.random.default_rng(0).normal(scale=0.1, size=(44100, 2)), 44100)
+    table.loc[table.index[4], "audio_path"] = str(resampled)
     cfg = ExtractParams(shard_size=5, batch_size=4, frames_per_clip=4)
     audio = extract_modality(table, "audio", cfg, tmp_path / "audio")
     text = extract_modality(table, "text", cfg, tmp_path / "text")
-    assert audio["ok"] and audio["n_stored"] == len(table) - 1
-    assert audio["quarantined"][0]["utt_id"] == table["utt_id"].iloc[1]
+    assert audio["ok"] and audio["n_stored"] == len(table) - 2
+    assert [q["utt_id"] for q in audio["quarantined"]] == table["utt_id"].iloc[[1, 3]].tolist()
     assert "corrupt.wav" in audio["quarantined"][0]["reason"]
+    assert "encoder rejected" in audio["quarantined"][1]["reason"]
     assert text["quarantined"] == [{"utt_id": table["utt_id"].iloc[2], "reason": "empty transcript"}]
     meta = json.loads((tmp_path / "audio" / "meta.json").read_text())
-    assert meta["weights"] == "random-init" and meta["sample_rate"] == 16000 and meta["n_quarantined"] == 1
+    assert meta["weights"] == "random-init" and meta["sample_rate"] == 16000
+    assert (meta["n_quarantined"], meta["n_resampled"], meta["n_truncated"]) == (2, 1, 0)
     joined = MultimodalData.load(table, {"audio": tmp_path / "audio", "text": tmp_path / "text"})
-    assert joined.n_missing == 2 and len(joined) == len(table) - 2
+    assert joined.n_missing == 3 and len(joined) == len(table) - 3
     first = joined.table["utt_id"].iloc[0]
     assert joined.sequences["audio"][0].shape == features.FeatureStore(tmp_path / "audio")[first].shape
 

@@ -32,7 +32,7 @@ class ExtractionError(RuntimeError):
     """The written features failed verification."""
 
 
-def _load_input(row: Any, modality: str, cfg: ExtractParams) -> Any:
+def _load_input(row: Any, modality: str, cfg: ExtractParams, counts: dict[str, int]) -> Any:
     if modality == "text":
         text = row.text if isinstance(row.text, str) else ""
         if not text.strip():
@@ -41,7 +41,9 @@ def _load_input(row: Any, modality: str, cfg: ExtractParams) -> Any:
     if modality == "audio":
         if not isinstance(row.audio_path, str):
             raise media.MediaError("no audio_path")
-        waveform, _ = media.read_audio(row.audio_path, SAMPLE_RATE, cfg.max_seconds)
+        waveform, info = media.read_audio(row.audio_path, SAMPLE_RATE, cfg.max_seconds)
+        counts["resampled"] += bool(info["resampled"])
+        counts["truncated"] += bool(info["truncated"])  # recorded: max_seconds cut these clips
         return waveform
     if not isinstance(row.video_path, str):
         raise media.MediaError("no video_path")
@@ -57,6 +59,23 @@ def _encode(encoder: Any, modality: str, inputs: list, cfg: ExtractParams) -> li
     if modality == "text":
         return encoder.encode(inputs, cfg.max_len)
     return encoder.encode(inputs)
+
+
+def _encode_or_quarantine(
+    encoder: Any, modality: str, ids: list[str], inputs: list, cfg: ExtractParams, quarantined: list[dict]
+) -> list[tuple[str, np.ndarray]]:
+    """Encode a batch; if the encoder rejects it, encode item by item and quarantine the ones it
+    rejects (e.g. a clip shorter than one frame), so one bad input never stops the batch."""
+    try:
+        return list(zip(ids, _encode(encoder, modality, inputs, cfg), strict=True))
+    except ValueError:
+        encoded = []
+        for utt_id, item in zip(ids, inputs, strict=True):
+            try:
+                encoded.append((utt_id, _encode(encoder, modality, [item], cfg)[0]))
+            except ValueError as error:
+                quarantined.append({"utt_id": utt_id, "reason": f"encoder rejected it: {error}"})
+        return encoded
 
 
 def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out_dir: str | Path) -> dict:
@@ -75,6 +94,7 @@ def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out
     logger.info("%s: %s (%s), hidden_dim %d", modality, info.model, info.weights, info.hidden_dim)
 
     quarantined: list[dict] = []
+    counts = {"resampled": 0, "truncated": 0}
     started = time.perf_counter()
     progress = tqdm(total=len(table), desc=f"extract {modality}", unit="utt")
     with features.ShardWriter(out_dir, info.hidden_dim, cfg.shard_size) as writer:
@@ -82,13 +102,14 @@ def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out
             ids, inputs = [], []
             for row in batch.itertuples(index=False):
                 try:
-                    inputs.append(_load_input(row, modality, cfg))
+                    inputs.append(_load_input(row, modality, cfg, counts))
                     ids.append(row.utt_id)
                 except (media.MediaError, ValueError, OSError) as error:
                     quarantined.append({"utt_id": row.utt_id, "reason": str(error)})
             if inputs:
-                outputs = _encode(encoder, modality, inputs, cfg)
-                for utt_id, hidden_states in zip(ids, outputs, strict=True):
+                for utt_id, hidden_states in _encode_or_quarantine(
+                    encoder, modality, ids, inputs, cfg, quarantined
+                ):
                     if not np.isfinite(hidden_states).all():
                         quarantined.append({"utt_id": utt_id, "reason": "non-finite encoder output"})
                     elif not np.isfinite(hidden_states.astype(features.DTYPE)).all():
@@ -111,6 +132,8 @@ def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out
         "layout": "ragged: hidden[offsets[i]:offsets[i+1]] per utterance, no padding",
         "count": sum(s["count"] for s in writer.shards),
         "n_quarantined": len(quarantined),
+        "n_resampled": counts["resampled"] if modality == "audio" else None,
+        "n_truncated": counts["truncated"] if modality == "audio" else None,
         "encoder_extra": info.extra,
         "params": as_dict(cfg),
         "sample_rate": SAMPLE_RATE if modality == "audio" else None,
