@@ -103,3 +103,18 @@ def test_adapter_reduces_its_loss_and_moves_target_towards_source(tiny_data, tmp
     save_adapter(result.adapter, str(path))
     sequence = target.sequences["audio"][0]
     assert np.allclose(load_adapter(str(path)).transform(sequence), result.adapter.transform(sequence))
+
+
+def test_transfer_zero_shot_and_fractions(tiny_data, tmp_path):
+    from mer.transfer import run_transfer
+
+    model = _model(tiny_data["train"])
+    model.set_feature_statistics(tiny_data["train"].frame_statistics())
+    path = save_model(model, tmp_path / "m.pt")
+    cfg = LoopConfig(**{**LOOP.__dict__, "epochs": 2})
+    results = run_transfer(path, tiny_data, [25, 100], cfg, "plain")
+    assert sorted(results) == [0, 25, 100]
+    zero_shot, record = results[0]
+    assert record["n_train"] == 0 and zero_shot.equals(predict(load_model(path), tiny_data["test"]))
+    assert results[25][1]["n_train"] == 8 and results[100][1]["n_train"] == 32
+    assert all(len(frame) == len(tiny_data["test"]) for frame, _ in results.values())
