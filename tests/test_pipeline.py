@@ -28,7 +28,7 @@ TINY = {
         "target_utterances_per_speaker": 12, "min_seconds": 1.0, "max_seconds": 1.5,
         "video_frames": 4, "video_size": 48,
     },
-    "extract": {"frames_per_clip": 4, "shard_size": 20},
+    "extract": {"video": {"frames_per_clip": 4}, "shard_size": 20},
     "adapt": {"epochs": 2, "pairs_per_epoch": 256},
     "model": {"d_model": 16, "num_heads": 2},
     "train": {"epochs": 3, "patience": 2, "batch_size": 8},
@@ -61,7 +61,11 @@ def pipeline(tmp_path_factory) -> Path:
             shutil.copy(source, root / name)
     params = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in TINY.items():
-        params[section].update(values)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                params[section][key].update(value)
+            else:
+                params[section][key] = value
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     # repo-local identity: `dvc exp run` commits, and CI machines may have no global git config
@@ -72,7 +76,7 @@ def pipeline(tmp_path_factory) -> Path:
     output = run(["dvc", "repro"], root)
     expected = {"metadata", "adapt", "train", "transfer", "evaluate"}
     expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
-    expected |= {f"extract@{i}" for i in range(6)}
+    expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
     assert ran_stages(output) == expected
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "repro"], root)

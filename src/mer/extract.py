@@ -1,22 +1,41 @@
-"""Sequence-level feature extraction for one corpus x modality.
+"""Sequence-level feature extraction for one corpus x modality: bucketed, resumable, distributable.
 
-Reads the metadata table, loads each utterance's input (transcript, wav, video frames), runs the
-frozen encoder in batches and writes ragged float16 shards with ``meta.json`` and ``verify.json``
-(see :mod:`mer.features`). An unusable input (missing or corrupt file, empty transcript, NaN in
-the encoder output) is quarantined with its reason, never dropped silently and never allowed to
-stop the other utterances.
+The metadata rows are cut into fixed shards of ``extract.shard_size`` utterances (in metadata
+order). Each shard is extracted independently:
+
+1. media are decoded in DataLoader workers (``extract.num_workers``) while the encoder runs;
+2. the shard's utterances are length-bucketed into batches under ``extract.batch_budget`` padded
+   positions, so no batch pads beyond its own longest item;
+3. the encoder runs under ``torch.inference_mode``; its outputs are stored unpadded in float16
+   (:func:`mer.features.write_shard`, data then manifest, each written atomically).
+
+A shard whose manifest, fingerprint (encoder + params + the shard's rows) and checksum check out
+is skipped, so a killed run resumes where it stopped (DVC keeps the outputs: ``persist: true``).
+Under ``torchrun --nproc-per-node N`` rank r extracts shards r, r+N, ...; rank 0 then merges the
+manifests into ``meta.json``, ``quarantine.csv`` and ``verify.json``.
+
+Unusable inputs (missing / corrupt media, no audio stream, zero-length audio, empty transcript, a
+clip the encoder rejects) are quarantined with their reason and counted; NaN/Inf in an encoder
+output fails the stage, naming the utterances.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import logging
+import math
+import os
 import time
-from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mer import features, media
@@ -26,38 +45,127 @@ from mer.params import ExtractParams, as_dict
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+AUDIO_FRAME_RATE = 50  # WavLM / wav2vec2 / acoustic-74 frames per second
+INPUT_COLUMNS = ("utt_id", "text", "audio_path", "video_path", "duration", "video_start", "video_end")
 
 
 class ExtractionError(RuntimeError):
-    """The written features failed verification."""
+    """The encoder produced NaN/Inf, a shard is missing at merge, or verification failed."""
 
 
-def _load_input(row: Any, modality: str, cfg: ExtractParams, counts: dict[str, int]) -> Any:
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _window(row: dict) -> dict:
+    """The optional window inside ``video_path`` (``video_start`` / ``video_end`` columns)."""
+    start, end = row.get("video_start"), row.get("video_end")
+    if start is None or end is None or pd.isna(start) or pd.isna(end):
+        return {}
+    return {"start": float(start), "end": float(end)}
+
+
+def load_input(row: dict, modality: str, cfg: ExtractParams) -> tuple[Any, dict]:
+    """Read one utterance's encoder input and a small record (resampled / truncated flags).
+
+    Raises:
+        media.MediaError / ValueError: the input is unusable; the caller quarantines it.
+    """
     if modality == "text":
-        text = row.text if isinstance(row.text, str) else ""
-        if not text.strip():
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
             raise ValueError("empty transcript")
-        return text
+        return text, {}
     if modality == "audio":
-        if not isinstance(row.audio_path, str):
-            raise media.MediaError("no audio_path")
-        waveform, info = media.read_audio(row.audio_path, SAMPLE_RATE, cfg.max_seconds)
-        counts["resampled"] += bool(info["resampled"])
-        counts["truncated"] += bool(info["truncated"])  # recorded: max_seconds cut these clips
-        return waveform
-    if not isinstance(row.video_path, str):
-        raise media.MediaError("no video_path")
-    return media.read_video_frames(row.video_path, cfg.frames_per_clip)
+        if not isinstance(row.get("audio_path"), str):
+            raise media.MediaError("no audio_path in the metadata")
+        max_seconds = cfg.audio.max_seconds if cfg.audio.long_audio == "truncate" else None
+        kwargs = {} if cfg.audio.normalize == "none" else {"normalize": cfg.audio.normalize}
+        waveform, info = media.read_audio(row["audio_path"], SAMPLE_RATE, max_seconds, **kwargs)
+        return waveform, {"resampled": bool(info["resampled"]), "truncated": bool(info["truncated"])}
+    if not isinstance(row.get("video_path"), str):
+        raise media.MediaError("no video_path in the metadata")
+    kwargs = _window(row)
+    if cfg.video.fps > 0:
+        kwargs["fps"] = cfg.video.fps
+    return media.read_video_frames(row["video_path"], cfg.video.frames_per_clip, **kwargs), {}
 
 
-def _batches(table: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
-    for start in range(0, len(table), size):
-        yield table.iloc[start : start + size]
+class InputDataset(Dataset):
+    """Decodes one utterance per item (in a DataLoader worker); never raises on bad media."""
+
+    def __init__(self, rows: list[dict], modality: str, cfg: ExtractParams) -> None:
+        self.rows, self.modality, self.cfg = rows, modality, cfg
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[int, Any, dict, str | None]:
+        try:
+            value, record = load_input(self.rows[index], self.modality, self.cfg)
+            return index, value, record, None
+        except (media.MediaError, ValueError, OSError) as error:
+            return index, None, {}, str(error)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def length_proxy(row: dict, modality: str, cfg: ExtractParams) -> int:
+    """Expected encoder positions of an utterance, for bucketing (before decoding anything)."""
+    if modality == "text":
+        text = row.get("text") if isinstance(row.get("text"), str) else ""
+        return min(cfg.text.max_len, len(text) // 4 + 2)  # ~4 characters per word-piece
+    duration = row.get("duration")
+    duration = float(duration) if duration is not None and not pd.isna(duration) else 10.0
+    if modality == "audio":
+        if cfg.audio.long_audio == "truncate":
+            duration = min(duration, cfg.audio.max_seconds)
+        return max(1, int(duration * AUDIO_FRAME_RATE))
+    if cfg.video.fps > 0:
+        return max(1, min(8 * cfg.video.frames_per_clip, math.ceil(duration * cfg.video.fps)))
+    return cfg.video.frames_per_clip
+
+
+def bucket_batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
+    """Group item indices by length so each batch pads at most to its own longest item.
+
+    Items are taken longest first; a batch grows while ``items x longest <= budget`` and
+    ``items <= batch_size`` (an item longer than the budget gets a batch of its own).
+
+    >>> bucket_batches([5, 1, 4, 2, 9], batch_size=2, budget=10)
+    [[4], [0, 2], [3, 1]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = lengths[current[0]] if current else lengths[index]
+        if current and (len(current) + 1 > batch_size or (len(current) + 1) * longest > budget):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding one shard
+# ---------------------------------------------------------------------------------------------
 
 
 def _encode(encoder: Any, modality: str, inputs: list, cfg: ExtractParams) -> list[np.ndarray]:
     if modality == "text":
-        return encoder.encode(inputs, cfg.max_len)
+        if tuple(cfg.text.layers) != (-1,):
+            return encoder.encode(inputs, cfg.text.max_len, layers=tuple(cfg.text.layers))
+        return encoder.encode(inputs, cfg.text.max_len)
+    if modality == "audio" and cfg.audio.long_audio == "chunk":
+        return encoder.encode(
+            inputs, chunk_seconds=cfg.audio.chunk_seconds, overlap_seconds=cfg.audio.chunk_overlap
+        )
     return encoder.encode(inputs)
 
 
@@ -78,48 +186,157 @@ def _encode_or_quarantine(
         return encoded
 
 
-def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out_dir: str | Path) -> dict:
-    """Extract ``modality`` features for every row of ``table`` into ``out_dir``.
-
-    Returns:
-        The verification record (also written to ``out_dir/verify.json``).
-
-    Raises:
-        ExtractionError: if the stored shards fail verification.
-    """
-    out_dir = Path(out_dir)
-    spec = {"text": cfg.text_model, "audio": cfg.audio_model, "video": cfg.video_model}[modality]
-    encoder = build_encoder(modality, spec, init_seed=cfg.init_seed)
-    info = encoder.info
-    logger.info("%s: %s (%s), hidden_dim %d", modality, info.model, info.weights, info.hidden_dim)
-
+def _extract_shard(
+    rows: list[dict], modality: str, encoder: Any, cfg: ExtractParams, progress: tqdm
+) -> tuple[list[str], list[np.ndarray], list[dict], dict[str, int]]:
+    """Encode the rows of one shard; return ids and arrays in row order, quarantine, counts."""
+    lengths = [length_proxy(row, modality, cfg) for row in rows]
+    batches = bucket_batches(lengths, cfg.batch_size, cfg.batch_budget)
+    loader = DataLoader(
+        InputDataset(rows, modality, cfg), batch_sampler=batches, num_workers=cfg.num_workers,
+        collate_fn=_as_list,
+    )  # fmt: skip
+    outputs: dict[int, np.ndarray] = {}
     quarantined: list[dict] = []
     counts = {"resampled": 0, "truncated": 0}
-    started = time.perf_counter()
-    progress = tqdm(total=len(table), desc=f"extract {modality}", unit="utt")
-    with features.ShardWriter(out_dir, info.hidden_dim, cfg.shard_size) as writer:
-        for batch in _batches(table, cfg.batch_size):
-            ids, inputs = [], []
-            for row in batch.itertuples(index=False):
-                try:
-                    inputs.append(_load_input(row, modality, cfg, counts))
-                    ids.append(row.utt_id)
-                except (media.MediaError, ValueError, OSError) as error:
-                    quarantined.append({"utt_id": row.utt_id, "reason": str(error)})
-            if inputs:
-                for utt_id, hidden_states in _encode_or_quarantine(
-                    encoder, modality, ids, inputs, cfg, quarantined
-                ):
-                    if not np.isfinite(hidden_states).all():
-                        quarantined.append({"utt_id": utt_id, "reason": "non-finite encoder output"})
-                    elif not np.isfinite(hidden_states.astype(features.DTYPE)).all():
-                        quarantined.append({"utt_id": utt_id, "reason": "overflows float16"})
-                    else:
-                        writer.add(utt_id, hidden_states)
-            progress.update(len(batch))
+    position = {row["utt_id"]: i for i, row in enumerate(rows)}
+    for batch in loader:
+        ids, inputs = [], []
+        for index, value, record, error in batch:
+            if error is not None:
+                quarantined.append({"utt_id": rows[index]["utt_id"], "reason": error})
+                continue
+            for key in counts:
+                counts[key] += bool(record.get(key))
+            ids.append(rows[index]["utt_id"])
+            inputs.append(value)
+        if inputs:
+            encoded = _encode_or_quarantine(encoder, modality, ids, inputs, cfg, quarantined)
+            bad = [utt_id for utt_id, hidden in encoded if not np.isfinite(hidden).all()]
+            bad += [u for u, h in encoded if u not in bad and not np.isfinite(h.astype(features.DTYPE)).all()]
+            if bad:
+                raise ExtractionError(f"{modality}: NaN/Inf (or float16 overflow) in the features of {bad}")
+            for utt_id, hidden in encoded:
+                outputs[position[utt_id]] = hidden
+        progress.update(len(batch))
+    kept = sorted(outputs)
+    quarantined.sort(key=lambda q: position[q["utt_id"]])
+    return [rows[i]["utt_id"] for i in kept], [outputs[i] for i in kept], quarantined, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage: plan, resume, distribute, merge
+# ---------------------------------------------------------------------------------------------
+
+
+def _modality_params(cfg: ExtractParams, modality: str) -> dict:
+    return asdict(getattr(cfg, modality))
+
+
+def shard_fingerprint(info: Any, cfg: ExtractParams, modality: str, rows: list[dict]) -> str:
+    """What a shard's content depends on: encoder, the modality's params and the shard's rows."""
+    payload = {
+        "encoder": [info.model, info.weights, info.config_hash],
+        "init_seed": cfg.init_seed,
+        "params": _modality_params(cfg, modality),
+        "rows": [[str(row.get(c)) for c in INPUT_COLUMNS] for row in rows],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); joins the gloo process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _rows(table: pd.DataFrame) -> list[dict]:
+    columns = [c for c in INPUT_COLUMNS if c in table.columns]
+    return table[columns].to_dict("records")
+
+
+def extract_modality(
+    table: pd.DataFrame, modality: str, cfg: ExtractParams, out_dir: str | Path, encoder: Any | None = None
+) -> dict | None:
+    """Extract ``modality`` features for every row of ``table`` into ``out_dir``.
+
+    ``encoder`` (optional) is an already built encoder for ``cfg``'s model (benchmarks reuse one).
+
+    Returns:
+        The verification record (also in ``out_dir/verify.json``) on rank 0, None on other ranks.
+
+    Raises:
+        ExtractionError: NaN/Inf features, a shard missing at merge, or failed verification.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = _distributed()
+    if world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if encoder is None:
+        encoder = build_encoder(modality, getattr(cfg, modality).model, init_seed=cfg.init_seed)
+    info = encoder.info
+    # several text layers are stored side by side: (L, num_layers * D)
+    stored_dim = info.hidden_dim * (len(cfg.text.layers) if modality == "text" else 1)
+    rows = _rows(table)
+    plan = [list(range(s, min(s + cfg.shard_size, len(rows)))) for s in range(0, len(rows), cfg.shard_size)]
+    mine = [k for k in range(len(plan)) if k % world == rank]
+    logger.info(
+        "%s: %s (%s), %d utterances in %d shards, rank %d/%d",
+        modality, info.model, info.weights, len(rows), len(plan), rank, world,
+    )  # fmt: skip
+
+    started, done, resumed = time.perf_counter(), 0, 0
+    progress = tqdm(total=sum(len(plan[k]) for k in mine), desc=f"extract {modality}", unit="utt")
+    with torch.inference_mode():
+        for k in mine:
+            shard_rows = [rows[i] for i in plan[k]]
+            fingerprint = shard_fingerprint(info, cfg, modality, shard_rows)
+            if features.complete_shard(out_dir, k, fingerprint) is not None:
+                resumed += 1
+                progress.update(len(shard_rows))
+                continue
+            ids, arrays, quarantined, counts = _extract_shard(shard_rows, modality, encoder, cfg, progress)
+            features.write_shard(out_dir, k, ids, arrays, quarantined, fingerprint, stored_dim, counts)
+            done += len(shard_rows)
     progress.close()
     seconds = time.perf_counter() - started
+    logger.info(
+        "%s rank %d: %d shards resumed, %.1f utt/s", modality, rank, resumed, done / max(seconds, 1e-9)
+    )
+    if world > 1:
+        torch.distributed.barrier()
+    record = _merge(table, modality, cfg, info, stored_dim, plan, rows, out_dir) if rank == 0 else None
+    if world > 1:
+        torch.distributed.barrier()
+    return record
 
+
+def _merge(
+    table: pd.DataFrame, modality: str, cfg: ExtractParams, info: Any, stored_dim: int,
+    plan: list[list[int]], rows: list[dict], out_dir: Path,
+) -> dict:  # fmt: skip
+    """Collect every shard's manifest into meta.json, quarantine.csv and verify.json."""
+    manifests, quarantined, counts = [], [], {"resampled": 0, "truncated": 0}
+    for k, positions in enumerate(plan):
+        fingerprint = shard_fingerprint(info, cfg, modality, [rows[i] for i in positions])
+        manifest = features.complete_shard(out_dir, k, fingerprint)
+        if manifest is None:
+            raise ExtractionError(f"{out_dir}: shard {k} is missing or incomplete after extraction")
+        manifests.append(manifest)
+        quarantined += manifest["quarantined"]
+        for key, value in manifest.get("counts", {}).items():
+            counts[key] += value
+    for stale in sorted(out_dir.glob("shard-*")):  # left by an earlier run with more shards
+        if int(stale.name[6:11]) >= len(plan):
+            stale.unlink()
+    with open(out_dir / "quarantine.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["utt_id", "reason"])
+        writer.writerows([q["utt_id"], q["reason"]] for q in quarantined)
     for item in quarantined:
         logger.warning("quarantined %s (%s): %s", item["utt_id"], modality, item["reason"])
     meta = {
@@ -127,28 +344,38 @@ def extract_modality(table: pd.DataFrame, modality: str, cfg: ExtractParams, out
         "model": info.model,
         "weights": info.weights,
         "config_hash": info.config_hash,
-        "hidden_dim": info.hidden_dim,
+        "hidden_dim": stored_dim,
+        "layer_dim": info.hidden_dim,
         "dtype": "float16",
-        "layout": "ragged: hidden[offsets[i]:offsets[i+1]] per utterance, no padding",
-        "count": sum(s["count"] for s in writer.shards),
+        "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
+        "count": sum(m["count"] for m in manifests),
         "n_quarantined": len(quarantined),
         "n_resampled": counts["resampled"] if modality == "audio" else None,
         "n_truncated": counts["truncated"] if modality == "audio" else None,
         "encoder_extra": info.extra,
-        "params": as_dict(cfg),
+        "params": {k: v for k, v in as_dict(cfg).items() if k != "num_workers"},
         "sample_rate": SAMPLE_RATE if modality == "audio" else None,
-        "max_seconds": cfg.max_seconds if modality == "audio" else None,
-        "max_len": cfg.max_len if modality == "text" else None,
-        "frames_per_clip": cfg.frames_per_clip if modality == "video" else None,
-        "shards": writer.shards,
+        "max_seconds": cfg.audio.max_seconds if modality == "audio" else None,
+        "long_audio": cfg.audio.long_audio if modality == "audio" else None,
+        "max_len": cfg.text.max_len if modality == "text" else None,
+        "layers": list(cfg.text.layers) if modality == "text" else None,
+        "frames_per_clip": cfg.video.frames_per_clip if modality == "video" else None,
+        "shards": [
+            {
+                "file": m["file"],
+                "manifest": f"{features.shard_name(m['index'])}.json",
+                "count": m["count"],
+                "sha256": m["sha256"],
+            }
+            for m in manifests
+        ],
     }
+    other_modalities = {"text", "audio", "video"} - {modality}
+    meta["params"] = {k: v for k, v in meta["params"].items() if k not in other_modalities}
     features.write_json(out_dir / "meta.json", meta)
     record = features.verify(out_dir, table["utt_id"].tolist(), quarantined)
     features.write_json(out_dir / "verify.json", record)
     if not record["ok"]:
         raise ExtractionError(f"{out_dir}: verification failed: {record['problems']}")
-    logger.info(
-        "%s: %d stored, %d quarantined, %.1f utt/s", modality, record["n_stored"],
-        record["n_quarantined"], len(table) / max(seconds, 1e-9),
-    )  # fmt: skip
+    logger.info("%s: %d stored, %d quarantined", modality, record["n_stored"], record["n_quarantined"])
     return record

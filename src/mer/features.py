@@ -1,21 +1,23 @@
-"""Ragged sequence-feature shards: one writer, one reader, one verifier.
+"""Ragged sequence-feature shards: one writer, one memory-mapped reader, one verifier.
 
 A feature directory (``data/features/<corpus>/<modality>/``) holds
 
-- ``shard-00000.npz`` ... : ``hidden`` float16 ``(sum of lengths, d)``, ``offsets`` int64
-  ``(n + 1,)`` and ``utt_ids`` ``(n,)``; utterance ``i`` is ``hidden[offsets[i]:offsets[i+1]]``.
-  No padding is stored.
-- ``meta.json``: encoder, weights origin, config hash, dims, dtype, counts, shard checksums.
-- ``verify.json``: the verification record (shapes, finiteness, ids aligned with metadata,
-  quarantined utterances with reasons).
+- ``shard-00000.npy``: float16 ``(sum of lengths, D)``, every utterance's hidden states back to
+  back, no padding; memory-mapped by the reader.
+- ``shard-00000.json``: the shard's manifest: utt_ids, offsets (utterance ``i`` is
+  ``hidden[offsets[i]:offsets[i+1]]``), the data file's sha256, the fingerprint of what produced
+  it, and the utterances quarantined in it. Written last, atomically: a shard whose manifest is
+  present, whose fingerprint matches and whose checksum verifies is complete, so a killed
+  extraction resumes without redoing it.
+- ``meta.json`` (encoder, weights origin, dims, dtype, counts, shards), ``quarantine.csv``
+  (utt_id, reason) and ``verify.json`` (the verification record).
 
 Legend for shape comments in this package: B batch, L/T sequence length, D feature dim.
 
 >>> import tempfile, numpy as np
 >>> out = Path(tempfile.mkdtemp())
->>> with ShardWriter(out, hidden_dim=2, shard_size=2) as writer:
-...     writer.add("a", np.ones((3, 2))); writer.add("b", np.zeros((1, 2)))
->>> store = FeatureStore(out, meta={"hidden_dim": 2, "shards": writer.shards})
+>>> manifest = write_shard(out, 0, ["a", "b"], [np.ones((3, 2)), np.zeros((1, 2))], [], "fp")
+>>> store = FeatureStore(out, meta={"hidden_dim": 2, "shards": [manifest]})
 >>> store["a"].shape, store.ids
 ((3, 2), ['a', 'b'])
 """
@@ -57,55 +59,80 @@ def write_json(path: str | Path, payload: Any) -> Path:
     return path
 
 
-class ShardWriter:
-    """Buffer per-utterance ``(L, D)`` arrays and write them as float16 shards, atomically."""
+def shard_name(index: int) -> str:
+    """``shard-00007`` for index 7."""
+    return f"shard-{index:05d}"
 
-    def __init__(self, out_dir: str | Path, hidden_dim: int, shard_size: int) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.hidden_dim = hidden_dim
-        self.shard_size = shard_size
-        self.shards: list[dict] = []
-        self._ids: list[str] = []
-        self._arrays: list[np.ndarray] = []
 
-    def add(self, utt_id: str, hidden_states: np.ndarray) -> None:
-        """Queue one utterance's hidden states, shape ``(L, D)`` with ``L >= 1``."""
-        if hidden_states.ndim != 2 or hidden_states.shape[1] != self.hidden_dim or not len(hidden_states):
-            raise ValueError(
-                f"{utt_id}: expected hidden states of shape (L>=1, {self.hidden_dim}), "
-                f"got {tuple(hidden_states.shape)}"
-            )
-        self._ids.append(utt_id)
-        self._arrays.append(hidden_states.astype(DTYPE))
-        if len(self._ids) >= self.shard_size:
-            self.flush()
+def write_shard(
+    out_dir: str | Path,
+    index: int,
+    utt_ids: Sequence[str],
+    arrays: Sequence[np.ndarray],
+    quarantined: Sequence[dict],
+    fingerprint: str,
+    hidden_dim: int | None = None,
+    counts: dict[str, int] | None = None,
+) -> dict:
+    """Write one complete shard atomically (data first, manifest last) and return its manifest.
 
-    def flush(self) -> None:
-        """Write the buffered utterances as the next shard (temp file, then rename)."""
-        if not self._ids:
-            return
-        name = f"shard-{len(self.shards):05d}.npz"
-        lengths = np.array([len(a) for a in self._arrays], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        tmp = self.out_dir / (name + ".tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, hidden=np.concatenate(self._arrays), offsets=offsets,
-                     utt_ids=np.array(self._ids))  # fmt: skip
-        os.replace(tmp, self.out_dir / name)
-        self.shards.append({"file": name, "count": len(self._ids), "sha256": sha256(self.out_dir / name)})
-        self._ids, self._arrays = [], []
+    ``arrays`` are the utterances' ``(L_i, D)`` hidden states, stored as float16; ``counts``
+    (e.g. resampled / truncated clips) are kept in the manifest.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = shard_name(index)
+    dim = hidden_dim if hidden_dim is not None else (arrays[0].shape[1] if len(arrays) else 0)
+    for utt_id, array in zip(utt_ids, arrays, strict=True):
+        if array.ndim != 2 or array.shape[1] != dim or not len(array):
+            raise ValueError(f"{utt_id}: expected hidden states of shape (L>=1, {dim}), got {array.shape}")
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    hidden = np.concatenate(arrays).astype(DTYPE) if len(arrays) else np.zeros((0, dim), dtype=DTYPE)
+    tmp = out_dir / f"{name}.npy.tmp"
+    with open(tmp, "wb") as handle:
+        np.save(handle, hidden)
+    os.replace(tmp, out_dir / f"{name}.npy")
+    manifest = {
+        "file": f"{name}.npy",
+        "index": index,
+        "count": len(utt_ids),
+        "utt_ids": list(utt_ids),
+        "offsets": offsets,
+        "sha256": sha256(out_dir / f"{name}.npy"),
+        "fingerprint": fingerprint,
+        "quarantined": list(quarantined),
+        "counts": dict(counts or {}),
+    }
+    write_json(out_dir / f"{name}.json", manifest)
+    return manifest
 
-    def __enter__(self) -> ShardWriter:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.flush()
+def complete_shard(out_dir: str | Path, index: int, fingerprint: str) -> dict | None:
+    """The manifest of shard ``index`` if it is complete and was made by ``fingerprint``."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / f"{shard_name(index)}.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    data = out_dir / manifest.get("file", "")
+    if manifest.get("fingerprint") != fingerprint or not data.is_file():
+        return None
+    if sha256(data) != manifest["sha256"]:
+        logger.warning("%s: checksum mismatch, recomputing the shard", data)
+        return None
+    return manifest
 
 
 class FeatureStore:
-    """Read a feature directory: ``store[utt_id]`` gives the float16 ``(L, D)`` array."""
+    """Memory-mapped reader: ``store[utt_id]`` is a float16 ``(L, D)`` view into its shard.
+
+    Only the manifests are read up front; shard data is mapped on first access, so a corpus is
+    never loaded into RAM as a whole.
+    """
 
     def __init__(self, feature_dir: str | Path, meta: dict | None = None) -> None:
         self.dir = Path(feature_dir)
@@ -118,25 +145,33 @@ class FeatureStore:
             meta = json.loads(meta_path.read_text())
         self.meta = meta
         self.hidden_dim = int(meta["hidden_dim"])
-        self._arrays: dict[str, np.ndarray] = {}
+        self._index: dict[str, tuple[str, int, int]] = {}
+        self._maps: dict[str, np.ndarray] = {}
         for shard in meta["shards"]:
-            with np.load(self.dir / shard["file"]) as data:
-                hidden, offsets = data["hidden"], data["offsets"]
-                for i, utt_id in enumerate(data["utt_ids"].tolist()):
-                    self._arrays[utt_id] = hidden[offsets[i] : offsets[i + 1]]
+            if "utt_ids" not in shard:  # meta.json lists shards; ids and offsets live in manifests
+                shard = json.loads((self.dir / shard["manifest"]).read_text())
+            offsets = shard["offsets"]
+            for i, utt_id in enumerate(shard["utt_ids"]):
+                self._index[utt_id] = (shard["file"], offsets[i], offsets[i + 1])
+
+    def _map(self, file: str) -> np.ndarray:
+        if file not in self._maps:
+            self._maps[file] = np.load(self.dir / file, mmap_mode="r")
+        return self._maps[file]
 
     @property
     def ids(self) -> list[str]:
-        return list(self._arrays)
+        return list(self._index)
 
     def __contains__(self, utt_id: str) -> bool:
-        return utt_id in self._arrays
+        return utt_id in self._index
 
     def __getitem__(self, utt_id: str) -> np.ndarray:
-        return self._arrays[utt_id]
+        file, start, end = self._index[utt_id]
+        return self._map(file)[start:end]
 
     def __len__(self) -> int:
-        return len(self._arrays)
+        return len(self._index)
 
 
 def pad_sequences(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,145 @@
+"""Extraction: bucketing, worker decoding, NaN failure, kill-and-resume, torchrun with 2 ranks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mer import metadata
+from mer.corpora import synthetic
+from mer.extract import ExtractionError, bucket_batches, extract_modality
+from mer.features import FeatureStore
+from mer.params import ExtractParams, SyntheticParams
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=15,
+                         video_frames=4, video_size=32, min_seconds=0.6, max_seconds=1.6)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    synthetic.generate(CORPUS, "source", root / "raw")
+    frame = synthetic.load(root / "raw", "tiny")
+    metadata.write(frame, root / "meta.parquet")
+    return frame
+
+
+def _stage_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "MER_LOG_LEVEL": "WARNING",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+
+
+def _params_file(directory: Path, shard_size: int) -> Path:
+    (directory / "params.yaml").write_text(f"extract:\n  shard_size: {shard_size}\n  num_workers: 0\n")
+    return directory
+
+
+def _arrays(directory: Path) -> dict[str, np.ndarray]:
+    store = FeatureStore(directory)
+    return {u: np.array(store[u]) for u in store.ids}
+
+
+def test_bucketing_covers_every_item_once_within_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 400, size=200).tolist()
+    batches = bucket_batches(lengths, batch_size=16, budget=2000)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= 16 and (padded <= 2000 or len(batch) == 1)
+    padded_total = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded_total < 1.1 * sum(lengths)  # far less padding than one global pad-to-max
+    assert bucket_batches([900], 4, 100) == [[0]]
+
+
+def test_worker_decoding_and_batching_do_not_change_features(table, tmp_path):
+    base = ExtractParams(shard_size=7, num_workers=0, batch_size=1)
+    extract_modality(table, "audio", base, tmp_path / "single")
+    fast = ExtractParams(shard_size=7, num_workers=2, batch_size=8, batch_budget=400)
+    extract_modality(table, "audio", fast, tmp_path / "batched")
+    single, batched = _arrays(tmp_path / "single"), _arrays(tmp_path / "batched")
+    assert list(single) == list(batched) == table["utt_id"].tolist()
+    for utt_id in single:
+        a, b = single[utt_id].astype(np.float32), batched[utt_id].astype(np.float32)
+        assert a.shape == b.shape
+        cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        assert cosine.min() > 0.999
+
+
+def test_nan_features_fail_the_stage_naming_the_utterance(table, tmp_path, monkeypatch):
+    import mer.extract as extract
+
+    real = extract.build_encoder
+
+    def poisoned(*args, **kwargs):
+        encoder = real(*args, **kwargs)
+        clean = encoder.encode
+
+        def encode(texts, *rest, **kw):
+            outputs = clean(texts, *rest, **kw)
+            for text, output in zip(texts, outputs, strict=True):
+                if text == table["text"].iloc[3]:
+                    output[0, 0] = np.nan
+            return outputs
+
+        encoder.encode = encode
+        return encoder
+
+    monkeypatch.setattr(extract, "build_encoder", poisoned)
+    with pytest.raises(ExtractionError, match=table["utt_id"].iloc[3]):
+        extract_modality(table, "text", ExtractParams(num_workers=0), tmp_path / "text")
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_without_redoing_complete_shards(table, tmp_path):
+    work = _params_file(tmp_path, shard_size=2)
+    metadata.write(table, work / "meta.parquet")
+    command = [sys.executable, str(REPO / "stages/extract.py"), "--metadata", "meta.parquet",
+               "--modality", "audio", "--out", "features"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=work, env=_stage_env(), stderr=subprocess.DEVNULL)
+    third = work / "features" / "shard-00002.json"
+    deadline = time.time() + 120
+    while not third.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = sorted(p for p in (work / "features").glob("shard-*.json"))
+    assert 3 <= len(done) < 30, "the run should have been killed part-way"
+    assert not (work / "features" / "meta.json").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+
+    subprocess.run(command, cwd=work, env=_stage_env(), check=True, capture_output=True)
+    features_dir = work / "features"
+    assert {p.name: p.stat().st_mtime_ns for p in done} == stamps  # complete shards were not redone
+    assert len(list(features_dir.glob("shard-*.json"))) == 30
+    assert not list(features_dir.glob("*.tmp"))
+    clean = tmp_path / "clean"
+    extract_modality(table, "audio", ExtractParams(shard_size=2, num_workers=0), clean)
+    resumed, reference = _arrays(features_dir), _arrays(clean)
+    assert list(resumed) == list(reference)
+    assert all(np.array_equal(resumed[u], reference[u]) for u in reference)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_write_disjoint_shards_and_merge(table, tmp_path):
+    work = _params_file(tmp_path, shard_size=5)
+    metadata.write(table, work / "meta.parquet")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(REPO / "stages/extract.py"), "--metadata", "meta.parquet", "--modality", "text",
+               "--out", "features"]  # fmt: skip
+    result = subprocess.run(command, cwd=work, env=_stage_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    extract_modality(table, "text", ExtractParams(shard_size=5, num_workers=0), tmp_path / "single")
+    ranked, single = _arrays(work / "features"), _arrays(tmp_path / "single")
+    assert list(ranked) == list(single) == table["utt_id"].tolist()
+    for utt_id in single:
+        assert np.allclose(ranked[utt_id].astype(np.float32), single[utt_id].astype(np.float32), atol=2e-3)
+    assert len(list((work / "features").glob("shard-*.npy"))) == 12
