@@ -143,3 +143,41 @@ def test_torchrun_two_ranks_write_disjoint_shards_and_merge(table, tmp_path):
     for utt_id in single:
         assert np.allclose(ranked[utt_id].astype(np.float32), single[utt_id].astype(np.float32), atol=2e-3)
     assert len(list((work / "features").glob("shard-*.npy"))) == 12
+
+
+def test_text_layers_are_stored_side_by_side(table, tmp_path):
+    import dataclasses
+
+    cfg = ExtractParams(num_workers=0, text=dataclasses.replace(ExtractParams().text, layers=(-2, -1)))
+    extract_modality(table.iloc[:4], "text", cfg, tmp_path / "layers")
+    extract_modality(table.iloc[:4], "text", ExtractParams(num_workers=0), tmp_path / "last")
+    layers, last = FeatureStore(tmp_path / "layers"), FeatureStore(tmp_path / "last")
+    assert layers.hidden_dim == 2 * last.hidden_dim and layers.meta["layers"] == [-2, -1]
+    utt_id = table["utt_id"].iloc[0]
+    assert np.array_equal(layers[utt_id][:, last.hidden_dim :], last[utt_id])  # the -1 block
+
+
+def test_long_audio_is_truncated_and_counted_or_chunked_whole(table, tmp_path):
+    import dataclasses
+
+    import soundfile as sf
+
+    long_wav = tmp_path / "long.wav"
+    sf.write(long_wav, np.random.default_rng(0).normal(scale=0.1, size=16000 * 7).astype(np.float32), 16000)
+    rows = table.iloc[:2].copy()
+    rows.loc[rows.index[0], ["audio_path", "duration"]] = [str(long_wav), 7.0]
+    audio = ExtractParams().audio
+    truncate = ExtractParams(num_workers=0, audio=dataclasses.replace(audio, max_seconds=3.0))
+    chunk = ExtractParams(
+        num_workers=0,
+        audio=dataclasses.replace(
+            audio, long_audio="chunk", max_seconds=3.0, chunk_seconds=3.0, chunk_overlap=1.0
+        ),
+    )
+    extract_modality(rows, "audio", truncate, tmp_path / "truncate")
+    extract_modality(rows, "audio", chunk, tmp_path / "chunk")
+    cut, whole = FeatureStore(tmp_path / "truncate"), FeatureStore(tmp_path / "chunk")
+    utt_id = rows["utt_id"].iloc[0]
+    assert len(cut[utt_id]) == 149 and len(whole[utt_id]) == 349  # 3 s vs all 7 s at 50 Hz
+    assert cut.meta["n_truncated"] == 1 and whole.meta["n_truncated"] == 0
+    assert whole.meta["long_audio"] == "chunk"

@@ -112,24 +112,32 @@ def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
     short = tmp_path / "short.wav"  # 100 samples: shorter than one WavLM frame
     sf.write(short, np.zeros(100, dtype=np.float32), 16000)
     table.loc[table.index[3], "audio_path"] = str(short)
-    resampled = tmp_path / "44k.wav"
+    resampled = tmp_path / "44k.wav"  # stereo 44.1 kHz: converted, counted
     sf.write(resampled, np.random.default_rng(0).normal(scale=0.1, size=(44100, 2)), 44100)
     table.loc[table.index[4], "audio_path"] = str(resampled)
+    narrowband = tmp_path / "8k.wav"  # 8 kHz: converted, counted
+    sf.write(narrowband, np.random.default_rng(1).normal(scale=0.1, size=8000), 8000)
+    table.loc[table.index[5], "audio_path"] = str(narrowband)
+    empty = tmp_path / "empty.wav"  # zero-length audio
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    table.loc[table.index[6], "audio_path"] = str(empty)
+    table.loc[table.index[7], "audio_path"] = table["video_path"].iloc[7]  # an mp4 without audio
     cfg = ExtractParams(shard_size=5, batch_size=4, num_workers=0)
     audio = extract_modality(table, "audio", cfg, tmp_path / "audio")
     text = extract_modality(table, "text", cfg, tmp_path / "text")
-    assert audio["ok"] and audio["n_stored"] == len(table) - 2
-    assert [q["utt_id"] for q in audio["quarantined"]] == table["utt_id"].iloc[[1, 3]].tolist()
-    assert "corrupt.wav" in audio["quarantined"][0]["reason"]
-    assert "encoder rejected" in audio["quarantined"][1]["reason"]
+    assert audio["ok"] and audio["n_stored"] == len(table) - 4
+    assert [q["utt_id"] for q in audio["quarantined"]] == table["utt_id"].iloc[[1, 3, 6, 7]].tolist()
+    reasons = [q["reason"] for q in audio["quarantined"]]
+    assert "corrupt.wav" in reasons[0] and "encoder rejected" in reasons[1]
+    assert "empty.wav" in reasons[2] and "no audio stream" in reasons[3]
     assert text["quarantined"] == [{"utt_id": table["utt_id"].iloc[2], "reason": "empty transcript"}]
     quarantine = pd.read_csv(tmp_path / "audio" / "quarantine.csv")
-    assert quarantine["utt_id"].tolist() == table["utt_id"].iloc[[1, 3]].tolist()
+    assert quarantine["utt_id"].tolist() == table["utt_id"].iloc[[1, 3, 6, 7]].tolist()
     meta = json.loads((tmp_path / "audio" / "meta.json").read_text())
     assert meta["weights"] == "random-init" and meta["sample_rate"] == 16000
-    assert (meta["n_quarantined"], meta["n_resampled"], meta["n_truncated"]) == (2, 1, 0)
+    assert (meta["n_quarantined"], meta["n_resampled"], meta["n_truncated"]) == (4, 2, 0)
     joined = MultimodalData.load(table, {"audio": tmp_path / "audio", "text": tmp_path / "text"})
-    assert joined.n_missing == 3 and len(joined) == len(table) - 3
+    assert joined.n_missing == 5 and len(joined) == len(table) - 5
     first = joined.table["utt_id"].iloc[0]
     assert joined.sequences["audio"][0].shape == features.FeatureStore(tmp_path / "audio")[first].shape
 

@@ -21,6 +21,7 @@ output fails the stage, naming the utterances.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -233,10 +234,19 @@ def _modality_params(cfg: ExtractParams, modality: str) -> dict:
     return asdict(getattr(cfg, modality))
 
 
+def resolve_device(cfg: ExtractParams) -> tuple[str, bool]:
+    """(torch device, whether to autocast to bf16) for ``extract.device`` / ``extract.bf16``."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ExtractionError("extract.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    return device, device == "cuda" and cfg.bf16
+
+
 def shard_fingerprint(info: Any, cfg: ExtractParams, modality: str, rows: list[dict]) -> str:
-    """What a shard's content depends on: encoder, the modality's params and the shard's rows."""
+    """What a shard's content depends on: encoder, precision, the modality's params, the rows."""
     payload = {
         "encoder": [info.model, info.weights, info.config_hash],
+        "precision": "bf16" if resolve_device(cfg)[1] else "fp32",
         "init_seed": cfg.init_seed,
         "params": _modality_params(cfg, modality),
         "rows": [[str(row.get(c)) for c in INPUT_COLUMNS] for row in rows],
@@ -276,8 +286,11 @@ def extract_modality(
     rank, world = _distributed()
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    device, bf16 = resolve_device(cfg)
     if encoder is None:
-        encoder = build_encoder(modality, getattr(cfg, modality).model, init_seed=cfg.init_seed)
+        encoder = build_encoder(
+            modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device
+        )
     info = encoder.info
     # several text layers are stored side by side: (L, num_layers * D)
     stored_dim = info.hidden_dim * (len(cfg.text.layers) if modality == "text" else 1)
@@ -291,7 +304,9 @@ def extract_modality(
 
     started, done, resumed = time.perf_counter(), 0, 0
     progress = tqdm(total=sum(len(plan[k]) for k in mine), desc=f"extract {modality}", unit="utt")
-    with torch.inference_mode():
+    # bf16 autocast on CUDA only: on CPU fp32 is faster and exact
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         for k in mine:
             shard_rows = [rows[i] for i in plan[k]]
             fingerprint = shard_fingerprint(info, cfg, modality, shard_rows)
@@ -347,6 +362,8 @@ def _merge(
         "hidden_dim": stored_dim,
         "layer_dim": info.hidden_dim,
         "dtype": "float16",
+        "device": resolve_device(cfg)[0],
+        "precision": "bf16 autocast" if resolve_device(cfg)[1] else "fp32",
         "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
         "count": sum(m["count"] for m in manifests),
         "n_quarantined": len(quarantined),

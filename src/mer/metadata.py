@@ -19,6 +19,8 @@ COLUMNS = (
     "valence", "arousal", "dominance", "sentiment", "text", "audio_path", "video_path",
     "start", "end", "duration",
 )  # fmt: skip
+#: Optional: ``video_start`` / ``video_end`` (seconds) cut an utterance's window out of a longer
+#: ``video_path`` (IEMOCAP's dialog videos); absent or null means the whole clip.
 #: Optional columns recording which modalities carry a usable cue (the synthetic corpus has them).
 RELIABILITY_COLUMNS = ("text_reliable", "audio_reliable", "video_reliable")
 SPLITS = ("train", "dev", "test")

@@ -185,6 +185,8 @@ class ExtractParams:
         batch_budget (int, 512): most padded positions per call (items x longest item, in
             tokens / 20 ms audio frames / video frames); batches are length-bucketed under it.
         shard_size (int, 256): utterances per feature shard (the unit of resumption).
+        device (str, "auto"): ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        bf16 (bool, true): bf16 autocast on CUDA (ignored on CPU, where fp32 is faster).
         num_workers (int, 0): DataLoader processes decoding media while the encoder runs
             (0 = decode in the main process). Does not change the features. On a 2-core CPU
             a worker competes with the encoder for the cores (audio 36.7 vs 42.2 utt/s in
@@ -198,6 +200,8 @@ class ExtractParams:
     batch_size: int = 16
     batch_budget: int = 512
     shard_size: int = 256
+    device: str = "auto"
+    bf16: bool = True
     num_workers: int = 0
 
     _checks: ClassVar[dict] = {
@@ -206,6 +210,7 @@ class ExtractParams:
         "batch_budget": _range(16),
         "shard_size": _range(1, 1000000),
         "num_workers": _range(0, 64),
+        "device": _choice("auto", "cpu", "cuda"),
     }
 
 
