@@ -49,3 +49,25 @@ def tiny_data():
         table = make_table(8 if split == "train" else 4, (split,))
         out[split] = MultimodalData.from_arrays(table, make_sequences(table, dims, seed=seed))
     return out
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory):
+    """A tiny-config copy of the repo after one full ``dvc repro``, committed (built once).
+
+    Tests that change it must work on ``pipeline_utils.copy_repo(reproduced_repo, ...)``.
+    """
+    import yaml
+
+    from tests.pipeline_utils import make_tiny_repo, ran_stages, run
+
+    root = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
+    output = run(["dvc", "repro"], root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    expected = {"metadata", "adapt", "train", "transfer", "evaluate"}
+    expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
+    expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
+    assert ran_stages(output) == expected, output[-3000:]
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "repro"], root)
+    return root

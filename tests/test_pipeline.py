@@ -9,78 +9,17 @@ byte-identical metrics.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-TINY = {
-    "synthetic": {
-        "train_speakers": 2, "dev_speakers": 1, "test_speakers": 1, "utterances_per_speaker": 12,
-        "target_utterances_per_speaker": 12, "min_seconds": 1.0, "max_seconds": 1.5,
-        "video_frames": 4, "video_size": 48,
-    },
-    "extract": {"video": {"frames_per_clip": 4}, "shard_size": 20},
-    "adapt": {"epochs": 2, "pairs_per_epoch": 256},
-    "model": {"d_model": 16, "num_heads": 2},
-    "train": {"epochs": 3, "patience": 2, "batch_size": 8},
-    "transfer": {"fractions": [50, 100], "epochs": 2, "patience": 2},
-}  # fmt: skip
-
-
-def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MER_LOG_LEVEL": "WARNING"}  # fmt: skip
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
-    return output
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+from tests.pipeline_utils import copy_repo, ran_stages, run
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Path:
-    """A tiny-config copy of the repo, committed, with one full ``dvc repro`` done."""
-    root = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", "params.yaml", "stages", "src", ".dvc", ".gitignore"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
-        else:
-            shutil.copy(source, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in TINY.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                params[section][key].update(value)
-            else:
-                params[section][key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    # repo-local identity: `dvc exp run` commits, and CI machines may have no global git config
-    run(["git", "config", "user.name", "mer tests"], root)
-    run(["git", "config", "user.email", "tests@mer.invalid"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "tiny"], root)
-    output = run(["dvc", "repro"], root)
-    expected = {"metadata", "adapt", "train", "transfer", "evaluate"}
-    expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
-    expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
-    assert ran_stages(output) == expected
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "repro"], root)
-    return root
+def pipeline(reproduced_repo, tmp_path_factory):
+    """A private copy of the tiny reproduced repo (these tests run experiments in it)."""
+    return copy_repo(reproduced_repo, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 @pytest.mark.slow
