@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from mer.adapt import train_adapters
-from mer.features import write_json
 from mer.logs import setup_logging
-from mer.params import MODALITIES, load_section
+from mer.params import MODALITIES, as_dict, load_section
+from mer.provenance import write_metrics
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
         f"{args.metadata}/source.parquet", f"{args.metadata}/target.parquet",
         f"{args.features}/source", f"{args.features}/target", args.out,
     )  # fmt: skip
-    write_json(args.metrics, records)
+    write_metrics(args.metrics, {"adapt": records}, {"adapt": as_dict(cfg)}, args.features)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import setup_logging
+from mer.params import SECTIONS, as_dict, load_section
 from mer.report import evaluate
 
 
@@ -17,7 +18,9 @@ def main() -> None:
     parser.add_argument("--plots", default="plots")
     args = parser.parse_args()
     setup_logging()
-    evaluate(args.source, args.transfer, args.live, args.metrics, args.plots)
+    # every section shaped the predictions evaluated here; their hash goes into the provenance
+    params = {name: as_dict(load_section(name)) for name in SECTIONS}
+    evaluate(args.source, args.transfer, args.live, args.metrics, args.plots, params)
 
 
 if __name__ == "__main__":

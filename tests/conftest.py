@@ -64,7 +64,7 @@ def reproduced_repo(tmp_path_factory):
     root = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
     output = run(["dvc", "repro"], root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    expected = {"metadata", "adapt", "train", "transfer", "evaluate"}
+    expected = {"metadata", "adapt", "train", "transfer", "evaluate", "report"}
     expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
     expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
     assert ran_stages(output) == expected, output[-3000:]

@@ -1,12 +1,15 @@
 """The evaluate stage: predictions in, metrics JSON + dvc plot data + PNGs out.
 
-Metrics keys are nested JSON that DVC shows flattened, e.g. ``test.fusion.ua`` in
-``metrics/source.json`` and ``plain.20.ua`` in ``metrics/transfer.json``.
+Metric keys are flat and stable, e.g. ``source/test/ua`` (the main model),
+``source/test/baselines/concat/ua`` in ``metrics/source.json`` and
+``target/fewshot/20/finetune/ua`` (``0`` = zero-shot) in ``metrics/transfer.json``; each file also
+has a ``provenance`` block (:mod:`mer.provenance`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from mer import plots
 from mer.evaluation import classification_metrics
 from mer.features import write_json
 from mer.params import EMOTIONS, MODALITIES
+from mer.provenance import flatten, provenance
 
 logger = logging.getLogger(__name__)
 
@@ -60,32 +64,72 @@ def _read_curves(live_root: Path, names: list[str]) -> dict[str, dict[str, list[
     return curves
 
 
+SETTING_NAMES = {"plain": "finetune", "adapter": "adapter_finetune"}
+SUMMARY_METRICS = ("ua", "wa", "f1_weighted", "f1_macro")
+
+
+def source_metrics(runs: dict[str, pd.DataFrame]) -> dict:
+    """Flat source-domain metrics: the main model under ``source/test/``, baselines under
+    ``source/test/baselines/<mode>/``, gains, gates and missing-feature counts."""
+    if MAIN not in runs:
+        raise FileNotFoundError(f"{MAIN}.parquet: main model predictions not found")
+    per_run = {name: _metrics(frame) for name, frame in runs.items()}
+    main = per_run[MAIN]
+    nested: dict = {k: main[k] for k in (*SUMMARY_METRICS, "n", "recall")}
+    nested["baselines"] = {
+        name: {k: m[k] for k in SUMMARY_METRICS} for name, m in per_run.items() if name != MAIN
+    }
+    unimodal = [per_run[m]["ua"] for m in MODALITIES if m in per_run]
+    nested["gain_over_best_unimodal"] = {"ua": round(main["ua"] - max(unimodal), 4)} if unimodal else {}
+    if "concat" in per_run:
+        nested["gain_over_concat"] = {"ua": round(main["ua"] - per_run["concat"]["ua"], 4)}
+    nested["gates"] = gate_analysis(runs[MAIN])
+    nested["n_missing_features"] = int(runs[MAIN]["n_missing_features"].iloc[0])
+    return flatten(nested, "source/test")
+
+
+def transfer_metrics(transfer_dir: Path) -> dict:
+    """Flat target-domain metrics: ``target/fewshot/<percent>/<setting>/<metric>`` (0 = zero-shot)."""
+    records_path = transfer_dir / "records.json"
+    records = json.loads(records_path.read_text()) if records_path.is_file() else {}
+    nested: dict = {}
+    for path in sorted(
+        transfer_dir.glob("*.parquet"),
+        key=lambda p: (p.stem.rsplit("_", 1)[0], int(p.stem.rsplit("_", 1)[1])),
+    ):
+        setting, fraction = path.stem.rsplit("_", 1)
+        metrics = _metrics(pd.read_parquet(path))
+        entry = {k: metrics[k] for k in SUMMARY_METRICS}
+        entry["n_train"] = records.get(setting, {}).get(fraction, {}).get("n_train", 0)
+        nested.setdefault(fraction, {})[SETTING_NAMES.get(setting, setting)] = entry
+    ordered = {f: nested[f] for f in sorted(nested, key=int)}
+    return flatten(ordered, "target/fewshot")
+
+
 def evaluate(
     source_dir: str | Path,
     transfer_dir: str | Path,
     live_root: str | Path,
     metrics_dir: str | Path,
     plots_dir: str | Path,
+    params: dict | None = None,
 ) -> dict:
-    """Compute every metric and plot from the prediction files; return the source metrics."""
+    """Compute every metric and plot from the prediction files; return the source metrics.
+
+    ``params`` (the params sections behind the predictions) are hashed into each file's
+    provenance block.
+    """
     source_dir, transfer_dir = Path(source_dir), Path(transfer_dir)
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     png_dir = plots_dir / "png"
+    record = provenance(params or {})  # one block for both files: same run, same inputs
 
     # Source domain: the main model and every baseline on the source test split.
     runs = {p.stem: pd.read_parquet(p) for p in sorted(source_dir.glob("*.parquet"))}
     if MAIN not in runs:
         raise FileNotFoundError(f"{source_dir}/{MAIN}.parquet: main model predictions not found")
-    source = {"test": {name: _metrics(frame) for name, frame in runs.items()}}
-    main_ua = source["test"][MAIN]["ua"]
-    unimodal = [source["test"][m]["ua"] for m in MODALITIES if m in source["test"]]
-    if unimodal:
-        source["fusion_minus_best_unimodal_ua"] = round(main_ua - max(unimodal), 4)
-    if "concat" in source["test"]:
-        source["fusion_minus_concat_ua"] = round(main_ua - source["test"]["concat"]["ua"], 4)
-    source["gates"] = gate_analysis(runs[MAIN])
-    source["n_missing_features"] = int(runs[MAIN]["n_missing_features"].iloc[0])
-    write_json(metrics_dir / "source.json", source)
+    source = source_metrics(runs)
+    write_json(metrics_dir / "source.json", {**source, "provenance": record})
 
     main = runs[MAIN]
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -95,37 +139,41 @@ def evaluate(
         for true, pred in zip(main["label_id"], main["pred_id"], strict=True):
             writer.writerow([EMOTIONS[true], EMOTIONS[pred]])
     confusion = classification_metrics(main["label_id"], main["pred_id"], EMOTIONS)["confusion"]
-    plots.plot_confusion(confusion, EMOTIONS, png_dir / "confusion_source_test.png",
-                         "Source test confusion (main model)")  # fmt: skip
-    plots.plot_bars({name: m["ua"] for name, m in source["test"].items()}, png_dir / "source_ua.png",
-                    "Source test UA by model", "UA")  # fmt: skip
-    if source["gates"]:
+    plots.plot_confusion(
+        confusion, EMOTIONS, png_dir / "confusion_source_test.png", "Source test confusion (main model)"
+    )
+    model_ua = {MAIN: source["source/test/ua"]}
+    model_ua |= {
+        k.split("/")[3]: v
+        for k, v in source.items()
+        if k.startswith("source/test/baselines/") and k.endswith("/ua")
+    }
+    plots.plot_bars(model_ua, png_dir / "source_ua.png", "Source test UA by model", "UA")
+    gates = gate_analysis(main)
+    if gates:
         conditions = ("reliable", "unreliable")
-        bars = {f"{m} {c}": g[c] for m, g in source["gates"].items() for c in conditions}
+        bars = {f"{m} {c}": g[c] for m, g in gates.items() for c in conditions}
         plots.plot_bars(bars, png_dir / "gates.png", "Mean gate by modality reliability", "gate")
     curves = _read_curves(Path(live_root), list(runs))
     if curves:
         plots.plot_curves(curves, png_dir / "training_curves.png", "Training curves (source)")
 
     # Target domain: zero-shot and few-shot, with and without adapters.
-    transfer: dict = {}
-    for path in sorted(Path(transfer_dir).glob("*.parquet")):
-        setting, fraction = path.stem.rsplit("_", 1)
-        transfer.setdefault(setting, {})[int(fraction)] = _metrics(pd.read_parquet(path))
-    transfer = {s: {str(f): transfer[s][f] for f in sorted(transfer[s])} for s in sorted(transfer)}
-    write_json(metrics_dir / "transfer.json", transfer)
-    fractions = sorted({int(f) for per in transfer.values() for f in per})
+    transfer = transfer_metrics(transfer_dir)
+    write_json(metrics_dir / "transfer.json", {**transfer, "provenance": record})
+    table: dict[int, dict[str, float]] = {}
+    for key, value in transfer.items():
+        _, _, fraction, setting, metric = key.split("/")
+        if metric == "ua":
+            table.setdefault(int(fraction), {})[setting] = value
+    settings = sorted({s for row in table.values() for s in row})
     with open(plots_dir / "fewshot.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["fraction"] + [f"{s}_ua" for s in transfer])
-        for fraction in fractions:
-            writer.writerow([fraction] + [transfer[s].get(str(fraction), {}).get("ua", "") for s in transfer])
-    rows = [
-        {"fraction": int(f), "setting": s, "ua": m["ua"]}
-        for s, per in transfer.items()
-        for f, m in per.items()
-    ]
+        writer.writerow(["fraction"] + [f"{s}_ua" for s in settings])
+        for fraction in sorted(table):
+            writer.writerow([fraction] + [table[fraction].get(s, "") for s in settings])
+    rows = [{"fraction": f, "setting": s, "ua": ua} for f, row in table.items() for s, ua in row.items()]
     if rows:
         plots.plot_fewshot(rows, png_dir / "fewshot.png", "Target test UA vs fine-tuning data (%)")
-    logger.info("source test UA: %s", {k: v["ua"] for k, v in source["test"].items()})
+    logger.info("source test UA: %s", model_ua)
     return source

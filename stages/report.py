@@ -1,0 +1,23 @@
+"""report stage: reports/summary.md from the metrics files, PNGs and metadata tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from mer.logs import setup_logging
+from mer.summary import build_summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", default="metrics")
+    parser.add_argument("--png", default="plots/png")
+    parser.add_argument("--metadata", default="data/metadata")
+    parser.add_argument("--out", default="reports/summary.md")
+    args = parser.parse_args()
+    setup_logging()
+    build_summary(args.metrics, args.png, args.metadata, args.out)
+
+
+if __name__ == "__main__":
+    main()
