@@ -8,7 +8,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: repro test lint setup clean-venv
+.PHONY: repro test lint setup clean-venv review
+REV ?= main
 
 setup: $(STAMP)
 
@@ -26,6 +27,10 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# PR comment: metrics/params diff against $(REV) + PNGs of changed plots in reports/review/
+review: $(STAMP)
+	$(BIN)/python -m mer.review --rev $(REV) --out reports/review
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
