@@ -181,3 +181,16 @@ def test_long_audio_is_truncated_and_counted_or_chunked_whole(table, tmp_path):
     assert len(cut[utt_id]) == 149 and len(whole[utt_id]) == 349  # 3 s vs all 7 s at 50 Hz
     assert cut.meta["n_truncated"] == 1 and whole.meta["n_truncated"] == 0
     assert whole.meta["long_audio"] == "chunk"
+
+
+def test_leftovers_in_a_persisted_output_are_removed(table, tmp_path):
+    out = tmp_path / "features"
+    out.mkdir()
+    for name in ("shard-00000.npz", "shard-00099.npy", "shard-00001.npy.tmp", "notes.txt"):
+        (out / name).write_bytes(b"stale")
+    extract_modality(table.iloc[:6], "text", ExtractParams(shard_size=4, num_workers=0), out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        ["meta.json", "verify.json", "quarantine.csv", "shard-00000.npy", "shard-00000.json",
+         "shard-00001.npy", "shard-00001.json"]
+    )  # fmt: skip

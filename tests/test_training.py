@@ -118,3 +118,12 @@ def test_transfer_zero_shot_and_fractions(tiny_data, tmp_path):
     assert record["n_train"] == 0 and zero_shot.equals(predict(load_model(path), tiny_data["test"]))
     assert results[25][1]["n_train"] == 8 and results[100][1]["n_train"] == 32
     assert all(len(frame) == len(tiny_data["test"]) for frame, _ in results.values())
+
+
+def test_frame_statistics_match_concatenated_frames(tiny_data):
+    statistics = tiny_data["train"].frame_statistics()
+    for modality, sequences in tiny_data["train"].sequences.items():
+        frames = torch.from_numpy(np.concatenate(sequences).astype(np.float64))
+        mean, std = statistics[modality]
+        assert torch.allclose(mean, frames.mean(0).float(), atol=1e-5)
+        assert torch.allclose(std, frames.std(0).float(), atol=1e-4)

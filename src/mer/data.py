@@ -88,8 +88,19 @@ class MultimodalData:
         """Per-dimension mean and std over every frame / token of each modality: `(D,)` each."""
         statistics = {}
         for modality, seqs in self.sequences.items():
-            frames = torch.from_numpy(np.concatenate(seqs).astype(np.float64))  # (sum L, D)
-            statistics[modality] = (frames.mean(0).float(), frames.std(0).float())
+            # streamed sums: the (memory-mapped) sequences are never concatenated in RAM
+            count, total, squares = 0, 0.0, 0.0
+            for sequence in seqs:
+                frames = np.asarray(sequence, dtype=np.float64)  # (L, D)
+                count += len(frames)
+                total = total + frames.sum(0)
+                squares = squares + (frames**2).sum(0)
+            mean = total / count
+            variance = np.maximum(squares / count - mean**2, 0.0) * count / max(count - 1, 1)
+            statistics[modality] = (
+                torch.from_numpy(mean).float(),
+                torch.from_numpy(np.sqrt(variance)).float(),
+            )
         return statistics
 
     def subset(self, positions: Sequence[int]) -> MultimodalData:

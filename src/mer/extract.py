@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -345,8 +346,15 @@ def _merge(
         quarantined += manifest["quarantined"]
         for key, value in manifest.get("counts", {}).items():
             counts[key] += value
-    for stale in sorted(out_dir.glob("shard-*")):  # left by an earlier run with more shards
-        if int(stale.name[6:11]) >= len(plan):
+    # The output persists across runs (resumption), so drop whatever this run did not produce:
+    # shards beyond the plan, other storage formats, temp files of a killed run.
+    keep = {f"{features.shard_name(k)}{suffix}" for k in range(len(plan)) for suffix in (".npy", ".json")}
+    keep |= {"meta.json", "verify.json", "quarantine.csv"}
+    for stale in sorted(p for p in out_dir.iterdir() if p.name not in keep):
+        logger.info("removing %s (not part of this extraction)", stale)
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
             stale.unlink()
     with open(out_dir / "quarantine.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
