@@ -20,7 +20,8 @@ def main() -> None:
     setup_logging()
     # every section shaped the predictions evaluated here; their hash goes into the provenance
     params = {name: as_dict(load_section(name)) for name in SECTIONS}
-    evaluate(args.source, args.transfer, args.live, args.metrics, args.plots, params)
+    baselines = list(load_section("train").baselines)
+    evaluate(args.source, args.transfer, args.live, args.metrics, args.plots, params, baselines)
 
 
 if __name__ == "__main__":

@@ -194,3 +194,36 @@ def test_leftovers_in_a_persisted_output_are_removed(table, tmp_path):
         ["meta.json", "verify.json", "quarantine.csv", "shard-00000.npy", "shard-00000.json",
          "shard-00001.npy", "shard-00001.json"]
     )  # fmt: skip
+
+
+def test_a_configuration_error_fails_instead_of_quarantining_everything(table, tmp_path):
+    import dataclasses
+
+    cfg = ExtractParams(num_workers=0, text=dataclasses.replace(ExtractParams().text, layers=(-30,)))
+    with pytest.raises(ExtractionError, match="6 of 6 utterances quarantined"):
+        extract_modality(table.iloc[:6], "text", cfg, tmp_path / "text")
+
+
+def test_changed_media_invalidate_their_shard_only(table, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    rows = table.iloc[:6].copy()
+    copied = []
+    for path in rows["audio_path"]:
+        target = tmp_path / "wav" / Path(path).name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(path, target)
+        copied.append(str(target))
+    rows["audio_path"] = copied
+    cfg = ExtractParams(shard_size=3, num_workers=0)
+    out = tmp_path / "features"
+    extract_modality(rows, "audio", cfg, out)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npy")}
+    waveform, rate = sf.read(copied[4], dtype="float32")
+    sf.write(copied[4], waveform[::-1].copy(), rate)  # re-exported under the same path
+    extract_modality(rows, "audio", cfg, out)
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npy")}
+    assert after["shard-00000.npy"] == stamps["shard-00000.npy"]  # untouched shard resumed
+    assert after["shard-00001.npy"] != stamps["shard-00001.npy"]  # the changed file's shard redone

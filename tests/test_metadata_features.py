@@ -147,3 +147,14 @@ def test_gate_analysis_reports_the_drop():
                           "gate_text": [1.0] * 4, "text_reliable": [True] * 4})  # fmt: skip
     analysis = gate_analysis(frame)
     assert analysis == {"audio": {"reliable": 1.45, "unreliable": 0.3, "drop": 1.15}}
+
+
+def test_validation_rejects_label_ids_that_do_not_match_labels(corpus):
+    wrong = corpus.copy()
+    wrong.loc[wrong.index[0], "label_id"] = (wrong["label_id"].iloc[0] + 1) % 4
+    with pytest.raises(metadata.MetadataError, match="label_id does not match"):
+        metadata.validate(wrong, "tiny", check_files=False)
+    unknown = corpus.copy()
+    unknown.loc[unknown.index[1], "label"] = "boredom"
+    with pytest.raises(metadata.MetadataError, match="label not in"):
+        metadata.validate(unknown, "tiny", check_files=False)

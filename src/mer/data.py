@@ -84,6 +84,10 @@ class MultimodalData:
         """Feature dim of each modality."""
         return {m: int(seqs[0].shape[1]) for m, seqs in self.sequences.items()}
 
+    def only(self, modalities: Sequence[str]) -> MultimodalData:
+        """The same rows with only ``modalities``' sequences."""
+        return MultimodalData(self.table, {m: self.sequences[m] for m in modalities}, self.n_missing)
+
     def frame_statistics(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per-dimension mean and std over every frame / token of each modality: `(D,)` each."""
         statistics = {}
@@ -138,7 +142,15 @@ def load_splits(
 
     table = metadata.read(metadata_path)
     stores = {m: FeatureStore(Path(feature_root) / m) for m in modalities}
-    return {
+    splits = {
         split: MultimodalData.load(table[table["split"] == split], stores, name=f"{metadata_path}:{split}")
         for split in ("train", "dev", "test")
     }
+    empty = [name for name, data in splits.items() if len(data) == 0]
+    if empty:
+        raise ValueError(
+            f"{metadata_path}: split(s) {empty} have no utterance with features in all of "
+            f"{list(modalities)} (n per split: { {n: len(d) for n, d in splits.items()} }); "
+            "check the metadata splits and the extract stage's quarantine.csv"
+        )
+    return splits

@@ -47,6 +47,7 @@ from mer.params import ExtractParams, as_dict
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+MAX_QUARANTINED_FRACTION = 0.5  # above this, a stage fails instead of quarantining
 AUDIO_FRAME_RATE = 50  # WavLM / wav2vec2 / acoustic-74 frames per second
 INPUT_COLUMNS = ("utt_id", "text", "audio_path", "video_path", "duration", "video_start", "video_end")
 
@@ -243,14 +244,44 @@ def resolve_device(cfg: ExtractParams) -> tuple[str, bool]:
     return device, device == "cuda" and cfg.bf16
 
 
-def shard_fingerprint(info: Any, cfg: ExtractParams, modality: str, rows: list[dict]) -> str:
-    """What a shard's content depends on: encoder, precision, the modality's params, the rows."""
+CODE_FILES = ("extract.py", "encoders.py", "media.py", "acoustic.py", "features.py")
+
+
+def code_and_weights_hash(encoder: Any) -> str:
+    """sha256 (16 hex) of the extraction code and the encoder's weights: a shard made by other
+    code or other weights (e.g. a re-saved local checkpoint) must not be resumed."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in CODE_FILES:
+        digest.update((package / name).read_bytes())
+    model = getattr(encoder, "model", None)
+    if isinstance(model, torch.nn.Module):
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Any) -> str:
+    """Content hash of a media file (or why there is none), so re-exported media invalidate."""
+    if not isinstance(path, str) or not Path(path).is_file():
+        return "missing"
+    return features.sha256(path)[:16]
+
+
+def shard_fingerprint(
+    info: Any, cfg: ExtractParams, modality: str, rows: list[dict], code_hash: str = ""
+) -> str:
+    """What a shard's content depends on: encoder (config, weights, code), precision, the
+    modality's params, and the rows, their media files' contents included."""
+    media_column = {"audio": "audio_path", "video": "video_path"}.get(modality)
     payload = {
-        "encoder": [info.model, info.weights, info.config_hash],
+        "encoder": [info.model, info.weights, info.config_hash, code_hash],
         "precision": "bf16" if resolve_device(cfg)[1] else "fp32",
         "init_seed": cfg.init_seed,
         "params": _modality_params(cfg, modality),
         "rows": [[str(row.get(c)) for c in INPUT_COLUMNS] for row in rows],
+        "media": [_file_digest(row.get(media_column)) for row in rows] if media_column else [],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -293,6 +324,7 @@ def extract_modality(
             modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device
         )
     info = encoder.info
+    code_hash = code_and_weights_hash(encoder)
     # several text layers are stored side by side: (L, num_layers * D)
     stored_dim = info.hidden_dim * (len(cfg.text.layers) if modality == "text" else 1)
     rows = _rows(table)
@@ -307,38 +339,58 @@ def extract_modality(
     progress = tqdm(total=sum(len(plan[k]) for k in mine), desc=f"extract {modality}", unit="utt")
     # bf16 autocast on CUDA only: on CPU fp32 is faster and exact
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
-        for k in mine:
-            shard_rows = [rows[i] for i in plan[k]]
-            fingerprint = shard_fingerprint(info, cfg, modality, shard_rows)
-            if features.complete_shard(out_dir, k, fingerprint) is not None:
-                resumed += 1
-                progress.update(len(shard_rows))
-                continue
-            ids, arrays, quarantined, counts = _extract_shard(shard_rows, modality, encoder, cfg, progress)
-            features.write_shard(out_dir, k, ids, arrays, quarantined, fingerprint, stored_dim, counts)
-            done += len(shard_rows)
+    error: BaseException | None = None
+    try:
+        with torch.inference_mode(), autocast:
+            for k in mine:
+                shard_rows = [rows[i] for i in plan[k]]
+                fingerprint = shard_fingerprint(info, cfg, modality, shard_rows, code_hash)
+                if features.complete_shard(out_dir, k, fingerprint) is not None:
+                    resumed += 1
+                    progress.update(len(shard_rows))
+                    continue
+                ids, arrays, quarantined, counts = _extract_shard(
+                    shard_rows, modality, encoder, cfg, progress
+                )
+                features.write_shard(out_dir, k, ids, arrays, quarantined, fingerprint, stored_dim, counts)
+                done += len(shard_rows)
+    except Exception as caught:  # re-raised below, after telling the other ranks
+        error = caught
     progress.close()
+    _agree_or_raise(error, world, f"{modality}: another rank failed while extracting")
     seconds = time.perf_counter() - started
     logger.info(
         "%s rank %d: %d shards resumed, %.1f utt/s", modality, rank, resumed, done / max(seconds, 1e-9)
     )
-    if world > 1:
-        torch.distributed.barrier()
-    record = _merge(table, modality, cfg, info, stored_dim, plan, rows, out_dir) if rank == 0 else None
-    if world > 1:
-        torch.distributed.barrier()
+    record, error = None, None
+    if rank == 0:
+        try:
+            record = _merge(table, modality, cfg, info, stored_dim, plan, rows, out_dir, code_hash)
+        except Exception as caught:
+            error = caught
+    _agree_or_raise(error, world, f"{modality}: rank 0 failed while merging the shards")
     return record
+
+
+def _agree_or_raise(error: BaseException | None, world: int, message: str) -> None:
+    """Raise ``error`` here, or on every rank if any rank failed (so none waits at a barrier)."""
+    if world > 1:
+        failed = torch.tensor([int(error is not None)])
+        torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+        if failed.item() and error is None:
+            raise ExtractionError(message)
+    if error is not None:
+        raise error
 
 
 def _merge(
     table: pd.DataFrame, modality: str, cfg: ExtractParams, info: Any, stored_dim: int,
-    plan: list[list[int]], rows: list[dict], out_dir: Path,
+    plan: list[list[int]], rows: list[dict], out_dir: Path, code_hash: str,
 ) -> dict:  # fmt: skip
     """Collect every shard's manifest into meta.json, quarantine.csv and verify.json."""
     manifests, quarantined, counts = [], [], {"resampled": 0, "truncated": 0}
     for k, positions in enumerate(plan):
-        fingerprint = shard_fingerprint(info, cfg, modality, [rows[i] for i in positions])
+        fingerprint = shard_fingerprint(info, cfg, modality, [rows[i] for i in positions], code_hash)
         manifest = features.complete_shard(out_dir, k, fingerprint)
         if manifest is None:
             raise ExtractionError(f"{out_dir}: shard {k} is missing or incomplete after extraction")
@@ -362,6 +414,12 @@ def _merge(
         writer.writerows([q["utt_id"], q["reason"]] for q in quarantined)
     for item in quarantined:
         logger.warning("quarantined %s (%s): %s", item["utt_id"], modality, item["reason"])
+    if len(quarantined) > MAX_QUARANTINED_FRACTION * len(rows):
+        reasons = sorted({q["reason"] for q in quarantined})[:3]
+        raise ExtractionError(
+            f"{out_dir}: {len(quarantined)} of {len(rows)} utterances quarantined (reasons include "
+            f"{reasons}); more than half points to a configuration or layout problem, not bad files"
+        )
     meta = {
         "modality": modality,
         "model": info.model,

@@ -49,6 +49,17 @@ def validate(table: pd.DataFrame, name: str, check_files: bool = True) -> None:
     dup = table.loc[table["utt_id"].duplicated(), "utt_id"].tolist()
     if dup:
         raise MetadataError(f"{name}: duplicated utt_id: {_preview(dup)}")
+    from mer.params import EMOTIONS
+
+    unknown = table.loc[~table["label"].isin(EMOTIONS), "utt_id"].tolist()
+    if unknown:
+        raise MetadataError(f"{name}: label not in {EMOTIONS} for utt_id {_preview(unknown)}")
+    expected_ids = table["label"].map({label: i for i, label in enumerate(EMOTIONS)})
+    mismatched = table.loc[table["label_id"] != expected_ids, "utt_id"].tolist()
+    if mismatched:
+        raise MetadataError(
+            f"{name}: label_id does not match the label's index in {EMOTIONS} for {_preview(mismatched)}"
+        )
     bad_split = table.loc[~table["split"].isin(SPLITS), "utt_id"].tolist()
     if bad_split:
         raise MetadataError(f"{name}: split not in {SPLITS} for utt_id {_preview(bad_split)}")

@@ -113,6 +113,7 @@ def evaluate(
     metrics_dir: str | Path,
     plots_dir: str | Path,
     params: dict | None = None,
+    baselines: list[str] | None = None,
 ) -> dict:
     """Compute every metric and plot from the prediction files; return the source metrics.
 
@@ -125,7 +126,13 @@ def evaluate(
     record = provenance(params or {})  # one block for both files: same run, same inputs
 
     # Source domain: the main model and every baseline on the source test split.
-    runs = {p.stem: pd.read_parquet(p) for p in sorted(source_dir.glob("*.parquet"))}
+    # only the current models: a baseline dropped from train.baselines leaves its old file behind
+    wanted = None if baselines is None else {MAIN, *baselines}
+    runs = {
+        p.stem: pd.read_parquet(p)
+        for p in sorted(source_dir.glob("*.parquet"))
+        if wanted is None or p.stem in wanted
+    }
     if MAIN not in runs:
         raise FileNotFoundError(f"{source_dir}/{MAIN}.parquet: main model predictions not found")
     source = source_metrics(runs)

@@ -188,8 +188,11 @@ def train_source_model(
     """Train a ``mode`` classifier on the source train split (early stopping on dev), save it and
     its source-test predictions. ``fusion_params`` is only read by the main model."""
     fusion_params = fusion_params or FusionParams(mode=mode)
-    modalities = (mode,) if mode in MODALITIES else model_params.modalities
-    splits = load_splits(metadata_path, feature_root, modalities)
+    # every model (main and baselines) sees the same rows: those with features in all of
+    # model.modalities, so their scores compare; a unimodal baseline then keeps its modality only
+    splits = load_splits(metadata_path, feature_root, model_params.modalities)
+    if mode in MODALITIES:
+        splits = {name: data.only([mode]) for name, data in splits.items()}
     config = FusionConfig(
         input_dims=splits["train"].dims(),
         modalities=model_params.modalities,
