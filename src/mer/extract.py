@@ -340,11 +340,13 @@ def extract_modality(
     # bf16 autocast on CUDA only: on CPU fp32 is faster and exact
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     error: BaseException | None = None
+    fingerprints: dict[int, str] = {}  # reused by the merge: media are hashed once per run
     try:
         with torch.inference_mode(), autocast:
             for k in mine:
                 shard_rows = [rows[i] for i in plan[k]]
                 fingerprint = shard_fingerprint(info, cfg, modality, shard_rows, code_hash)
+                fingerprints[k] = fingerprint
                 if features.complete_shard(out_dir, k, fingerprint) is not None:
                     resumed += 1
                     progress.update(len(shard_rows))
@@ -365,7 +367,9 @@ def extract_modality(
     record, error = None, None
     if rank == 0:
         try:
-            record = _merge(table, modality, cfg, info, stored_dim, plan, rows, out_dir, code_hash)
+            record = _merge(
+                table, modality, cfg, info, stored_dim, plan, rows, out_dir, code_hash, fingerprints
+            )
         except Exception as caught:
             error = caught
     _agree_or_raise(error, world, f"{modality}: rank 0 failed while merging the shards")
@@ -386,11 +390,14 @@ def _agree_or_raise(error: BaseException | None, world: int, message: str) -> No
 def _merge(
     table: pd.DataFrame, modality: str, cfg: ExtractParams, info: Any, stored_dim: int,
     plan: list[list[int]], rows: list[dict], out_dir: Path, code_hash: str,
+    fingerprints: dict[int, str],
 ) -> dict:  # fmt: skip
     """Collect every shard's manifest into meta.json, quarantine.csv and verify.json."""
     manifests, quarantined, counts = [], [], {"resampled": 0, "truncated": 0}
     for k, positions in enumerate(plan):
-        fingerprint = shard_fingerprint(info, cfg, modality, [rows[i] for i in positions], code_hash)
+        fingerprint = fingerprints.get(k) or shard_fingerprint(
+            info, cfg, modality, [rows[i] for i in positions], code_hash
+        )  # other ranks' shards are fingerprinted here
         manifest = features.complete_shard(out_dir, k, fingerprint)
         if manifest is None:
             raise ExtractionError(f"{out_dir}: shard {k} is missing or incomplete after extraction")
