@@ -12,6 +12,7 @@ from mer.report import evaluate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="data/predictions/source")
+    parser.add_argument("--ablation", default="data/predictions/ablation")
     parser.add_argument("--transfer", default="data/predictions/transfer")
     parser.add_argument("--live", default="dvclive")
     parser.add_argument("--metrics", default="metrics")
@@ -21,7 +22,11 @@ def main() -> None:
     # every section shaped the predictions evaluated here; their hash goes into the provenance
     params = {name: as_dict(load_section(name)) for name in SECTIONS}
     baselines = list(load_section("train").baselines)
-    evaluate(args.source, args.transfer, args.live, args.metrics, args.plots, params, baselines)
+    variants = list(load_section("ablation").variants)
+    evaluate(
+        args.source, args.transfer, args.live, args.metrics, args.plots, params, baselines,
+        args.ablation, variants,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

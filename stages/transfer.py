@@ -14,7 +14,7 @@ from mer.transfer import transfer_to_target
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="models/fusion.pt")
+    parser.add_argument("--model", default="models/fusion")
     parser.add_argument("--adapters", default="models/adapters")
     parser.add_argument("--metadata", default="data/metadata/target.parquet")
     parser.add_argument("--features", default="data/features/target")

@@ -66,6 +66,7 @@ def reproduced_repo(tmp_path_factory):
     params = yaml.safe_load((root / "params.yaml").read_text())
     expected = {"metadata", "adapt", "train", "transfer", "evaluate", "report"}
     expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
+    expected |= {f"ablation@{v}" for v in params["ablation"]["variants"]}
     expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
     assert ran_stages(output) == expected, output[-3000:]
     run(["git", "add", "-A"], root)

@@ -111,7 +111,7 @@ def test_declared_params_exist_and_are_read(name):
     if re.search(r"load_section\(name\)\) for name in SECTIONS", text):  # loads every section
         loaded |= set(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert declared <= loaded, f"{name}: declares {declared - loaded} but its script never loads them"
-    optional = {"fusion"} if "--baseline" in stage["cmd"] else set()
+    optional = {"fusion"} if "--recipe" in stage["cmd"] else set()
     assert loaded - optional <= declared, f"{name}: loads {loaded - declared} without declaring them"
 
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_validate():
     sections = validate_all(REPO / "params.yaml")
     assert set(sections) == set(SECTIONS)
-    assert sections["fusion"].mode == "beta"
+    assert sections["fusion"].mode == "crossmodal"
 
 
 @pytest.mark.parametrize(

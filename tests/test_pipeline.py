@@ -39,8 +39,34 @@ def test_every_stage_writes_what_it_declares(pipeline):
     source = json.loads((pipeline / "metrics/source.json").read_text())
     for key in ("source/test/ua", "source/test/wa", "source/test/f1_weighted", "source/test/recall/anger"):
         assert 0.0 <= source[key] <= 1.0
-    for mode in ("concat", "text", "audio", "video"):
-        assert f"source/test/baselines/{mode}/ua" in source
+    assert source["source/test/n_seeds"] == 2 and source["source/test/ua_std"] >= 0
+    params = yaml.safe_load((pipeline / "params.yaml").read_text())
+    for name in params["train"]["baselines"]:
+        prefix = f"source/test/baselines/{name}"
+        if name == "regression":  # seed 002: sentiment regression, CMU-MOSI-style metrics
+            for metric in ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7"):
+                assert f"{prefix}/{metric}" in source and f"{prefix}/{metric}_std" in source
+            assert f"{prefix}/ua" not in source
+        else:
+            assert 0.0 <= source[f"{prefix}/ua"] <= 1.0 and source[f"{prefix}/n_seeds"] == 2
+    assert 0.0 <= source["source/test/baselines/multitask/sentiment/ua"] <= 1.0
+    for modality in ("text", "audio", "video"):
+        assert {f"source/test/gates/{modality}/{c}" for c in ("reliable", "unreliable", "drop")} <= set(source)
+        assert f"source/test/gates/{modality}/by_emotion/anger" in source
+    ablation = json.loads((pipeline / "metrics/ablation.json").read_text())
+    for row in (*params["ablation"]["variants"], "concat", "late", "ensemble", "fusion"):
+        assert 0.0 <= ablation[f"ablation/{row}/ua"] <= 1.0, row
+        assert f"ablation/{row}/delta_ua" in ablation and ablation[f"ablation/{row}/n_seeds"] == 2
+    assert ablation["ablation/cross_attention/delta_ua"] == 0.0
+    table = (pipeline / "metrics/ablation.md").read_text()
+    assert "| + VAD-guided attention |" in table and "| early + late ensemble (seed 004) |" in table
+    from mer.training import load_model
+
+    index = json.loads((pipeline / "models/fusion/index.json").read_text())
+    assert index["models"] == ["seed0.pt", "seed1.pt"]
+    assert load_model(pipeline / "models/fusion").config.mode == params["fusion"]["mode"]
+    assert (pipeline / "models/ablation/decoder/seed1.pt").is_file()
+    assert (pipeline / "dvclive/fusion/seed1/metrics.json").is_file()
     provenance = source["provenance"]
     assert len(provenance["git_commit"]) == 40 and len(provenance["params_hash"]) == 16
     assert provenance["encoders"]["source/audio"] == "random-init:wavlm (random-init)"
@@ -60,7 +86,9 @@ def test_every_stage_writes_what_it_declares(pipeline):
     ] == "fraction,adapter_finetune_ua,finetune_ua"
     summary = (pipeline / "reports/summary.md").read_text()
     assert "mechanics check, not an emotion-recognition result" in summary
-    assert f"| beta fusion (main model) | {100 * source['source/test/ua']:.1f} |" in summary
+    ua, std = 100 * source["source/test/ua"], 100 * source["source/test/ua_std"]
+    assert f"| main model (fusion section) | {ua:.1f} ± {std:.1f} |" in summary
+    assert "| cross-attention regression (seed 002) |" in summary and "### Ablation" in summary
     assert "## Reference numbers from the literature (not mer results)" in summary
     assert provenance["git_commit"] in summary and "![few-shot curve](../plots/png/fewshot.png)" in summary
     plots = json.loads(run(["dvc", "plots", "show", "--json"], pipeline))

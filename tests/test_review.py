@@ -66,7 +66,7 @@ def test_review_after_experiment_shows_params_metrics_and_plots(reproduced_repo,
         assert png.is_file() and png.stat().st_size > 1000, link
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the main model's curves (a dvclive run named in dvc.yaml's plots) changed with beta
-    assert "`dvclive/fusion/plots/metrics/" in parts["Plots"], parts["Plots"]
+    assert "`dvclive/fusion/seed0/plots/metrics/" in parts["Plots"], parts["Plots"]
 
     # the command line prints the same review (PNGs are rewritten in place)
     cli = run([sys.executable, "-m", "mer.review", "--rev", "HEAD", "--out", "reports/review"], repo)

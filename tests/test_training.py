@@ -17,7 +17,7 @@ from mer.training import LoopConfig, class_weights, evaluate_ua, fit, load_model
 LOOP = LoopConfig(epochs=15, batch_size=8, lr=3e-3, weight_decay=0.0, patience=15, grad_clip=1.0, seed=0)
 
 
-def _model(data: MultimodalData, mode: str = "beta", seed: int = 0) -> FusionModel:
+def _model(data: MultimodalData, mode: str = "crossmodal", seed: int = 0) -> FusionModel:
     seed_everything(seed)
     config = FusionConfig(input_dims=data.dims(), mode=mode, d_model=16, num_heads=2, num_classes=4)
     return FusionModel(config)
@@ -27,8 +27,8 @@ def test_fit_learns_and_restores_best(tiny_data):
     model = _model(tiny_data["train"])
     before = evaluate_ua(model, tiny_data["test"])
     result = fit(model, tiny_data["train"], tiny_data["dev"], LOOP)
-    assert result.best_dev_ua == max(result.history["dev_ua"])
-    assert evaluate_ua(model, tiny_data["dev"]) == pytest.approx(result.best_dev_ua)
+    assert result.best_dev_score == max(result.history["dev_score"])
+    assert evaluate_ua(model, tiny_data["dev"]) == pytest.approx(result.best_dev_score)
     assert result.history["train_loss"][-1] < result.history["train_loss"][0]
     assert evaluate_ua(model, tiny_data["test"]) >= max(before, 0.75)
 
@@ -41,7 +41,7 @@ def test_early_stopping_stops():
     model = _model(noise, mode="text")
     cfg = LoopConfig(epochs=50, batch_size=8, lr=1e-3, weight_decay=0.0, patience=2, grad_clip=1.0, seed=0)
     result = fit(model, noise, noise.subset(range(4)), cfg)
-    assert len(result.history["dev_ua"]) < 50
+    assert len(result.history["dev_score"]) < 50
 
 
 def test_same_seed_same_result_different_seed_differs(tiny_data):
@@ -127,3 +127,77 @@ def test_frame_statistics_match_concatenated_frames(tiny_data):
         mean, std = statistics[modality]
         assert torch.allclose(mean, frames.mean(0).float(), atol=1e-5)
         assert torch.allclose(std, frames.std(0).float(), atol=1e-4)
+
+
+def _with_sentiment(data: MultimodalData, seed: int = 0) -> MultimodalData:
+    rng = np.random.default_rng(seed)
+    table = data.table.copy()
+    table["sentiment"] = np.array([-2.0, -0.5, 0.8, 2.2])[table["label_id"]] + rng.normal(0, 0.2, len(table))
+    return MultimodalData(table, data.sequences)
+
+
+def test_regression_fit_learns_sentiment(tiny_data):
+    from mer.evaluation import regression_metrics
+
+    splits = {name: _with_sentiment(data, i) for i, (name, data) in enumerate(tiny_data.items())}
+    seed_everything(0)
+    config = FusionConfig(
+        input_dims=splits["train"].dims(), d_model=16, num_heads=2, gate="none", task="regression"
+    )
+    model = FusionModel(config)
+    before = predict(model, splits["test"])
+    result = fit(model, splits["train"], splits["dev"], LOOP)
+    after = predict(model, splits["test"])
+    assert {"sentiment", "sentiment_pred"} <= set(after.columns) and "pred_id" not in after
+    assert result.best_dev_score == max(result.history["dev_score"]) and result.best_dev_score < 0  # -MAE
+    metrics = regression_metrics(after["sentiment"], after["sentiment_pred"])
+    assert metrics["mae"] < regression_metrics(before["sentiment"], before["sentiment_pred"])["mae"]
+    assert metrics["pearson"] > 0.8 and metrics["acc2_non0"] > 0.8
+
+
+def test_multitask_predicts_sentiment_classes(tiny_data):
+    splits = {name: _with_sentiment(data, i) for i, (name, data) in enumerate(tiny_data.items())}
+    seed_everything(0)
+    config = FusionConfig(
+        input_dims=splits["train"].dims(), d_model=16, num_heads=2, mode="ensemble", sentiment_weight=0.5
+    )
+    model = FusionModel(config)
+    fit(model, splits["train"], splits["dev"], LOOP)
+    frame = predict(model, splits["test"])
+    assert (frame["sentiment_pred_id"] == frame["sentiment_label_id"]).mean() > 0.8
+
+
+def test_plateau_scheduler_lowers_the_learning_rate():
+    from tests.conftest import make_sequences, make_table
+
+    table = make_table(4)
+    noise = MultimodalData.from_arrays(table, make_sequences(table, {"text": 6}, signal=0.0))
+    model = _model(noise, mode="text")
+    cfg = LoopConfig(epochs=12, batch_size=8, lr=1e-3, weight_decay=0.0, patience=50, grad_clip=1.0, seed=0,
+                     lr_factor=0.5, lr_patience=1)  # fmt: skip
+    result = fit(model, noise, noise.subset(range(4)), cfg)
+    assert result.history["lr"][0] == 1e-3 and min(result.history["lr"]) <= 5e-4
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path):
+    """torchrun with 2 CPU ranks (gloo): each takes half of every global batch and DDP averages
+    the gradients, so the trained model matches one process on the whole batch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = str(repo / "tests/scripts/ddp_fit.py")
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "MER_LOG_LEVEL": "WARNING"}
+    single = subprocess.run([sys.executable, script, str(tmp_path / "single.npy")], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               script, str(tmp_path / "ddp.npy")]  # fmt: skip
+    ddp = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = np.load(tmp_path / "single.npy"), np.load(tmp_path / "ddp.npy")
+    assert one.shape == two.shape == (12, 4)
+    assert np.allclose(one, two, atol=1e-3), np.abs(one - two).max()
+    assert not np.allclose(one, 0.0)

@@ -30,13 +30,35 @@ class Batch:
 
     Attributes:
         features (dict of `FloatTensor` `(B, L_m, D_m)`), masks (dict of `BoolTensor` `(B, L_m)`),
-        labels (`LongTensor` `(B,)`), index (`LongTensor` `(B,)`: row positions in the data).
+        labels (`LongTensor` `(B,)`), index (`LongTensor` `(B,)`: row positions in the data),
+        vad (`FloatTensor` `(B, 3)`: valence / arousal / dominance scaled to [-1, 1], NaN where
+        unknown), sentiment (`FloatTensor` `(B,)`: score in [-3, 3], NaN where unknown).
     """
 
     features: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
     labels: torch.Tensor
     index: torch.Tensor
+    vad: torch.Tensor
+    sentiment: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device``."""
+        return Batch(
+            features={m: f.to(device) for m, f in self.features.items()},
+            masks={m: k.to(device) for m, k in self.masks.items()},
+            labels=self.labels.to(device), index=self.index, vad=self.vad.to(device),
+            sentiment=self.sentiment.to(device),
+        )  # fmt: skip
+
+
+VAD_COLUMNS = ("valence", "arousal", "dominance")
+
+
+def _float_column(table: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
 
 
 class MultimodalData:
@@ -49,6 +71,10 @@ class MultimodalData:
         self.sequences = sequences
         self.n_missing = n_missing
         self.labels = torch.tensor(self.table["label_id"].to_numpy(), dtype=torch.long)
+        # VAD on IEMOCAP's 1-5 annotation scale -> [-1, 1], so the auxiliary MSE is O(1)
+        vad = np.stack([_float_column(self.table, c) for c in VAD_COLUMNS], axis=-1).reshape(-1, 3)
+        self.vad = torch.tensor((vad - 3.0) / 2.0, dtype=torch.float32).reshape(-1, 3)
+        self.sentiment = torch.tensor(_float_column(self.table, "sentiment"), dtype=torch.float32)
 
     @classmethod
     def from_arrays(cls, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]]) -> MultimodalData:
@@ -122,16 +148,30 @@ class MultimodalData:
         return MultimodalData(self.table, sequences, self.n_missing)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> Iterator[Batch]:
-        """Padded batches (padding only up to each batch's longest item)."""
+        """Padded batches (padding only up to each batch's longest item).
+
+        With ``world_size`` > 1 (data-parallel training) every rank draws the same order and
+        keeps items ``rank::world_size`` of each global batch of ``batch_size``.
+        """
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
-            index = order[start : start + batch_size]
+            index = order[start : start + batch_size][rank::world_size]
+            if len(index) == 0:
+                continue
             features, masks = {}, {}
             for modality, seqs in self.sequences.items():
                 features[modality], masks[modality] = pad_sequences([seqs[i] for i in index.tolist()])
-            yield Batch(features=features, masks=masks, labels=self.labels[index], index=index)
+            yield Batch(
+                features=features, masks=masks, labels=self.labels[index], index=index,
+                vad=self.vad[index], sentiment=self.sentiment[index],
+            )  # fmt: skip
 
 
 def load_splits(

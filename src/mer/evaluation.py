@@ -157,3 +157,52 @@ def summarize_seeds(values: Sequence[float]) -> dict:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"values must be finite, got {values!r}")
     return {"mean": _round(array.mean()), "std": _round(array.std(ddof=0)), "n": int(array.size)}
+
+
+def _seven_class(scores: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(scores, -3.0, 3.0))
+
+
+def regression_metrics(y_true: np.ndarray | Sequence[float], y_pred: np.ndarray | Sequence[float]) -> dict:
+    """Sentiment-regression metrics as CMU-MOSI / MOSEI papers report them.
+
+    - ``mae``, ``pearson`` (Pearson r; 0 when either side is constant).
+    - ``acc2_has0`` / ``f1_has0``: negative (< 0) vs non-negative (>= 0), all utterances.
+    - ``acc2_non0`` / ``f1_non0``: negative vs positive, utterances with a true score of 0 excluded.
+    - ``acc7``: scores clipped to [-3, 3] and rounded to the 7 integer classes.
+    F1 is weighted by class support, as in the MMSA toolkit. Rows with a NaN reference are dropped.
+
+    >>> m = regression_metrics([-2.0, -0.4, 0.0, 1.2, 2.6], [-1.6, 0.3, 0.2, 1.0, 2.0])
+    >>> m["mae"], m["acc2_has0"], m["acc2_non0"], m["acc7"]
+    (0.42, 0.8, 0.75, 0.8)
+    """
+    true, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if true.shape != pred.shape or true.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D of one length, got {true.shape} and {pred.shape}")
+    known = ~np.isnan(true)
+    true, pred = true[known], pred[known]
+    if not true.size:
+        raise ValueError("no utterance has a reference sentiment score")
+    if not np.all(np.isfinite(pred)):
+        raise ValueError("y_pred holds NaN or inf")
+
+    def _binary(reference: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+        metrics = classification_metrics(reference.astype(int), predicted.astype(int), ["neg", "pos"])
+        return metrics["wa"], metrics["f1_weighted"]
+
+    acc2_has0, f1_has0 = _binary(true >= 0, pred >= 0)
+    nonzero = true != 0
+    acc2_non0, f1_non0 = _binary(true[nonzero] > 0, pred[nonzero] > 0) if nonzero.any() else (0.0, 0.0)
+    pearson = 0.0
+    if true.std() > 0 and pred.std() > 0:
+        pearson = float(np.corrcoef(true, pred)[0, 1])
+    return {
+        "mae": _round(np.abs(true - pred).mean()),
+        "pearson": _round(pearson),
+        "acc2_has0": _round(acc2_has0),
+        "f1_has0": _round(f1_has0),
+        "acc2_non0": _round(acc2_non0),
+        "f1_non0": _round(f1_non0),
+        "acc7": _round((_seven_class(true) == _seven_class(pred)).mean()),
+        "n": int(true.size),
+    }

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mer import features, media
+from mer import distributed, features, media
 from mer.encoders import build_encoder
 from mer.params import ExtractParams, as_dict
 
@@ -286,15 +286,6 @@ def shard_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the gloo process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
-
-
 def _rows(table: pd.DataFrame) -> list[dict]:
     columns = [c for c in INPUT_COLUMNS if c in table.columns]
     return table[columns].to_dict("records")
@@ -315,7 +306,7 @@ def extract_modality(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = _distributed()
+    rank, world = distributed.setup("gloo")  # the collectives here move CPU tensors
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     device, bf16 = resolve_device(cfg)

@@ -21,8 +21,9 @@ import yaml
 
 MODALITIES = ("text", "audio", "video")
 EMOTIONS = ("anger", "happiness", "neutral", "sadness")
-FUSION_MODES = ("beta", "concat", "text", "audio", "video")
-GATES = ("modality", "vector")
+FUSION_MODES = ("crossmodal", "concat", "late", "ensemble", "text", "audio", "video")
+GATES = ("modality", "vector", "none")
+TASKS = ("classification", "regression")
 
 
 class ParamsError(ValueError):
@@ -294,45 +295,135 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class FusionParams:
-    """The main model's fusion (train stage).
+    """The main model's architecture and losses (train stage); the recipes in :data:`RECIPES`
+    (baselines, ablation) are the same fields with other values.
 
     Attributes:
-        mode (str, "beta"): ``beta`` (reliability-gated fusion with the beta-weighted interaction
-            term), ``concat`` (concatenate pooled modalities, MLP), or a unimodal baseline
+        mode (str, "crossmodal"): ``crossmodal`` (cross-modal attention + gated fusion),
+            ``concat`` (early fusion), ``late`` (weighted average of per-modality classifiers),
+            ``ensemble`` (early + late, learnable sigmoid weights) or one modality
             ``text`` / ``audio`` / ``video``.
-        beta (float, 0.5): weight of the cross-modal interaction term (mean of pairwise
-            ``h_i * h_j``; for text+audio exactly seed 003's ``beta * (h_t * h_a)``); the initial
-            value when ``beta_learnable``.
+        gate (str, "modality"): fusion after cross-modal attention: ``modality`` (per-utterance
+            softmax reliability weights), ``vector`` (seed 003's EAAF per-dimension sigmoid gates)
+            or ``none`` (concatenation, no beta: the standard cross-attention baseline).
+        beta (float, 0.5): weight of the cross-modal interaction term ``beta * i`` added to the
+            gated sum, ``i`` the mean of pairwise ``h_a * h_b`` (for text+audio exactly seed
+            003's ``beta * (h_t * h_a)``); the initial value when ``beta_learnable``. Used by
+            ``crossmodal`` with a ``modality`` or ``vector`` gate; no other mode has a beta.
         beta_learnable (bool, true): learn beta from its initial value.
-        gate (str, "modality"): ``modality`` (per-utterance softmax modality-reliability weights)
-            or ``vector`` (seed 003's per-dimension sigmoid gates).
+        vad_guidance (bool, false): seed 003's VAD-guided cross-attention (scores + lambda * M_VAD).
+        vad_lambda (float, 1.0): initial (learnable) lambda.
+        decoder_layers (int, 0): > 0: seed 000's emotion-query transformer decoder as the head.
+        task (str, "classification"): or ``regression`` (sentiment score in [-3, 3], seed 002).
+        label_smoothing (float, 0.0): of the emotion cross-entropy.
+        vad_weight (float, 0.0): lambda_vad of the auxiliary VAD regression loss.
+        micl_weight (float, 0.0): lambda_micl of seed 003's cross-modal contrastive loss.
+        micl_temperature (float, 0.1): its temperature tau.
+        sentiment_weight (float, 0.0): weight of the multi-task 3-way sentiment loss.
+        corr_alpha / corr_beta (float, 0.3 / 0.7): regression loss ``a * MSE + b * (1 - r)^2``.
     """
 
-    mode: str = "beta"
+    mode: str = "crossmodal"
+    gate: str = "modality"
     beta: float = 0.5
     beta_learnable: bool = True
-    gate: str = "modality"
+    vad_guidance: bool = False
+    vad_lambda: float = 1.0
+    decoder_layers: int = 0
+    task: str = "classification"
+    label_smoothing: float = 0.0
+    vad_weight: float = 0.0
+    micl_weight: float = 0.0
+    micl_temperature: float = 0.1
+    sentiment_weight: float = 0.0
+    corr_alpha: float = 0.3
+    corr_beta: float = 0.7
 
     _checks: ClassVar[dict] = {
         "mode": _choice(*FUSION_MODES),
-        "beta": _range(-10.0, 10.0),
         "gate": _choice(*GATES),
+        "beta": _range(-10.0, 10.0),
+        "vad_lambda": _range(0.0, 100.0),
+        "decoder_layers": _range(0, 12),
+        "task": _choice(*TASKS),
+        "label_smoothing": _range(0.0, 0.5),
+        "vad_weight": _range(0.0, 100.0),
+        "micl_weight": _range(0.0, 100.0),
+        "micl_temperature": _range(0.0, 10.0, lo_open=True),
+        "sentiment_weight": _range(0.0, 100.0),
+        "corr_alpha": _range(0.0, 100.0),
+        "corr_beta": _range(0.0, 100.0),
     }
+
+    def __post_init__(self) -> None:
+        if self.decoder_layers and (self.mode != "crossmodal" or self.task != "classification"):
+            raise ParamsError(
+                "fusion.decoder_layers > 0 (the emotion-query decoder) needs fusion.mode: crossmodal "
+                f"and fusion.task: classification, got mode {self.mode!r}, task {self.task!r}"
+            )
+        if self.task == "regression" and self.corr_alpha == 0 and self.corr_beta == 0:
+            raise ParamsError("fusion.corr_alpha and fusion.corr_beta are both 0: the regression loss is 0")
+
+
+# Named fusion settings trained beside the main model (train.baselines) and for the ablation
+# table (ablation.variants). Each is FusionParams' defaults with these overrides, so a recipe
+# means the same thing whatever the fusion section says.
+_SEED003 = {"mode": "crossmodal", "gate": "none"}  # seed 003's baseline: standard cross-attention
+RECIPES: dict[str, dict[str, Any]] = {
+    # seeds 001 / 004: early, late and their ensemble; unimodal baselines
+    "concat": {"mode": "concat"},
+    "late": {"mode": "late"},
+    "ensemble": {"mode": "ensemble"},
+    "multitask": {"mode": "ensemble", "sentiment_weight": 0.5},
+    "text": {"mode": "text"},
+    "audio": {"mode": "audio"},
+    "video": {"mode": "video"},
+    # seed 002: cross-modal attention + fusion MLP, regression on sentiment, correlation loss
+    "regression": {**_SEED003, "task": "regression"},
+    # seed 000: beta fusion and the emotion-query decoder
+    "beta": {"mode": "crossmodal", "gate": "modality"},
+    "decoder": {"mode": "crossmodal", "gate": "modality", "decoder_layers": 1},
+    # seed 003's ablation: each component alone on the baseline, then all of them
+    "cross_attention": _SEED003,
+    "vad_guidance": {**_SEED003, "vad_guidance": True},
+    "adaptive_fusion": {**_SEED003, "gate": "vector"},
+    "micl": {**_SEED003, "micl_weight": 0.2},
+    "full": {
+        "mode": "crossmodal",
+        "gate": "vector",
+        "vad_guidance": True,
+        "micl_weight": 0.2,
+        "vad_weight": 0.3,
+        "label_smoothing": 0.1,
+    },
+}
+
+
+def recipe(name: str) -> FusionParams:
+    """The FusionParams of a named recipe (:data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise ParamsError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return FusionParams(**RECIPES[name])
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The shared training loop (train, baseline and transfer stages).
+    """The shared training loop (train, baseline, ablation and transfer stages).
 
     Attributes:
         epochs (int, 40): maximum epochs.
-        batch_size (int, 32): utterances per step.
+        batch_size (int, 32): utterances per step (the global batch under torchrun).
         lr (float, 1e-3): AdamW learning rate.
         weight_decay (float, 0.01): AdamW weight decay.
-        patience (int, 8): early stopping patience on dev UA.
+        patience (int, 8): early stopping patience on the dev score (UA; -MAE for regression).
+        lr_factor (float, 0.5): ReduceLROnPlateau factor on the dev score.
+        lr_patience (int, 3): ReduceLROnPlateau patience (epochs).
         grad_clip (float, 1.0): gradient-norm clip.
-        seed (int, 0): seed for init, shuffling and dropout.
-        baselines (list[str]): modes trained beside the main model for comparison.
+        seeds (list[int]): one model per seed (init, shuffling, dropout); metrics report the mean
+            and std over seeds; the first seed's model is the one transferred.
+        device (str, "auto"): ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        amp (bool, true): bf16 autocast on CUDA (no effect on CPU).
+        baselines (list[str]): recipes (:data:`RECIPES`) trained beside the main model.
     """
 
     epochs: int = 40
@@ -340,8 +431,12 @@ class TrainParams:
     lr: float = 1e-3
     weight_decay: float = 0.01
     patience: int = 8
+    lr_factor: float = 0.5
+    lr_patience: int = 3
     grad_clip: float = 1.0
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    device: str = "auto"
+    amp: bool = True
     baselines: tuple[str, ...] = ("concat", "text", "audio", "video")
 
     _checks: ClassVar[dict] = {
@@ -350,10 +445,39 @@ class TrainParams:
         "lr": _range(0.0, 1.0, lo_open=True),
         "weight_decay": _range(0.0, 1.0),
         "patience": _range(1),
+        "lr_factor": _range(0.0, 1.0, lo_open=True),
+        "lr_patience": _range(0),
         "grad_clip": _range(0.0, lo_open=True),
-        "seed": _range(0),
-        "baselines": {"subset_of": FUSION_MODES},
+        "seeds": {"each": _range(0)},
+        "device": _choice("auto", "cpu", "cuda"),
+        "baselines": {"subset_of": tuple(RECIPES)},
     }
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ParamsError(f"train.seeds: {list(self.seeds)!r} must list at least one seed, each once")
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    """The ablation stage: recipes trained with every ``train.seeds`` for the ablation table.
+
+    Attributes:
+        variants (list[str]): recipes (:data:`RECIPES`), by default seed 003's ladder
+            (``cross_attention`` baseline, each component alone, ``full``) and seed 000's
+            ``decoder``; the table adds the main model and the early / late / ensemble baselines.
+    """
+
+    variants: tuple[str, ...] = (
+        "cross_attention",
+        "vad_guidance",
+        "adaptive_fusion",
+        "micl",
+        "full",
+        "decoder",
+    )
+
+    _checks: ClassVar[dict] = {"variants": {"subset_of": tuple(RECIPES)}}
 
 
 @dataclass(frozen=True)
@@ -391,6 +515,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelParams,
     "fusion": FusionParams,
     "train": TrainParams,
+    "ablation": AblationParams,
     "transfer": TransferParams,
 }
 

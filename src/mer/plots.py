@@ -179,7 +179,13 @@ def plot_fewshot(rows: Sequence[Mapping], path: str | Path, title: str, metric: 
     return _save(figure, path)
 
 
-def plot_bars(values: Mapping[str, float], path: str | Path, title: str, ylabel: str) -> Path:
+def plot_bars(
+    values: Mapping[str, float],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    errors: Mapping[str, float] | None = None,
+) -> Path:
     """One bar per entry, value printed on top, e.g. UA per model.
 
     Args:
@@ -187,16 +193,52 @@ def plot_bars(values: Mapping[str, float], path: str | Path, title: str, ylabel:
         path (str | Path): PNG to write.
         title (str): figure title.
         ylabel (str): y-axis label.
+        errors (``{name: std}``, optional): error bars (e.g. std over seeds).
     """
     if not values:
         raise ValueError("values is empty: pass {name: value}, e.g. {'concat': 0.61}")
     names = list(values)
     heights = [float(values[name]) for name in names]
     figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2.0), 3.8))
-    bars = axes.bar(names, heights, color="tab:blue")
+    yerr = [float(errors.get(name, 0.0)) for name in names] if errors else None
+    bars = axes.bar(names, heights, color="tab:blue", yerr=yerr, capsize=3 if yerr else 0)
     axes.bar_label(bars, fmt="%.3f", fontsize="small")
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.tick_params(axis="x", labelrotation=30)
     axes.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_grouped_bars(
+    groups: Mapping[str, Mapping[str, float]], path: str | Path, title: str, ylabel: str
+) -> Path:
+    """Bars grouped on the x axis, one colour per series, e.g. mean gate per emotion and modality.
+
+    Args:
+        groups (``{group: {series: value}}``): x-axis groups in insertion order; a series missing
+            from a group leaves a gap.
+
+    >>> import tempfile
+    >>> groups = {"anger": {"text": 0.9, "audio": 1.2}, "sadness": {"text": 1.1, "audio": 0.8}}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plot_grouped_bars(groups, Path(tmp) / "g.png", "gates", "weight").name
+    'g.png'
+    """
+    if not groups:
+        raise ValueError("groups is empty: pass {group: {series: value}}")
+    names = list(groups)
+    series = list(dict.fromkeys(s for values in groups.values() for s in values))
+    width = 0.8 / len(series)
+    figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2.0), 3.8))
+    positions = np.arange(len(names))
+    for i, name in enumerate(series):
+        heights = [float(groups[g].get(name, np.nan)) for g in names]
+        axes.bar(positions + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
+    axes.set_xticks(positions, names)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.tick_params(axis="x", labelrotation=20)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize="small")
     return _save(figure, path)

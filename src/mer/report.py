@@ -1,9 +1,13 @@
 """The evaluate stage: predictions in, metrics JSON + dvc plot data + PNGs out.
 
-Metric keys are flat and stable, e.g. ``source/test/ua`` (the main model),
-``source/test/baselines/concat/ua`` in ``metrics/source.json`` and
-``target/fewshot/20/finetune/ua`` (``0`` = zero-shot) in ``metrics/transfer.json``; each file also
-has a ``provenance`` block (:mod:`mer.provenance`).
+Metric keys are flat and stable. ``metrics/source.json``: the main model under ``source/test/``
+(``source/test/ua``), each baseline recipe under ``source/test/baselines/<name>/``; each value is
+the mean over ``train.seeds`` with its population std beside it (``ua_std``) and ``n_seeds``.
+Regression models report ``mae``, ``pearson``, ``acc2_has0`` / ``acc2_non0`` (+ F1) and
+``acc7``; multi-task models add ``sentiment/ua`` ... ``metrics/ablation.json`` holds the
+ablation table (``ablation/<row>/ua``, ``delta_ua`` vs the cross-attention baseline), also as
+``metrics/ablation.md``. ``metrics/transfer.json``: ``target/fewshot/20/finetune/ua`` (``0`` =
+zero-shot). Each JSON file has a ``provenance`` block (:mod:`mer.provenance`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mer import plots
-from mer.evaluation import classification_metrics
+from mer.evaluation import classification_metrics, regression_metrics
 from mer.features import write_json
 from mer.params import EMOTIONS, MODALITIES
 from mer.provenance import flatten, provenance
@@ -24,40 +29,115 @@ from mer.provenance import flatten, provenance
 logger = logging.getLogger(__name__)
 
 MAIN = "fusion"
+SUMMARY_METRICS = ("ua", "wa", "f1_weighted", "f1_macro")
+REGRESSION_METRICS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+# the ablation table's rows, in order: seed 003's ladder, seed 000's decoder, then the seeds'
+# fusion families (baseline recipes) and the main model
+ABLATION_ROWS = {
+    "cross_attention": "cross-attention baseline (seed 003)",
+    "vad_guidance": "+ VAD-guided attention",
+    "adaptive_fusion": "+ emotion-aware adaptive fusion (EAAF)",
+    "micl": "+ MICL contrastive loss",
+    "full": "full (VGA + EAAF + MICL + VAD loss + label smoothing)",
+    "decoder": "beta fusion + emotion-query decoder (seed 000)",
+    "concat": "early fusion (concat)",
+    "late": "late fusion",
+    "ensemble": "early + late ensemble (seed 004)",
+    MAIN: "main model (fusion section)",
+}
 
 
 def _metrics(predictions: pd.DataFrame) -> dict:
+    """One seed's metrics: classification (+ multi-task sentiment) or regression."""
+    if "sentiment_pred" in predictions:
+        metrics = regression_metrics(predictions["sentiment"], predictions["sentiment_pred"])
+        return {k: metrics[k] for k in (*REGRESSION_METRICS, "n")}
     metrics = classification_metrics(predictions["label_id"], predictions["pred_id"], EMOTIONS)
-    return {k: v for k, v in metrics.items() if k != "confusion"}
+    result = {k: metrics[k] for k in (*SUMMARY_METRICS, "n", "recall")}
+    if "sentiment_pred_id" in predictions:
+        labelled = predictions[predictions["sentiment_label_id"] >= 0]
+        sentiment = classification_metrics(
+            labelled["sentiment_label_id"], labelled["sentiment_pred_id"], ("negative", "neutral", "positive")
+        )
+        result["sentiment"] = {k: sentiment[k] for k in SUMMARY_METRICS}
+    return result
+
+
+def _mean_std(per_seed: list[dict]) -> dict:
+    """Mean of every numeric leaf over seeds, with ``<name>_std`` beside each top-level score."""
+    first = per_seed[0]
+    out: dict = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            out[key] = _mean_std([seed[key] for seed in per_seed])
+            continue
+        values = np.array([seed[key] for seed in per_seed], dtype=np.float64)
+        if key == "n":
+            out[key] = int(value)
+            continue
+        out[key] = round(float(values.mean()), 4)
+        if key in SUMMARY_METRICS or key in REGRESSION_METRICS:
+            out[f"{key}_std"] = round(float(values.std(ddof=0)), 4)
+    return out
+
+
+def model_metrics(frames: list[pd.DataFrame]) -> dict:
+    """Nested metrics of one model over its seeds' prediction frames (mean, ``*_std``, ``n_seeds``)."""
+    if not frames:
+        raise ValueError("no prediction frames: a model needs at least one seed's predictions")
+    metrics = _mean_std([_metrics(frame) for frame in frames])
+    metrics["n_seeds"] = len(frames)
+    return metrics
+
+
+def read_runs(directory: str | Path, wanted: set[str] | None = None) -> dict[str, list[pd.DataFrame]]:
+    """``{model: [predictions per seed]}`` from ``directory/<model>/seed<k>.parquet`` (seed order)."""
+    runs: dict[str, list[pd.DataFrame]] = {}
+    for model_dir in sorted(p for p in Path(directory).glob("*") if p.is_dir()):
+        if wanted is not None and model_dir.name not in wanted:
+            continue
+        files = sorted(model_dir.glob("seed*.parquet"), key=lambda p: int(p.stem.removeprefix("seed")))
+        if files:
+            runs[model_dir.name] = [pd.read_parquet(f) for f in files]
+    return runs
 
 
 def gate_analysis(predictions: pd.DataFrame) -> dict:
-    """Mean gate per modality on utterances where that modality is reliable vs unreliable.
+    """Mean gate per modality on utterances where that modality is reliable vs unreliable, and per
+    emotion (``by_emotion``).
 
     ``drop`` > 0 means the model weights a modality less when it carries no usable cue.
     """
-    analysis = {}
+    analysis: dict = {}
     for modality in MODALITIES:
         gate, reliable = f"gate_{modality}", f"{modality}_reliable"
-        if gate not in predictions or reliable not in predictions:
+        if gate not in predictions:
             continue
-        flags = predictions[reliable].astype(bool)
-        if flags.all() or not flags.any():
-            continue
-        on, off = predictions.loc[flags, gate].mean(), predictions.loc[~flags, gate].mean()
-        analysis[modality] = {
-            "reliable": round(float(on), 4),
-            "unreliable": round(float(off), 4),
-            "drop": round(float(on - off), 4),
-        }
+        entry: dict = {}
+        if reliable in predictions:
+            flags = predictions[reliable].astype(bool)
+            if flags.any() and not flags.all():
+                on, off = predictions.loc[flags, gate].mean(), predictions.loc[~flags, gate].mean()
+                entry |= {
+                    "reliable": round(float(on), 4),
+                    "unreliable": round(float(off), 4),
+                    "drop": round(float(on - off), 4),
+                }
+        by_emotion = predictions.groupby("label_id")[gate].mean()
+        entry["by_emotion"] = {EMOTIONS[int(i)]: round(float(v), 4) for i, v in by_emotion.items()}
+        analysis[modality] = entry
     return analysis
 
 
 def _read_curves(live_root: Path, names: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Dev UA and train loss per epoch of each model's first seed (``dvclive/<name>/seed<k>``)."""
     curves: dict[str, dict[str, list[float]]] = {}
     for name in names:
+        seeds = sorted((live_root / name).glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
+        if not seeds:
+            continue
         for metric, relative in (("dev UA", "dev/ua.tsv"), ("train loss", "train/loss.tsv")):
-            path = live_root / name / "plots" / "metrics" / relative
+            path = seeds[0] / "plots" / "metrics" / relative
             if path.is_file():
                 values = pd.read_csv(path, sep="\t").iloc[:, -1].tolist()
                 curves.setdefault(name, {})[metric] = values
@@ -65,27 +145,56 @@ def _read_curves(live_root: Path, names: list[str]) -> dict[str, dict[str, list[
 
 
 SETTING_NAMES = {"plain": "finetune", "adapter": "adapter_finetune"}
-SUMMARY_METRICS = ("ua", "wa", "f1_weighted", "f1_macro")
 
 
-def source_metrics(runs: dict[str, pd.DataFrame]) -> dict:
+def source_metrics(runs: dict[str, list[pd.DataFrame]]) -> dict:
     """Flat source-domain metrics: the main model under ``source/test/``, baselines under
-    ``source/test/baselines/<mode>/``, gains, gates and missing-feature counts."""
+    ``source/test/baselines/<name>/``, gains, gates and missing-feature counts."""
     if MAIN not in runs:
-        raise FileNotFoundError(f"{MAIN}.parquet: main model predictions not found")
-    per_run = {name: _metrics(frame) for name, frame in runs.items()}
-    main = per_run[MAIN]
-    nested: dict = {k: main[k] for k in (*SUMMARY_METRICS, "n", "recall")}
+        raise FileNotFoundError(f"{MAIN}: main model predictions not found")
+    per_model = {name: model_metrics(frames) for name, frames in runs.items()}
+    nested: dict = dict(per_model[MAIN])
     nested["baselines"] = {
-        name: {k: m[k] for k in SUMMARY_METRICS} for name, m in per_run.items() if name != MAIN
+        name: {k: v for k, v in m.items() if k not in ("n", "recall")}
+        for name, m in per_model.items()
+        if name != MAIN
     }
-    unimodal = [per_run[m]["ua"] for m in MODALITIES if m in per_run]
-    nested["gain_over_best_unimodal"] = {"ua": round(main["ua"] - max(unimodal), 4)} if unimodal else {}
-    if "concat" in per_run:
-        nested["gain_over_concat"] = {"ua": round(main["ua"] - per_run["concat"]["ua"], 4)}
-    nested["gates"] = gate_analysis(runs[MAIN])
-    nested["n_missing_features"] = int(runs[MAIN]["n_missing_features"].iloc[0])
+    if "ua" in nested:
+        unimodal = [per_model[m]["ua"] for m in MODALITIES if m in per_model]
+        if unimodal:
+            nested["gain_over_best_unimodal"] = {"ua": round(nested["ua"] - max(unimodal), 4)}
+        if "ua" in per_model.get("concat", {}):
+            nested["gain_over_concat"] = {"ua": round(nested["ua"] - per_model["concat"]["ua"], 4)}
+    gates = gate_analysis(pd.concat(runs[MAIN], ignore_index=True))
+    if gates:
+        nested["gates"] = gates
+    nested["n_missing_features"] = int(runs[MAIN][0]["n_missing_features"].iloc[0])
     return flatten(nested, "source/test")
+
+
+def ablation_table(runs: dict[str, list[pd.DataFrame]]) -> tuple[dict, str]:
+    """The ablation table from every classifier in ``runs`` (ablation variants, baselines, the
+    main model), in :data:`ABLATION_ROWS` order: flat metrics ``ablation/<row>/<metric>`` with
+    ``delta_ua`` against the cross-attention baseline, and the same as Markdown."""
+    rows = {name: model_metrics(runs[name]) for name in ABLATION_ROWS if name in runs}
+    rows = {name: m for name, m in rows.items() if "ua" in m}
+    reference = rows.get("cross_attention", {}).get("ua")
+    nested: dict = {}
+    lines = [
+        "| configuration | UA % | WA % | weighted F1 % | Δ UA vs cross-attention | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in rows.items():
+        entry = {k: m[k] for k in ("ua", "ua_std", "wa", "wa_std", "f1_weighted", "f1_weighted_std")}
+        delta = "–"
+        if reference is not None:
+            entry["delta_ua"] = round(m["ua"] - reference, 4)
+            delta = f"{100 * entry['delta_ua']:+.1f}"
+        entry["n_seeds"] = m["n_seeds"]
+        nested[name] = entry
+        cells = [f"{100 * m[k]:.1f} ± {100 * m[f'{k}_std']:.1f}" for k in ("ua", "wa", "f1_weighted")]
+        lines.append(f"| {ABLATION_ROWS[name]} | " + " | ".join(cells) + f" | {delta} | {m['n_seeds']} |")
+    return flatten(nested, "ablation"), "\n".join(lines) + "\n"
 
 
 def transfer_metrics(transfer_dir: Path) -> dict:
@@ -99,7 +208,7 @@ def transfer_metrics(transfer_dir: Path) -> dict:
     ):
         setting, fraction = path.stem.rsplit("_", 1)
         metrics = _metrics(pd.read_parquet(path))
-        entry = {k: metrics[k] for k in SUMMARY_METRICS}
+        entry = {k: metrics[k] for k in (*SUMMARY_METRICS, *REGRESSION_METRICS) if k in metrics}
         entry["n_train"] = records.get(setting, {}).get(fraction, {}).get("n_train", 0)
         nested.setdefault(fraction, {})[SETTING_NAMES.get(setting, setting)] = entry
     ordered = {f: nested[f] for f in sorted(nested, key=int)}
@@ -114,72 +223,96 @@ def evaluate(
     plots_dir: str | Path,
     params: dict | None = None,
     baselines: list[str] | None = None,
+    ablation_dir: str | Path | None = None,
+    variants: list[str] | None = None,
 ) -> dict:
     """Compute every metric and plot from the prediction files; return the source metrics.
 
     ``params`` (the params sections behind the predictions) are hashed into each file's
-    provenance block.
+    provenance block. ``baselines`` / ``variants`` name the current models: a recipe dropped
+    from ``train.baselines`` leaves its old predictions behind, and they are not read.
     """
     source_dir, transfer_dir = Path(source_dir), Path(transfer_dir)
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     png_dir = plots_dir / "png"
-    record = provenance(params or {})  # one block for both files: same run, same inputs
+    record = provenance(params or {})  # one block for every file: same run, same inputs
 
     # Source domain: the main model and every baseline on the source test split.
-    # only the current models: a baseline dropped from train.baselines leaves its old file behind
-    wanted = None if baselines is None else {MAIN, *baselines}
-    runs = {
-        p.stem: pd.read_parquet(p)
-        for p in sorted(source_dir.glob("*.parquet"))
-        if wanted is None or p.stem in wanted
-    }
+    runs = read_runs(source_dir, None if baselines is None else {MAIN, *baselines})
     if MAIN not in runs:
-        raise FileNotFoundError(f"{source_dir}/{MAIN}.parquet: main model predictions not found")
+        raise FileNotFoundError(f"{source_dir}/{MAIN}/seed*.parquet: main model predictions not found")
     source = source_metrics(runs)
     write_json(metrics_dir / "source.json", {**source, "provenance": record})
 
-    main = runs[MAIN]
+    main = runs[MAIN][0]
     plots_dir.mkdir(parents=True, exist_ok=True)
-    with open(plots_dir / "confusion_source_test.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        for true, pred in zip(main["label_id"], main["pred_id"], strict=True):
-            writer.writerow([EMOTIONS[true], EMOTIONS[pred]])
-    confusion = classification_metrics(main["label_id"], main["pred_id"], EMOTIONS)["confusion"]
-    plots.plot_confusion(
-        confusion, EMOTIONS, png_dir / "confusion_source_test.png", "Source test confusion (main model)"
+    if "pred_id" in main:
+        with open(plots_dir / "confusion_source_test.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            for true, pred in zip(main["label_id"], main["pred_id"], strict=True):
+                writer.writerow([EMOTIONS[true], EMOTIONS[pred]])
+        confusion = classification_metrics(main["label_id"], main["pred_id"], EMOTIONS)["confusion"]
+        plots.plot_confusion(
+            confusion,
+            EMOTIONS,
+            png_dir / "confusion_source_test.png",
+            "Source test confusion (main model, first seed)",
+        )
+    model_ua, model_std = {}, {}
+    for name in [MAIN, *sorted(set(runs) - {MAIN})]:
+        prefix = "source/test" if name == MAIN else f"source/test/baselines/{name}"
+        if f"{prefix}/ua" in source:
+            model_ua[name], model_std[name] = source[f"{prefix}/ua"], source[f"{prefix}/ua_std"]
+    plots.plot_bars(
+        model_ua,
+        png_dir / "source_ua.png",
+        "Source test UA by model (mean ± std over seeds)",
+        "UA",
+        model_std,
     )
-    model_ua = {MAIN: source["source/test/ua"]}
-    model_ua |= {
-        k.split("/")[3]: v
-        for k, v in source.items()
-        if k.startswith("source/test/baselines/") and k.endswith("/ua")
-    }
-    plots.plot_bars(model_ua, png_dir / "source_ua.png", "Source test UA by model", "UA")
-    gates = gate_analysis(main)
+    gates = gate_analysis(pd.concat(runs[MAIN], ignore_index=True))
     if gates:
-        conditions = ("reliable", "unreliable")
-        bars = {f"{m} {c}": g[c] for m, g in gates.items() for c in conditions}
-        plots.plot_bars(bars, png_dir / "gates.png", "Mean gate by modality reliability", "gate")
+        groups = {
+            condition: {m: g[condition] for m, g in gates.items() if condition in g}
+            for condition in ("reliable", "unreliable")
+        }
+        groups |= {
+            e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]} for e in EMOTIONS
+        }
+        plots.plot_grouped_bars(
+            {k: v for k, v in groups.items() if v}, png_dir / "gates.png",
+            "Mean modality weight by reliability condition and emotion (main model)", "gate",
+        )  # fmt: skip
     curves = _read_curves(Path(live_root), list(runs))
     if curves:
-        plots.plot_curves(curves, png_dir / "training_curves.png", "Training curves (source)")
+        plots.plot_curves(curves, png_dir / "training_curves.png", "Training curves (source, first seed)")
+
+    # Ablation: seed 003's ladder, seed 000's decoder, the fusion families and the main model.
+    ablation_runs = dict(runs)
+    if ablation_dir is not None and Path(ablation_dir).is_dir():
+        ablation_runs |= read_runs(ablation_dir, None if variants is None else set(variants))
+    ablation, table = ablation_table(ablation_runs)
+    write_json(metrics_dir / "ablation.json", {**ablation, "provenance": record})
+    (metrics_dir / "ablation.md").write_text(
+        "# Ablation (source test, mean ± std over train.seeds)\n\n" + table
+    )
 
     # Target domain: zero-shot and few-shot, with and without adapters.
     transfer = transfer_metrics(transfer_dir)
     write_json(metrics_dir / "transfer.json", {**transfer, "provenance": record})
-    table: dict[int, dict[str, float]] = {}
+    table_rows: dict[int, dict[str, float]] = {}
     for key, value in transfer.items():
         _, _, fraction, setting, metric = key.split("/")
         if metric == "ua":
-            table.setdefault(int(fraction), {})[setting] = value
-    settings = sorted({s for row in table.values() for s in row})
+            table_rows.setdefault(int(fraction), {})[setting] = value
+    settings = sorted({s for row in table_rows.values() for s in row})
     with open(plots_dir / "fewshot.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fraction"] + [f"{s}_ua" for s in settings])
-        for fraction in sorted(table):
-            writer.writerow([fraction] + [table[fraction].get(s, "") for s in settings])
-    rows = [{"fraction": f, "setting": s, "ua": ua} for f, row in table.items() for s, ua in row.items()]
+        for fraction in sorted(table_rows):
+            writer.writerow([fraction] + [table_rows[fraction].get(s, "") for s in settings])
+    rows = [{"fraction": f, "setting": s, "ua": ua} for f, row in table_rows.items() for s, ua in row.items()]
     if rows:
         plots.plot_fewshot(rows, png_dir / "fewshot.png", "Target test UA vs fine-tuning data (%)")
     logger.info("source test UA: %s", model_ua)

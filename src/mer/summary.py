@@ -26,11 +26,15 @@ REFERENCES = (
 )  # fmt: skip
 
 MODEL_NAMES = {
-    "fusion": "beta fusion (main model)",
-    "concat": "concat (early fusion baseline)",
+    "fusion": "main model (fusion section)",
+    "concat": "early fusion (concat)",
+    "late": "late fusion",
+    "ensemble": "early + late ensemble",
+    "multitask": "ensemble + sentiment head (multi-task)",
     "text": "text only",
     "audio": "audio only",
     "video": "video only",
+    "regression": "cross-attention regression (seed 002)",
 }
 SETTING_NAMES = {"finetune": "fine-tuned", "adapter_finetune": "seed-002 adapters + fine-tuned"}
 
@@ -39,11 +43,17 @@ def _protocol(table: pd.DataFrame) -> str:
     speakers = table.groupby("split")["speaker"].nunique()
     counts = table["split"].value_counts()
     parts = [f"{s} {speakers.get(s, 0)} speakers / {counts.get(s, 0)} utt" for s in ("train", "dev", "test")]
-    return "speaker-independent split (" + ", ".join(parts) + "), one training seed"
+    return "speaker-independent split (" + ", ".join(parts) + ")"
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
+
+
+def _pm(metrics: dict, key: str) -> str:
+    """``93.1 ± 0.4`` (percent) when the std over seeds is there, else ``93.1``."""
+    std = metrics.get(f"{key}_std")
+    return _pct(metrics[key]) + (f" ± {_pct(std)}" if std is not None else "")
 
 
 def _image(path: Path, report_dir: Path, alt: str) -> str:
@@ -76,19 +86,20 @@ def build_summary(
             "> what it was designed to learn and say nothing about accuracy on real emotional speech.",
             "",
         ]
-    lines += [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}.", ""]
+    seeds = source.get("source/test/n_seeds", 1)
+    lines += [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}; "
+              f"mean ± std over {seeds} training seed(s).", ""]  # fmt: skip
     lines += ["| model | UA % | WA % | weighted F1 % | macro F1 % | protocol |", "|---|---|---|---|---|---|"]
-    baselines = {
-        key.split("/")[3]: "/".join(key.split("/")[:4])
-        for key in source
-        if key.startswith("source/test/baselines/") and key.endswith("/ua")
-    }
+    names = {key.split("/")[3] for key in source if key.startswith("source/test/baselines/")}
     order = list(MODEL_NAMES)
-    models = {"fusion": "source/test"} | dict(
-        sorted(baselines.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
-    )
-    for name, prefix in models.items():
-        values = [_pct(source[f"{prefix}/{m}"]) for m in ("ua", "wa", "f1_weighted", "f1_macro")]
+    baselines = {
+        name: f"source/test/baselines/{name}"
+        for name in sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+    }
+    models = {"fusion": "source/test"} | baselines
+    classifiers = {name: prefix for name, prefix in models.items() if f"{prefix}/ua" in source}
+    for name, prefix in classifiers.items():
+        values = [_pm(source, f"{prefix}/{m}") for m in ("ua", "wa", "f1_weighted", "f1_macro")]
         lines.append(f"| {MODEL_NAMES.get(name, name)} | " + " | ".join(values) + f" | {corpus} test |")
     gains = []
     if "source/test/gain_over_best_unimodal/ua" in source:
@@ -99,19 +110,30 @@ def build_summary(
     if gains:
         lines += ["", "The main model scores " + ", ".join(gains) + "."]
     recalls = [f"{e} {_pct(source[key])}%" for e in EMOTIONS if (key := f"source/test/recall/{e}") in source]
-    lines += ["", "Per-class recall of the main model: " + ", ".join(recalls) + "."]
-    lines += ["", "### Ablation: what fusion adds", ""]
-    lines += [
-        "| comparison | UA % | Δ vs main |",
-        "|---|---|---|",
-    ]
-    main_ua = source["source/test/ua"]
-    for name, prefix in models.items():
-        if name == "fusion":
-            continue
-        ua = source[f"{prefix}/ua"]
-        lines.append(f"| {MODEL_NAMES.get(name, name)} | {_pct(ua)} | {100 * (ua - main_ua):+.1f} |")
-    lines += ["", "(The seed-003-style component ablation arrives with the model-zoo issue.)", ""]
+    if recalls:
+        lines += ["", "Per-class recall of the main model: " + ", ".join(recalls) + "."]
+    sentiment = [n for n, p in classifiers.items() if f"{p}/sentiment/ua" in source]
+    for name in sentiment:
+        prefix = classifiers[name]
+        ua, f1 = _pm(source, f"{prefix}/sentiment/ua"), _pm(source, f"{prefix}/sentiment/f1_weighted")
+        lines += [
+            "",
+            f"{MODEL_NAMES.get(name, name)}, 3-way sentiment head (sign of the sentiment score): "
+            f"UA {ua}%, weighted F1 {f1}%.",
+        ]
+    regressors = {name: prefix for name, prefix in models.items() if f"{prefix}/mae" in source}
+    if regressors:
+        lines += ["", "Sentiment regression (score in [-3, 3]; CMU-MOSI-style metrics):", ""]
+        lines += ["| model | MAE | Pearson r | Acc-2 has0 % | Acc-2 non0 % | F1 non0 % | Acc-7 % |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, prefix in regressors.items():
+            cells = [f"{source[f'{prefix}/mae']:.3f}", f"{source[f'{prefix}/pearson']:.3f}"]
+            cells += [_pm(source, f"{prefix}/{m}") for m in ("acc2_has0", "acc2_non0", "f1_non0", "acc7")]
+            lines.append(f"| {MODEL_NAMES.get(name, name)} | " + " | ".join(cells) + " |")
+    ablation_md = metrics_dir / "ablation.md"
+    if ablation_md.is_file():
+        table = ablation_md.read_text().split("\n", 2)[-1].strip()
+        lines += ["", "### Ablation (`metrics/ablation.md`)", "", table, ""]
 
     gate_keys = sorted({k.split("/")[3] for k in source if k.startswith("source/test/gates/")})
     if gate_keys:
@@ -125,8 +147,21 @@ def build_summary(
             "|---|---|---|---|",
         ]
         for modality in gate_keys:
+            if f"source/test/gates/{modality}/drop" not in source:
+                continue
             g = {c: source[f"source/test/gates/{modality}/{c}"] for c in ("reliable", "unreliable", "drop")}
             lines.append(f"| {modality} | {g['reliable']:.3f} | {g['unreliable']:.3f} | {g['drop']:+.3f} |")
+        by_emotion = [
+            f"| {modality} | "
+            + " | ".join(
+                f"{source.get(f'source/test/gates/{modality}/by_emotion/{e}', float('nan')):.3f}"
+                for e in EMOTIONS
+            )
+            + " |"
+            for modality in gate_keys
+        ]
+        lines += ["", "Mean modality weight per emotion:", "", "| modality | " + " | ".join(EMOTIONS) + " |",
+                  "|---|" + "---|" * len(EMOTIONS), *by_emotion]  # fmt: skip
         lines += ["", _image(png_dir / "gates.png", report_dir, "gates"), ""]
     lines += ["### Confusion matrix and training curves", ""]
     lines += [_image(png_dir / "confusion_source_test.png", report_dir, "confusion matrix"), ""]

@@ -1,27 +1,36 @@
-"""The one training loop every classifier in mer uses (train, baselines, transfer fine-tuning).
+"""The one training loop every model in mer uses (train, baselines, ablation, transfer fine-tuning).
 
-AdamW, class-weighted cross-entropy, gradient-norm clipping, early stopping on dev UA (the best
-epoch's weights are restored), per-epoch metrics to dvclive. Seeded and deterministic on CPU.
+AdamW, the model's own loss (class-weighted cross-entropy plus its auxiliary terms, or the
+regression loss), gradient-norm clipping, ReduceLROnPlateau and early stopping on the dev score
+(UA; -MAE for regression; the best epoch's weights are restored), bf16 autocast on CUDA,
+per-epoch metrics to dvclive. Seeded and deterministic on CPU. Under ``torchrun`` the model is
+wrapped in DistributedDataParallel and each rank takes its share of every global batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from dvclive import Live
+from mer import distributed
 from mer.data import MultimodalData, load_splits
-from mer.evaluation import classification_metrics
-from mer.models.fusion import FusionConfig, FusionModel
+from mer.evaluation import classification_metrics, regression_metrics
+from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
 from mer.params import EMOTIONS, MODALITIES, FusionParams, ModelParams, TrainParams
 from mer.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
+
+SENTIMENTS = ("negative", "neutral", "positive")
 
 
 @dataclass(frozen=True)
@@ -35,15 +44,29 @@ class LoopConfig:
     patience: int
     grad_clip: float
     seed: int
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    device: str = "cpu"
+    amp: bool = True
 
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the best epoch, its dev UA and the per-epoch history."""
+    """What :func:`fit` returns: the best epoch, its dev score (UA, or -MAE for regression) and
+    the per-epoch history."""
 
     best_epoch: int
-    best_dev_ua: float
+    best_dev_score: float
     history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but no CUDA device is available; set train.device: auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -57,33 +80,64 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights * (counts > 0).sum() / weights.sum()
 
 
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.inference_mode()
 def predict(model: FusionModel, data: MultimodalData, batch_size: int = 64) -> pd.DataFrame:
-    """Per-utterance predictions: utt_id, label_id, pred_id, prob_<emotion>, gate_<modality>."""
+    """Per-utterance predictions.
+
+    Columns: ``utt_id``, ``label_id``, then ``pred_id`` and ``prob_<emotion>`` (classification)
+    or ``sentiment`` and ``sentiment_pred`` (regression); ``gate_<modality>`` where the model
+    gates; ``sentiment_label_id`` / ``sentiment_pred_id`` with a multi-task sentiment head; the
+    synthetic corpus's ``<modality>_reliable`` flags.
+    """
     model.eval()
-    logits, gates = [], []
+    device = next(model.parameters()).device
+    logits, gates, sentiment_logits = [], [], []
     for batch in data.batches(batch_size):
-        output = model(batch.features, batch.masks)
-        logits.append(output.logits)
+        output = model(batch.to(device).features, batch.to(device).masks)
+        logits.append(output.logits.float().cpu())
         if output.gates is not None:
-            gates.append(output.gates)
-    probs = torch.softmax(torch.cat(logits), dim=-1).numpy()
+            gates.append(output.gates.float().cpu())
+        if output.sentiment_logits is not None:
+            sentiment_logits.append(output.sentiment_logits.float().cpu())
     frame = pd.DataFrame({"utt_id": data.table["utt_id"], "label_id": data.table["label_id"]})
-    frame["pred_id"] = probs.argmax(-1)
-    for i, emotion in enumerate(EMOTIONS[: probs.shape[1]]):
-        frame[f"prob_{emotion}"] = probs[:, i]
+    scores = torch.cat(logits)
+    if model.config.task == "regression":
+        frame["sentiment"] = data.sentiment.numpy()
+        frame["sentiment_pred"] = scores[:, 0].numpy()
+    else:
+        probs = torch.softmax(scores, dim=-1).numpy()
+        frame["pred_id"] = probs.argmax(-1)
+        for i, emotion in enumerate(EMOTIONS[: probs.shape[1]]):
+            frame[f"prob_{emotion}"] = probs[:, i]
     if gates:
         gate_values = torch.cat(gates).numpy()
         for i, modality in enumerate(model.modalities):
             frame[f"gate_{modality}"] = gate_values[:, i]
+    if sentiment_logits:
+        frame["sentiment_label_id"] = sentiment_classes(data.sentiment).numpy()
+        frame["sentiment_pred_id"] = torch.cat(sentiment_logits).argmax(-1).numpy()
     for column in ("text_reliable", "audio_reliable", "video_reliable"):
         if column in data.table:
             frame[column] = data.table[column].to_numpy()
     return frame
 
 
+def dev_score(model: FusionModel, data: MultimodalData) -> float:
+    """The early-stopping score (higher is better): UA, or -MAE for regression."""
+    frame = predict(model, data)
+    if model.config.task == "regression":
+        return -regression_metrics(frame["sentiment"], frame["sentiment_pred"])["mae"]
+    return classification_metrics(frame["label_id"], frame["pred_id"], EMOTIONS)["ua"]
+
+
 def evaluate_ua(model: FusionModel, data: MultimodalData) -> float:
-    """Unweighted accuracy of ``model`` on ``data``."""
+    """Unweighted accuracy of a classifier on ``data``."""
     frame = predict(model, data)
     return classification_metrics(frame["label_id"], frame["pred_id"], EMOTIONS)["ua"]
 
@@ -96,51 +150,80 @@ def fit(
     live: Any | None = None,
     prefix: str = "",
 ) -> FitResult:
-    """Train ``model`` in place; restore the weights of the best dev-UA epoch.
+    """Train ``model`` in place; restore the weights of the best dev-score epoch.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) gradients are averaged across ranks by DDP; every
+    rank scores the whole dev split, so all take the same early-stopping decision.
 
     Args:
         live: a ``dvclive.Live`` (or None); metrics are logged as ``{prefix}train/loss``,
-            ``{prefix}dev/ua`` ... one step per epoch.
+            ``{prefix}dev/ua`` (``dev/mae`` for regression), the learning rate and the learned
+            fusion weights, one step per epoch.
     """
+    rank, world_size = distributed.setup()
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    model.to(device)
     generator = seed_everything(cfg.seed)
+    trained: torch.nn.Module = model
+    if world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    weights = class_weights(train.labels, model.config.num_classes)
-    best = FitResult(best_epoch=-1, best_dev_ua=-1.0)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
+    )
+    regression = model.config.task == "regression"
+    weights = None if regression else class_weights(train.labels, model.config.num_classes).to(device)
+    best = FitResult(best_epoch=-1, best_dev_score=-float("inf"))
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    history: dict[str, list[float]] = {"train_loss": [], "dev_ua": []}
+    history: dict[str, list[float]] = {"train_loss": [], "dev_score": [], "lr": []}
     stale = 0
     for epoch in range(cfg.epochs):
         model.train()
-        total, seen = 0.0, 0
-        for batch in train.batches(cfg.batch_size, shuffle=True, generator=generator):
-            output = model(batch.features, batch.masks, labels=batch.labels, class_weights=weights)
+        total, seen, terms = 0.0, 0, {}
+        for batch in train.batches(cfg.batch_size, True, generator, rank=rank, world_size=world_size):
+            batch = batch.to(device)
+            with _autocast(device, cfg.amp):
+                output = trained(
+                    batch.features, batch.masks, labels=batch.labels, class_weights=weights,
+                    vad=batch.vad, sentiment=batch.sentiment,
+                )  # fmt: skip
             optimizer.zero_grad()
             output.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             total += float(output.loss.detach()) * len(batch.labels)
             seen += len(batch.labels)
-        dev_ua = evaluate_ua(model, dev)
+            for name, value in output.losses.items():
+                terms[name] = terms.get(name, 0.0) + value * len(batch.labels)
+        score = dev_score(model, dev)
+        scheduler.step(score)
         history["train_loss"].append(round(total / seen, 5))
-        history["dev_ua"].append(dev_ua)
-        if live is not None:
+        history["dev_score"].append(score)
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        if live is not None and rank == 0:
             live.log_metric(f"{prefix}train/loss", history["train_loss"][-1])
-            live.log_metric(f"{prefix}dev/ua", dev_ua)
-            if model.beta is not None:
-                live.log_metric(f"{prefix}beta", round(model.beta, 5))
+            for name, value in terms.items():
+                live.log_metric(f"{prefix}train/loss_{name}", round(value / seen, 5))
+            live.log_metric(f"{prefix}dev/{'mae' if regression else 'ua'}", abs(score))
+            live.log_metric(f"{prefix}lr", history["lr"][-1])
+            for name, value in model.fusion_weights().items():
+                live.log_metric(f"{prefix}{name}", value)
             live.next_step()
-        if dev_ua > best.best_dev_ua:
-            best = FitResult(best_epoch=epoch, best_dev_ua=dev_ua)
+        if score > best.best_dev_score:
+            best = FitResult(best_epoch=epoch, best_dev_score=score)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             stale = 0
         else:
             stale += 1
             if stale >= cfg.patience:
                 logger.info(
-                    "early stop at epoch %d (best %d, dev UA %.4f)", epoch, best.best_epoch, best.best_dev_ua
+                    "early stop at epoch %d (best %d, dev %.4f)", epoch, best.best_epoch, best.best_dev_score
                 )
                 break
     model.load_state_dict(best_state)
+    model.to("cpu")
     best.history = history
     return best
 
@@ -154,8 +237,11 @@ def save_model(model: FusionModel, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> FusionModel:
-    """Reload a model saved by :func:`save_model`."""
+    """Reload a model saved by :func:`save_model`; a model directory written by
+    :func:`train_source_model` gives its first seed's model."""
     path = Path(path)
+    if path.is_dir() and (path / "index.json").is_file():
+        path = path / json.loads((path / "index.json").read_text())["models"][0]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro train` first")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -165,60 +251,79 @@ def load_model(path: str | Path) -> FusionModel:
 
 
 def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
-    """The loop hyper-parameters from the ``train`` params, with ``overrides`` (e.g. transfer's)."""
+    """The loop hyper-parameters from the ``train`` params, with ``overrides`` (e.g. transfer's);
+    the seed is the first of ``train.seeds`` unless overridden."""
     values = {
         "epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr,
         "weight_decay": train.weight_decay, "patience": train.patience,
-        "grad_clip": train.grad_clip, "seed": train.seed,
+        "grad_clip": train.grad_clip, "seed": train.seeds[0], "lr_factor": train.lr_factor,
+        "lr_patience": train.lr_patience, "device": train.device, "amp": train.amp,
     }  # fmt: skip
     return LoopConfig(**{**values, **overrides})
 
 
+def build_model(fusion: FusionParams, model_params: ModelParams, input_dims: dict[str, int]) -> FusionModel:
+    """A fresh model from the ``fusion`` (or a recipe's) and ``model`` params."""
+    fields = {k: v for k, v in fusion.__dict__.items() if k in FusionConfig.__dataclass_fields__}
+    config = FusionConfig(
+        input_dims=input_dims, modalities=model_params.modalities, d_model=model_params.d_model,
+        num_heads=model_params.num_heads, num_cross_layers=model_params.num_cross_layers,
+        dropout=model_params.dropout, num_classes=len(EMOTIONS), **fields,
+    )  # fmt: skip
+    return FusionModel(config)
+
+
 def train_source_model(
-    mode: str,
+    fusion: FusionParams,
     model_params: ModelParams,
     train_params: TrainParams,
-    fusion_params: FusionParams | None,
     metadata_path: str | Path,
     feature_root: str | Path,
-    model_out: str | Path,
-    predictions_out: str | Path,
+    model_dir: str | Path,
+    predictions_dir: str | Path,
     live_dir: str | Path,
-) -> FitResult:
-    """Train a ``mode`` classifier on the source train split (early stopping on dev), save it and
-    its source-test predictions. ``fusion_params`` is only read by the main model."""
-    fusion_params = fusion_params or FusionParams(mode=mode)
+) -> list[FitResult]:
+    """Train one ``fusion`` model per seed in ``train.seeds`` on the source train split (early
+    stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first) and the
+    source-test predictions ``predictions_dir/seed<k>.parquet``. Rank 0 writes under torchrun."""
     # every model (main and baselines) sees the same rows: those with features in all of
     # model.modalities, so their scores compare; a unimodal baseline then keeps its modality only
     splits = load_splits(metadata_path, feature_root, model_params.modalities)
-    if mode in MODALITIES:
-        splits = {name: data.only([mode]) for name, data in splits.items()}
-    config = FusionConfig(
-        input_dims=splits["train"].dims(),
-        modalities=model_params.modalities,
-        mode=mode,
-        d_model=model_params.d_model,
-        num_heads=model_params.num_heads,
-        num_cross_layers=model_params.num_cross_layers,
-        dropout=model_params.dropout,
-        beta=fusion_params.beta,
-        beta_learnable=fusion_params.beta_learnable,
-        gate=fusion_params.gate,
-        num_classes=len(EMOTIONS),
-    )
-    seed_everything(train_params.seed)
-    model = FusionModel(config)
-    model.set_feature_statistics(splits["train"].frame_statistics())
-    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live:
-        result = fit(model, splits["train"], splits["dev"], loop_config(train_params), live=live)
-        live.log_metric("best_epoch", result.best_epoch, plot=False)
-        live.log_metric("best_dev_ua", result.best_dev_ua, plot=False)
-    save_model(model, model_out)
-    predictions = predict(model, splits["test"])
-    predictions["n_missing_features"] = splits["test"].n_missing
-    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_parquet(predictions_out, index=False)
-    logger.info(
-        "%s: best epoch %d, dev UA %.4f, beta %s", mode, result.best_epoch, result.best_dev_ua, model.beta
-    )
-    return result
+    if fusion.mode in MODALITIES:
+        splits = {name: data.only([fusion.mode]) for name, data in splits.items()}
+    if fusion.task == "regression" and np.isnan(splits["train"].sentiment.numpy()).all():
+        raise ValueError(
+            f"{metadata_path}: fusion.task is regression but no training row has a sentiment score"
+        )
+    rank, _ = distributed.setup()
+    model_dir, predictions_dir, live_dir = Path(model_dir), Path(predictions_dir), Path(live_dir)
+    statistics = splits["train"].frame_statistics()
+    results = []
+    for seed in train_params.seeds:
+        seed_everything(seed)
+        model = build_model(fusion, model_params, splits["train"].dims())
+        model.set_feature_statistics(statistics)
+        live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
+        with live if live is not None else contextlib.nullcontext():
+            result = fit(
+                model, splits["train"], splits["dev"], loop_config(train_params, seed=seed), live=live
+            )
+            if live is not None:
+                live.log_metric("best_epoch", result.best_epoch, plot=False)
+                live.log_metric("best_dev_score", result.best_dev_score, plot=False)
+        results.append(result)
+        logger.info(
+            "%s seed %d: best epoch %d, dev %.4f, %s",
+            fusion.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
+        )  # fmt: skip
+        if rank != 0:
+            continue
+        save_model(model, model_dir / f"seed{seed}.pt")
+        predictions = predict(model, splits["test"])
+        predictions["n_missing_features"] = splits["test"].n_missing
+        predictions_dir.mkdir(parents=True, exist_ok=True)
+        predictions.to_parquet(predictions_dir / f"seed{seed}.parquet", index=False)
+    if rank == 0:
+        index = {"models": [f"seed{s}.pt" for s in train_params.seeds], "fusion": fusion.__dict__}
+        (model_dir / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return results

@@ -51,10 +51,10 @@ def run_transfer(
         model = load_model(model_path)
         result = fit(model, subset, splits["dev"], cfg)
         logger.info(
-            "%s %d%%: %d utterances, best epoch %d, dev UA %.4f",
-            setting, fraction, len(subset), result.best_epoch, result.best_dev_ua,
+            "%s %d%%: %d utterances, best epoch %d, dev score %.4f",
+            setting, fraction, len(subset), result.best_epoch, result.best_dev_score,
         )  # fmt: skip
-        record = {"n_train": len(subset), "best_epoch": result.best_epoch, "dev_ua": result.best_dev_ua}
+        record = {"n_train": len(subset), "best_epoch": result.best_epoch, "dev_score": result.best_dev_score}
         results[fraction] = (predict(model, splits["test"]), record)
     return results
 

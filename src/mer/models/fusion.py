@@ -1,17 +1,24 @@
-"""Multimodal fusion classifier over sequence-level features.
+"""The fusion model zoo over sequence-level features, one class driven by :class:`FusionConfig`.
 
-Modes (``FusionConfig.mode``):
+Every mode starts the same way: per-modality standardisation + projection to H, then one
+intra-modal self-attention block. What follows depends on ``config.mode``:
 
-- ``beta``: modality projections -> per-modality self-attention -> bidirectional cross-modal
-  attention (each modality's sequence attends to the other modalities' sequences, padding
-  masked) -> masked mean pooling -> beta-adaptive reliability-gated fusion (seed 003's EAAF
-  generalised to M modalities) -> head.
-- ``concat``: projections -> per-modality self-attention -> pooling -> concatenation -> head
-  (the seeds' plain early-fusion baseline: no gating, no cross-modal attention).
-- ``text`` / ``audio`` / ``video``: one modality, projection -> self-attention -> pooling -> head.
+- ``crossmodal`` (seeds 000 / 002 / 003): bidirectional cross-modal attention (optionally seed
+  003's VAD-guided attention) -> masked mean pooling -> fusion by ``config.gate``
+  (:class:`GatedFusion`: reliability weights, seed 003's EAAF, or plain concatenation) -> an MLP
+  head, or seed 000's emotion-query decoder (:class:`EmotionQueryDecoder`) when
+  ``decoder_layers > 0``.
+- ``concat``: early fusion, pooled modalities concatenated -> MLP head (seeds 001 / 004).
+- ``late``: a classifier per modality; logits averaged with learned softmax weights (seed 001).
+- ``ensemble``: the early and late pathways combined as
+  ``(w_e * early + w_l * late) / (w_e + w_l)`` with ``w = sigmoid(learned scalar)`` (seed 004).
+- ``text`` / ``audio`` / ``video``: one modality, pooled -> MLP head.
 
-Shape legend: B batch, L_m length of modality m, D input feature dim, H ``d_model``,
-M number of modalities, C classes.
+Auxiliary heads, on by their loss weights: VAD regression and 3-way sentiment on the fused vector,
+and the MICL projector on the pooled per-modality vectors (:mod:`mer.models.losses`).
+``config.task = "regression"`` makes the main head one sentiment score (seed 002).
+
+Shape legend: see :mod:`mer.models.attention`.
 
 >>> config = FusionConfig(input_dims={"text": 8, "audio": 6}, modalities=("text", "audio"),
 ...                       d_model=16, num_heads=2, num_classes=4)
@@ -26,64 +33,17 @@ M number of modalities, C classes.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional
 
-from mer.params import FUSION_MODES, GATES, MODALITIES
+from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
+from mer.models.config import FusionConfig
+from mer.models.losses import correlation_loss, masked_mse, micl_loss
 
-
-@dataclass
-class FusionConfig:
-    """Configuration of :class:`FusionModel`.
-
-    Args:
-        input_dims (dict[str, int]): feature dim of each modality's encoder, e.g. ``{"text": 384}``.
-        modalities (tuple[str, ...], all three): modalities the multimodal modes fuse.
-        mode (str, "beta"): one of ``beta``, ``concat``, ``text``, ``audio``, ``video``.
-        d_model (int, 64): projection / attention width H.
-        num_heads (int, 4): attention heads.
-        num_cross_layers (int, 1): cross-modal attention layers (``beta`` mode).
-        dropout (float, 0.1): dropout probability.
-        beta (float, 0.5): weight of the interaction term; its initial value if learnable.
-        beta_learnable (bool, True): learn beta.
-        gate (str, "modality"): ``modality`` (softmax modality-reliability weights) or ``vector``
-            (seed 003's per-dimension sigmoid gates); see :class:`BetaGatedFusion`.
-        num_classes (int, 4): number of emotion classes C.
-    """
-
-    input_dims: dict[str, int] = field(default_factory=dict)
-    modalities: tuple[str, ...] = MODALITIES
-    mode: str = "beta"
-    d_model: int = 64
-    num_heads: int = 4
-    num_cross_layers: int = 1
-    dropout: float = 0.1
-    beta: float = 0.5
-    beta_learnable: bool = True
-    gate: str = "modality"
-    num_classes: int = 4
-
-    def __post_init__(self) -> None:
-        self.modalities = tuple(self.modalities)
-        if self.mode not in FUSION_MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {FUSION_MODES}")
-        missing = [m for m in self.used_modalities if m not in self.input_dims]
-        if missing:
-            raise ValueError(f"input_dims has no entry for modalities {missing}")
-        if self.gate not in GATES:
-            raise ValueError(f"gate {self.gate!r} is not one of {GATES}")
-        if self.mode == "beta" and len(self.used_modalities) < 2:
-            raise ValueError("beta fusion needs at least two modalities")
-
-    @property
-    def used_modalities(self) -> tuple[str, ...]:
-        """The modalities this mode reads."""
-        return (self.mode,) if self.mode in MODALITIES else self.modalities
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "modalities": list(self.modalities)}
+__all__ = ["FusionConfig", "FusionModel", "FusionOutput", "masked_mean", "sentiment_classes"]
 
 
 @dataclass
@@ -91,32 +51,35 @@ class FusionOutput:
     """Model outputs.
 
     Attributes:
-        logits (`FloatTensor` of shape `(B, C)`).
-        embeddings (`FloatTensor` of shape `(B, H)`): the fused utterance representation.
-        gates (`FloatTensor` of shape `(B, M)` or None): mean gate value per modality (``beta``).
-        loss (`FloatTensor` scalar or None): cross-entropy when labels were given.
+        logits (`FloatTensor` of shape `(B, C)`): emotion logits; `(B, 1)` sentiment scores when
+            ``task == "regression"``.
+        embeddings (`FloatTensor` of shape `(B, E)`): the fused utterance representation.
+        gates (`FloatTensor` of shape `(B, M)` or None): per-utterance weight of each modality
+            (``crossmodal`` with a ``modality`` or ``vector`` gate).
+        vad (`FloatTensor` `(B, 3)` or None): VAD estimate (when ``vad_weight > 0``).
+        sentiment_logits (`FloatTensor` `(B, 3)` or None): multi-task sentiment head.
+        loss (`FloatTensor` scalar or None): the weighted total when targets were given.
+        losses (dict[str, float]): each term of the total, detached, for logging.
     """
 
     logits: torch.Tensor
     embeddings: torch.Tensor
     gates: torch.Tensor | None = None
+    vad: torch.Tensor | None = None
+    sentiment_logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
+    losses: dict[str, float] = field(default_factory=dict)
 
 
-def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over real positions.
+def sentiment_classes(scores: torch.Tensor) -> torch.Tensor:
+    """3-way sentiment from scores: 0 negative (< 0), 1 neutral (== 0), 2 positive (> 0); -1 for
+    NaN (no label). MELD's -1 / 0 / 1 and MOSI's derived 3-class labels both follow this rule.
 
-    Args:
-        hidden_states (`FloatTensor` of shape `(B, L, H)`); mask (`BoolTensor` `(B, L)`).
-
-    Returns:
-        `FloatTensor` of shape `(B, H)`.
-
-    >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[True, True, False]]))
-    tensor([[2.]])
+    >>> sentiment_classes(torch.tensor([-1.5, 0.0, 2.0, float("nan")])).tolist()
+    [0, 1, 2, -1]
     """
-    weights = mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, L, 1)
-    return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    classes = torch.sign(torch.nan_to_num(scores)).long() + 1
+    return torch.where(torch.isnan(scores), torch.full_like(classes, -1), classes)
 
 
 class ModalityProjection(nn.Module):
@@ -139,54 +102,19 @@ class ModalityProjection(nn.Module):
         return self.dropout(self.linear((hidden_states - self.mean) / self.std))
 
 
-class AttentionBlock(nn.Module):
-    """Post-norm attention + feed-forward block; queries attend to a (masked) key sequence."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__()
-        self.attention = nn.MultiheadAttention(
-            config.d_model, config.num_heads, dropout=config.dropout, batch_first=True
-        )
-        self.norm1 = nn.LayerNorm(config.d_model)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(config.d_model, 2 * config.d_model),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(2 * config.d_model, config.d_model),
-        )
-        self.norm2 = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """queries `(B, Lq, H)`, keys `(B, Lk, H)`, key_mask `(B, Lk)` True = real -> `(B, Lq, H)`."""
-        attended, _ = self.attention(queries, keys, keys, key_padding_mask=~key_mask, need_weights=False)
-        hidden_states = self.norm1(queries + self.dropout(attended))
-        return self.norm2(hidden_states + self.dropout(self.feed_forward(hidden_states)))
+def mlp_head(input_dim: int, config: FusionConfig, output_dim: int) -> nn.Sequential:
+    """LayerNorm -> Linear(E, H) -> GELU -> Dropout -> Linear(H, output_dim)."""
+    return nn.Sequential(
+        nn.LayerNorm(input_dim),
+        nn.Linear(input_dim, config.d_model),
+        nn.GELU(),
+        nn.Dropout(config.dropout),
+        nn.Linear(config.d_model, output_dim),
+    )
 
 
-class CrossModalLayer(nn.Module):
-    """Bidirectional cross-modal attention: every modality attends to all the others."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__()
-        self.modalities = config.used_modalities
-        self.blocks = nn.ModuleDict({m: AttentionBlock(config) for m in self.modalities})
-
-    def forward(
-        self, hidden_states: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """hidden_states[m] `(B, L_m, H)`, masks[m] `(B, L_m)` -> updated hidden_states[m]."""
-        updated = {}
-        for modality in self.modalities:
-            others = [o for o in self.modalities if o != modality]
-            keys = torch.cat([hidden_states[o] for o in others], dim=1)  # (B, sum L_o, H)
-            key_mask = torch.cat([masks[o] for o in others], dim=1)  # (B, sum L_o)
-            updated[modality] = self.blocks[modality](hidden_states[modality], keys, key_mask)
-        return updated
-
-
-class BetaGatedFusion(nn.Module):
-    """Reliability-aware gated fusion with a beta-weighted cross-modal interaction term.
+class GatedFusion(nn.Module):
+    """Reliability-aware fusion with a beta-weighted cross-modal interaction term.
 
     ``i`` is the mean of the pairwise products ``h_a * h_b`` over modality pairs (for text + audio
     exactly seed 003's ``h_t * h_a``) and ``h = sum_m g_m * h_m + beta * i`` where the gate
@@ -194,17 +122,17 @@ class BetaGatedFusion(nn.Module):
 
     - ``modality``: a per-utterance modality weight ``M * softmax_m(s_m)`` with a reliability
       score ``s_m = v_m . tanh(W_m h_m)`` read from the modality's own pooled vector; weights sum
-      to M, so 1 each means "no preference". Measured on the synthetic corpus: about 2-3 UA
-      points over ``vector`` and over plain concatenation, and a clear weight drop on the
-      utterances whose modality is unreliable.
+      to M, so 1 each means "no preference".
     - ``vector``: seed 003's EAAF gate ``sigmoid(W_m [h_1; ...; h_M; i] + b_m)``, one value per
       dimension.
+    - ``none``: no gate and no beta: ``h = [h_1; ...; h_M]`` (the standard cross-attention
+      baseline of seeds 002 / 003).
 
     The reported gate per modality is ``g_m`` (``modality``) or the mean of its dimensions.
 
     >>> config = FusionConfig(input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"),
     ...                       d_model=8, num_heads=2)
-    >>> fused, gates = BetaGatedFusion(config)({"text": torch.randn(2, 8), "audio": torch.randn(2, 8)})
+    >>> fused, gates, _ = GatedFusion(config)({"text": torch.randn(2, 8), "audio": torch.randn(2, 8)})
     >>> tuple(fused.shape), torch.allclose(gates.sum(-1), torch.tensor(2.0))
     ((2, 8), True)
     """
@@ -214,6 +142,7 @@ class BetaGatedFusion(nn.Module):
         self.modalities = config.used_modalities
         self.gate_type = config.gate
         width = config.d_model
+        self.output_dim = width * len(self.modalities) if config.gate == "none" else width
         if config.gate == "modality":
             self.scores = nn.ModuleDict(
                 {
@@ -221,37 +150,93 @@ class BetaGatedFusion(nn.Module):
                     for m in self.modalities
                 }
             )
-        else:
+        elif config.gate == "vector":
             context = (len(self.modalities) + 1) * width
             self.gates = nn.ModuleDict({m: nn.Linear(context, width) for m in self.modalities})
-        beta = torch.tensor(float(config.beta))
-        if config.beta_learnable:
-            self.beta = nn.Parameter(beta)
-        else:
-            self.register_buffer("beta", beta)
+        if config.gate != "none":
+            beta = torch.tensor(float(config.beta))
+            if config.beta_learnable:
+                self.beta = nn.Parameter(beta)
+            else:
+                self.register_buffer("beta", beta)
 
-    def forward(self, pooled: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """pooled[m] `(B, H)` -> fused `(B, H)` and gate per modality `(B, M)`."""
+    def forward(
+        self, pooled: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """pooled[m] `(B, H)` -> fused `(B, E)`, gate per modality `(B, M)` (None for ``none``)
+        and each modality's weight, `(B, 1)` or `(B, H)`, to scale its sequence with."""
+        if self.gate_type == "none":
+            ones = {m: torch.ones_like(pooled[m][:, :1]) for m in self.modalities}
+            return torch.cat([pooled[m] for m in self.modalities], dim=-1), None, ones  # (B, M*H)
         pairs = list(itertools.combinations(self.modalities, 2))
         interaction = torch.stack([pooled[a] * pooled[b] for a, b in pairs]).mean(0)  # (B, H)
         fused = self.beta * interaction
+        weights: dict[str, torch.Tensor] = {}
         if self.gate_type == "modality":
             scores = torch.cat([self.scores[m](pooled[m]) for m in self.modalities], dim=-1)  # (B, M)
-            weights = len(self.modalities) * torch.softmax(scores, dim=-1)  # (B, M)
+            gate_values = len(self.modalities) * torch.softmax(scores, dim=-1)  # (B, M)
             for i, modality in enumerate(self.modalities):
-                fused = fused + weights[:, i : i + 1] * pooled[modality]
-            return fused, weights
-        context = torch.cat([pooled[m] for m in self.modalities] + [interaction], dim=-1)  # (B, (M+1)H)
-        gate_means = []
+                weights[modality] = gate_values[:, i : i + 1]  # (B, 1)
+        else:
+            context = torch.cat([pooled[m] for m in self.modalities] + [interaction], dim=-1)  # (B, (M+1)H)
+            weights = {m: torch.sigmoid(self.gates[m](context)) for m in self.modalities}  # (B, H)
+            gate_values = torch.stack([weights[m].mean(-1) for m in self.modalities], dim=-1)  # (B, M)
         for modality in self.modalities:
-            alpha = torch.sigmoid(self.gates[modality](context))  # (B, H)
-            fused = fused + alpha * pooled[modality]
-            gate_means.append(alpha.mean(-1))
-        return fused, torch.stack(gate_means, dim=-1)  # (B, H), (B, M)
+            fused = fused + weights[modality] * pooled[modality]
+        return fused, gate_values, weights
+
+
+class EmotionQueryDecoder(nn.Module):
+    """Seed 000's emotion-level transformer decoder: one learned query per emotion attends to the
+    fused cross-modal memory; a shared linear read-out of each query's output is its logit.
+
+    >>> config = FusionConfig(input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"),
+    ...                       d_model=8, num_heads=2, num_classes=4, decoder_layers=1)
+    >>> memory, mask = torch.randn(2, 9, 8), torch.ones(2, 9, dtype=torch.bool)
+    >>> EmotionQueryDecoder(config)(memory, mask).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(config.num_classes, config.d_model) * 0.02)
+        layer = nn.TransformerDecoderLayer(
+            config.d_model, config.num_heads, dim_feedforward=2 * config.d_model,
+            dropout=config.dropout, activation="gelu", batch_first=True,
+        )  # fmt: skip
+        self.decoder = nn.TransformerDecoder(layer, num_layers=config.decoder_layers)
+        self.read_out = nn.Linear(config.d_model, 1)
+
+    def forward(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """memory `(B, S, H)`, memory_mask `(B, S)` True = real -> logits `(B, C)`."""
+        queries = self.queries.unsqueeze(0).expand(len(memory), -1, -1)  # (B, C, H)
+        decoded = self.decoder(queries, memory, memory_key_padding_mask=~memory_mask)  # (B, C, H)
+        return self.read_out(decoded).squeeze(-1)  # (B, C)
+
+
+class LateFusion(nn.Module):
+    """A classifier per modality; logits averaged with learned softmax weights (init uniform)."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = config.used_modalities
+        self.heads = nn.ModuleDict(
+            {m: mlp_head(config.d_model, config, config.num_outputs) for m in self.modalities}
+        )
+        self.weight_logits = nn.Parameter(torch.zeros(len(self.modalities)))
+
+    def weights(self) -> torch.Tensor:
+        """`(M,)` modality weights, summing to 1."""
+        return torch.softmax(self.weight_logits, dim=0)
+
+    def forward(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
+        """pooled[m] `(B, H)` -> logits `(B, C)`."""
+        logits = torch.stack([self.heads[m](pooled[m]) for m in self.modalities], dim=0)  # (M, B, C)
+        return (self.weights()[:, None, None] * logits).sum(0)
 
 
 class FusionModel(nn.Module):
-    """Emotion classifier over per-modality sequence features (see the module docstring)."""
+    """Emotion (or sentiment) model over per-modality sequence features (see the module docstring)."""
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
@@ -261,21 +246,32 @@ class FusionModel(nn.Module):
             {m: ModalityProjection(config.input_dims[m], config) for m in self.modalities}
         )
         self.encoders = nn.ModuleDict({m: AttentionBlock(config) for m in self.modalities})
-        if config.mode == "beta":
+        concat_dim = config.d_model * len(self.modalities)
+        embedding_dim = concat_dim
+        if config.mode == "crossmodal":
             self.cross_layers = nn.ModuleList(
                 [CrossModalLayer(config) for _ in range(config.num_cross_layers)]
             )
-            self.fusion = BetaGatedFusion(config)
-            fused_dim = config.d_model
-        else:
-            fused_dim = config.d_model * len(self.modalities)
-        self.head = nn.Sequential(
-            nn.LayerNorm(fused_dim),
-            nn.Linear(fused_dim, config.d_model),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.d_model, config.num_classes),
-        )
+            self.fusion = GatedFusion(config)
+            embedding_dim = self.fusion.output_dim
+            if config.decoder_layers:
+                self.decoder = EmotionQueryDecoder(config)
+                # the fused vector joins the memory as one extra token (gate none: projected to H)
+                self.fused_token = nn.Linear(embedding_dim, config.d_model)
+            else:
+                self.head = mlp_head(embedding_dim, config, config.num_outputs)
+        elif config.mode == "late":
+            self.late = LateFusion(config)
+        else:  # concat, ensemble, unimodal
+            self.head = mlp_head(concat_dim, config, config.num_outputs)
+            if config.mode == "ensemble":
+                self.late = LateFusion(config)
+                self.ensemble_logits = nn.Parameter(torch.zeros(2))  # sigmoid(0) = equal weights
+        self.vad_head = nn.Linear(embedding_dim, 3) if config.vad_weight > 0 else None
+        self.sentiment_head = nn.Linear(embedding_dim, 3) if config.sentiment_weight > 0 else None
+        if config.micl_weight > 0:
+            width = config.d_model
+            self.micl_projector = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
 
     def forward(
         self,
@@ -283,33 +279,108 @@ class FusionModel(nn.Module):
         masks: dict[str, torch.Tensor],
         labels: torch.Tensor | None = None,
         class_weights: torch.Tensor | None = None,
+        vad: torch.Tensor | None = None,
+        sentiment: torch.Tensor | None = None,
     ) -> FusionOutput:
-        """Classify a batch.
+        """Score a batch; with targets, also the weighted total loss.
 
         Args:
             features (dict of `FloatTensor` of shape `(B, L_m, D_m)`): per-modality sequences.
             masks (dict of `BoolTensor` of shape `(B, L_m)`): True on real positions.
-            labels (`LongTensor` of shape `(B,)`, optional): class ids; adds ``loss``.
+            labels (`LongTensor` of shape `(B,)`, optional): emotion class ids (classification).
             class_weights (`FloatTensor` of shape `(C,)`, optional): cross-entropy class weights.
+            vad (`FloatTensor` of shape `(B, 3)`, optional): VAD targets scaled to [-1, 1], NaN
+                where unknown (used when ``vad_weight > 0``).
+            sentiment (`FloatTensor` of shape `(B,)`, optional): sentiment scores in [-3, 3], NaN
+                where unknown (regression target; multi-task sentiment class by its sign).
         """
         hidden = {}
         for m in self.modalities:
             projected = self.projections[m](features[m])  # (B, L_m, H)
             hidden[m] = self.encoders[m](projected, projected, masks[m])  # intra-modal self-attention
         gates = None
-        if self.config.mode == "beta":
+        mode = self.config.mode
+        if mode == "crossmodal":
             for layer in self.cross_layers:
                 hidden = layer(hidden, masks)
             pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
-            embeddings, gates = self.fusion(pooled)  # (B, H), (B, M)
+            embeddings, gates, weights = self.fusion(pooled)  # (B, E), (B, M), {m: (B, 1 | H)}
+            if self.config.decoder_layers:
+                # memory: each modality's sequence scaled by its gate, plus the fused vector
+                memory = torch.cat(
+                    [self.fused_token(embeddings).unsqueeze(1)]
+                    + [weights[m].unsqueeze(1) * hidden[m] for m in self.modalities],
+                    dim=1,
+                )  # (B, 1 + sum L_m, H)
+                memory_mask = torch.cat(
+                    [masks[self.modalities[0]][:, :1].new_ones(len(embeddings), 1)]
+                    + [masks[m] for m in self.modalities],
+                    dim=1,
+                )  # (B, 1 + sum L_m)
+                logits = self.decoder(memory, memory_mask)  # (B, C)
+            else:
+                logits = self.head(embeddings)  # (B, C)
         else:
-            pooled_list = [masked_mean(hidden[m], masks[m]) for m in self.modalities]
-            embeddings = torch.cat(pooled_list, dim=-1)  # (B, M*H)
-        logits = self.head(embeddings)  # (B, C)
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels, weight=class_weights)
-        return FusionOutput(logits=logits, embeddings=embeddings, gates=gates, loss=loss)
+            pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
+            embeddings = torch.cat([pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+            if mode == "late":
+                logits = self.late(pooled)
+            elif mode == "ensemble":
+                early, late = self.head(embeddings), self.late(pooled)  # (B, C) each
+                w_early, w_late = torch.sigmoid(self.ensemble_logits)
+                logits = (w_early * early + w_late * late) / (w_early + w_late)
+            else:
+                logits = self.head(embeddings)  # (B, C)
+        output = FusionOutput(logits=logits, embeddings=embeddings, gates=gates)
+        if self.vad_head is not None:
+            output.vad = self.vad_head(embeddings)  # (B, 3)
+        if self.sentiment_head is not None:
+            output.sentiment_logits = self.sentiment_head(embeddings)  # (B, 3)
+        if labels is not None or sentiment is not None:
+            self._add_loss(output, pooled, labels, class_weights, vad, sentiment)
+        return output
+
+    def _add_loss(
+        self,
+        output: FusionOutput,
+        pooled: dict[str, torch.Tensor],
+        labels: torch.Tensor | None,
+        class_weights: torch.Tensor | None,
+        vad: torch.Tensor | None,
+        sentiment: torch.Tensor | None,
+    ) -> None:
+        config = self.config
+        terms: dict[str, torch.Tensor] = {}
+        if config.task == "regression":
+            if sentiment is None:
+                raise ValueError("task regression needs sentiment targets")
+            known = ~torch.isnan(sentiment)
+            terms["regression"] = correlation_loss(
+                output.logits[known, 0], sentiment[known], config.corr_alpha, config.corr_beta
+            )
+        else:
+            if labels is None:
+                raise ValueError("task classification needs emotion labels")
+            terms["cls"] = functional.cross_entropy(
+                output.logits, labels, weight=class_weights, label_smoothing=config.label_smoothing
+            )
+        total = sum(terms.values())
+        if output.vad is not None and vad is not None:
+            terms["vad"] = masked_mse(output.vad, vad)
+            total = total + config.vad_weight * terms["vad"]
+        if output.sentiment_logits is not None and sentiment is not None:
+            classes = sentiment_classes(sentiment)
+            if (classes >= 0).any():
+                terms["sentiment"] = functional.cross_entropy(
+                    output.sentiment_logits, classes, ignore_index=-1
+                )
+                total = total + config.sentiment_weight * terms["sentiment"]
+        if config.micl_weight > 0 and len(output.logits) > 1:
+            projected = {m: self.micl_projector(pooled[m]) for m in self.modalities}  # (B, H)
+            terms["micl"] = micl_loss(projected, config.micl_temperature)
+            total = total + config.micl_weight * terms["micl"]
+        output.loss = total
+        output.losses = {name: float(value.detach()) for name, value in terms.items()}
 
     def set_feature_statistics(self, statistics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Set each modality's input standardisation from (mean `(D,)`, std `(D,)`) of train frames."""
@@ -320,5 +391,26 @@ class FusionModel(nn.Module):
 
     @property
     def beta(self) -> float | None:
-        """Current beta (``beta`` mode), else None."""
-        return float(self.fusion.beta.detach()) if self.config.mode == "beta" else None
+        """Current beta (``crossmodal`` with a gate), else None."""
+        fusion = getattr(self, "fusion", None)
+        return float(fusion.beta.detach()) if fusion is not None and hasattr(fusion, "beta") else None
+
+    def fusion_weights(self) -> dict[str, float]:
+        """The learned scalars worth logging: beta, VAD lambda, late / ensemble weights."""
+        values: dict[str, float] = {}
+        if self.beta is not None:
+            values["beta"] = self.beta
+        if self.config.mode == "crossmodal" and self.config.vad_guidance and self.config.num_cross_layers:
+            lambdas = [
+                float(block.vad_bias.vad_lambda.detach())
+                for layer in self.cross_layers
+                for block in layer.blocks.values()
+            ]
+            values["vad_lambda"] = sum(lambdas) / len(lambdas)
+        if hasattr(self, "late"):
+            for modality, weight in zip(self.modalities, self.late.weights().tolist(), strict=True):
+                values[f"late_weight/{modality}"] = weight
+        if hasattr(self, "ensemble_logits"):
+            w_early, w_late = torch.sigmoid(self.ensemble_logits.detach()).tolist()
+            values["ensemble_weight/early"], values["ensemble_weight/late"] = w_early, w_late
+        return {k: round(v, 5) for k, v in values.items()}
