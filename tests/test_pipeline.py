@@ -51,7 +51,9 @@ def test_every_stage_writes_what_it_declares(pipeline):
             assert 0.0 <= source[f"{prefix}/ua"] <= 1.0 and source[f"{prefix}/n_seeds"] == 2
     assert 0.0 <= source["source/test/baselines/multitask/sentiment/ua"] <= 1.0
     for modality in ("text", "audio", "video"):
-        assert {f"source/test/gates/{modality}/{c}" for c in ("reliable", "unreliable", "drop")} <= set(source)
+        assert {f"source/test/gates/{modality}/{c}" for c in ("reliable", "unreliable", "drop")} <= set(
+            source
+        )
         assert f"source/test/gates/{modality}/by_emotion/anger" in source
     ablation = json.loads((pipeline / "metrics/ablation.json").read_text())
     for row in (*params["ablation"]["variants"], "concat", "late", "ensemble", "fusion"):
@@ -127,3 +129,38 @@ def test_same_params_and_seed_give_identical_metrics(pipeline):
     for stage in ("train", "transfer", "evaluate"):
         run(["dvc", "repro", "--force", "--single-item", "--no-run-cache", stage], pipeline)
     assert numbers() == before
+
+
+@pytest.mark.slow
+def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
+    output = run(["dvc", "exp", "run", "-S", "fusion.task=regression", "-S", "fusion.gate=none"], pipeline)
+    assert ran_stages(output) == {"train", "transfer", "evaluate", "report"}
+    source = json.loads((pipeline / "metrics/source.json").read_text())
+    for metric in ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7"):
+        assert f"source/test/{metric}" in source and f"source/test/{metric}_std" in source
+    assert "source/test/ua" not in source and "source/test/baselines/concat/ua" in source
+    transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
+    assert "target/fewshot/50/finetune/mae" in transfer
+    confusion = (pipeline / "plots/confusion_source_test.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) > 1
+    assert {row.split(",")[0] for row in confusion[1:]} <= {str(v) for v in range(-3, 4)}
+    assert "| main model (fusion section) | " in (pipeline / "reports/summary.md").read_text()
+    run(["git", "checkout", "--", "."], pipeline)
+    run(["dvc", "checkout", "-q"], pipeline)
+
+
+@pytest.mark.slow
+def test_train_stage_under_torchrun_writes_every_seed_once(pipeline, tmp_path):
+    import pandas as pd
+
+    command = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "stages/train.py", "--recipe", "concat", "--model-dir", str(tmp_path / "models"),
+               "--predictions-dir", str(tmp_path / "predictions"),
+               "--live-dir", str(tmp_path / "live")]  # fmt: skip
+    run(command, pipeline)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["index.json", "seed0.pt", "seed1.pt"]
+    for seed in (0, 1):
+        ddp = pd.read_parquet(tmp_path / "predictions" / f"seed{seed}.parquet")
+        single = pd.read_parquet(pipeline / f"data/predictions/source/concat/seed{seed}.parquet")
+        assert ddp["utt_id"].tolist() == single["utt_id"].tolist()
+        assert ddp.filter(like="prob_").notna().all().all()

@@ -247,18 +247,27 @@ def evaluate(
     main = runs[MAIN][0]
     plots_dir.mkdir(parents=True, exist_ok=True)
     if "pred_id" in main:
-        with open(plots_dir / "confusion_source_test.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["actual", "predicted"])
-            for true, pred in zip(main["label_id"], main["pred_id"], strict=True):
-                writer.writerow([EMOTIONS[true], EMOTIONS[pred]])
-        confusion = classification_metrics(main["label_id"], main["pred_id"], EMOTIONS)["confusion"]
-        plots.plot_confusion(
-            confusion,
-            EMOTIONS,
-            png_dir / "confusion_source_test.png",
-            "Source test confusion (main model, first seed)",
-        )
+        labels = list(EMOTIONS)
+        actual = [EMOTIONS[i] for i in main["label_id"]]
+        predicted = [EMOTIONS[i] for i in main["pred_id"]]
+    else:  # regression: the 7 Acc-7 classes (scores clipped to [-3, 3], rounded)
+        labels = [str(v) for v in range(-3, 4)]
+        known = main[main["sentiment"].notna()]
+        actual = [str(int(v)) for v in np.round(np.clip(known["sentiment"], -3, 3))]
+        predicted = [str(int(v)) for v in np.round(np.clip(known["sentiment_pred"], -3, 3))]
+    with open(plots_dir / "confusion_source_test.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["actual", "predicted"])
+        writer.writerows(zip(actual, predicted, strict=True))
+    confusion = classification_metrics(
+        [labels.index(a) for a in actual], [labels.index(p) for p in predicted], labels
+    )["confusion"]
+    plots.plot_confusion(
+        confusion,
+        labels,
+        png_dir / "confusion_source_test.png",
+        "Source test confusion (main model, first seed)",
+    )
     model_ua, model_std = {}, {}
     for name in [MAIN, *sorted(set(runs) - {MAIN})]:
         prefix = "source/test" if name == MAIN else f"source/test/baselines/{name}"
