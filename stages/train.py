@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import setup_logging
-from mer.params import RECIPES, load_section, recipe
+from mer.params import load_section
+from mer.recipes import RECIPES, recipe
 from mer.training import train_source_model
 
 

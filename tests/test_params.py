@@ -54,3 +54,18 @@ def test_unknown_section_and_missing_file(tmp_path):
         load_section("fusion", path)
     with pytest.raises(ParamsError, match="params file not found"):
         load_section("fusion", tmp_path / "absent.yaml")
+
+
+def test_recipe_names_in_params_match_the_recipes_module():
+    from mer.params import RECIPE_NAMES
+    from mer.recipes import RECIPES, recipe
+
+    assert set(RECIPE_NAMES) == set(RECIPES)
+    for name in RECIPES:
+        recipe(name)  # every recipe is a valid FusionParams
+    from mer.params import TrainParams
+
+    with pytest.raises(ParamsError, match=r"train\.baselines"):
+        section_from_mapping(TrainParams, {"baselines": ["concat", "conact"]}, "train")
+    with pytest.raises(ParamsError, match="unknown recipe 'x'"):
+        recipe("x")

@@ -24,6 +24,12 @@ EMOTIONS = ("anger", "happiness", "neutral", "sadness")
 FUSION_MODES = ("crossmodal", "concat", "late", "ensemble", "text", "audio", "video")
 GATES = ("modality", "vector", "none")
 TASKS = ("classification", "regression")
+# names of the recipes defined in mer.recipes (kept apart so that editing a recipe re-runs only
+# the stages that train it; tests/test_params.py checks the two agree)
+RECIPE_NAMES = (
+    "concat", "late", "ensemble", "multitask", "text", "audio", "video", "regression", "beta",
+    "decoder", "cross_attention", "vad_guidance", "adaptive_fusion", "micl", "full",
+)  # fmt: skip
 
 
 class ParamsError(ValueError):
@@ -295,8 +301,8 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class FusionParams:
-    """The main model's architecture and losses (train stage); the recipes in :data:`RECIPES`
-    (baselines, ablation) are the same fields with other values.
+    """The main model's architecture and losses (train stage); the recipes in
+    ``mer.recipes.RECIPES`` (baselines, ablation) are the same fields with other values.
 
     Attributes:
         mode (str, "crossmodal"): ``crossmodal`` (cross-modal attention + gated fusion),
@@ -365,47 +371,6 @@ class FusionParams:
             raise ParamsError("fusion.corr_alpha and fusion.corr_beta are both 0: the regression loss is 0")
 
 
-# Named fusion settings trained beside the main model (train.baselines) and for the ablation
-# table (ablation.variants). Each is FusionParams' defaults with these overrides, so a recipe
-# means the same thing whatever the fusion section says.
-_SEED003 = {"mode": "crossmodal", "gate": "none"}  # seed 003's baseline: standard cross-attention
-RECIPES: dict[str, dict[str, Any]] = {
-    # seeds 001 / 004: early, late and their ensemble; unimodal baselines
-    "concat": {"mode": "concat"},
-    "late": {"mode": "late"},
-    "ensemble": {"mode": "ensemble"},
-    "multitask": {"mode": "ensemble", "sentiment_weight": 0.5},
-    "text": {"mode": "text"},
-    "audio": {"mode": "audio"},
-    "video": {"mode": "video"},
-    # seed 002: cross-modal attention + fusion MLP, regression on sentiment, correlation loss
-    "regression": {**_SEED003, "task": "regression"},
-    # seed 000: beta fusion and the emotion-query decoder
-    "beta": {"mode": "crossmodal", "gate": "modality"},
-    "decoder": {"mode": "crossmodal", "gate": "modality", "decoder_layers": 1},
-    # seed 003's ablation: each component alone on the baseline, then all of them
-    "cross_attention": _SEED003,
-    "vad_guidance": {**_SEED003, "vad_guidance": True},
-    "adaptive_fusion": {**_SEED003, "gate": "vector"},
-    "micl": {**_SEED003, "micl_weight": 0.2},
-    "full": {
-        "mode": "crossmodal",
-        "gate": "vector",
-        "vad_guidance": True,
-        "micl_weight": 0.2,
-        "vad_weight": 0.3,
-        "label_smoothing": 0.1,
-    },
-}
-
-
-def recipe(name: str) -> FusionParams:
-    """The FusionParams of a named recipe (:data:`RECIPES`)."""
-    if name not in RECIPES:
-        raise ParamsError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
-    return FusionParams(**RECIPES[name])
-
-
 @dataclass(frozen=True)
 class TrainParams:
     """The shared training loop (train, baseline, ablation and transfer stages).
@@ -423,7 +388,7 @@ class TrainParams:
             and std over seeds; the first seed's model is the one transferred.
         device (str, "auto"): ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp (bool, true): bf16 autocast on CUDA (no effect on CPU).
-        baselines (list[str]): recipes (:data:`RECIPES`) trained beside the main model.
+        baselines (list[str]): recipes (``mer.recipes.RECIPES``) trained beside the main model.
     """
 
     epochs: int = 40
@@ -450,7 +415,7 @@ class TrainParams:
         "grad_clip": _range(0.0, lo_open=True),
         "seeds": {"each": _range(0)},
         "device": _choice("auto", "cpu", "cuda"),
-        "baselines": {"subset_of": tuple(RECIPES)},
+        "baselines": {"subset_of": RECIPE_NAMES},
     }
 
     def __post_init__(self) -> None:
@@ -463,7 +428,7 @@ class AblationParams:
     """The ablation stage: recipes trained with every ``train.seeds`` for the ablation table.
 
     Attributes:
-        variants (list[str]): recipes (:data:`RECIPES`), by default seed 003's ladder
+        variants (list[str]): recipes (``mer.recipes.RECIPES``), by default seed 003's ladder
             (``cross_attention`` baseline, each component alone, ``full``) and seed 000's
             ``decoder``; the table adds the main model and the early / late / ensemble baselines.
     """
@@ -477,7 +442,7 @@ class AblationParams:
         "decoder",
     )
 
-    _checks: ClassVar[dict] = {"variants": {"subset_of": tuple(RECIPES)}}
+    _checks: ClassVar[dict] = {"variants": {"subset_of": RECIPE_NAMES}}
 
 
 @dataclass(frozen=True)
