@@ -1,4 +1,5 @@
-"""adapt stage: seed-002 feature adapters, target-domain features -> source-domain space."""
+"""adapt stage: feature adapters (one per method in ``adapt.methods`` and modality), target-domain
+features -> source-domain space, with their training losses and feature-space distances."""
 
 from __future__ import annotations
 

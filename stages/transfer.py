@@ -1,11 +1,11 @@
-"""transfer stage: the source model on the target domain, zero-shot and fine-tuned on stratified
-fractions of the target train split, with and without adapters."""
+"""transfer stage: the source model on the target domain, zero-shot with each adapter method and
+fine-tuned by each strategy on stratified fractions and k-shot subsets of the target train split,
+over several seeds."""
 
 from __future__ import annotations
 
 import argparse
 
-from mer.features import write_json
 from mer.logs import setup_logging
 from mer.params import load_section
 from mer.training import loop_config
@@ -16,19 +16,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="models/fusion")
     parser.add_argument("--adapters", default="models/adapters")
-    parser.add_argument("--metadata", default="data/metadata/target.parquet")
-    parser.add_argument("--features", default="data/features/target")
+    parser.add_argument("--metadata", default="data/metadata")
+    parser.add_argument("--features", default="data/features")
     parser.add_argument("--out", default="data/predictions/transfer")
     args = parser.parse_args()
     setup_logging()
-    transfer, train = load_section("transfer"), load_section("train")
-    cfg = loop_config(
-        train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience, seed=transfer.seed
-    )
-    records = transfer_to_target(
-        args.model, args.adapters, args.metadata, args.features, list(transfer.fractions), cfg, args.out
-    )
-    write_json(f"{args.out}/records.json", records)
+    transfer, train, adapt = load_section("transfer"), load_section("train"), load_section("adapt")
+    finetune = loop_config(train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience)
+    transfer_to_target(
+        args.model, args.adapters, list(adapt.methods),
+        f"{args.metadata}/source.parquet", f"{args.features}/source",
+        f"{args.metadata}/target.parquet", f"{args.features}/target",
+        transfer, finetune, loop_config(train), args.out,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

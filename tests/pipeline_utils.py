@@ -21,10 +21,10 @@ TINY = {
         "video_frames": 4, "video_size": 48,
     },
     "extract": {"video": {"frames_per_clip": 4}, "shard_size": 20},
-    "adapt": {"epochs": 2, "pairs_per_epoch": 256},
+    "adapt": {"epochs": 2, "pairs_per_epoch": 256, "batch_size": 32},
     "model": {"d_model": 16, "num_heads": 2},
     "train": {"epochs": 3, "patience": 2, "batch_size": 8, "seeds": [0, 1]},
-    "transfer": {"fractions": [50, 100], "epochs": 2, "patience": 2},
+    "transfer": {"fractions": [50, 100], "shots": [2], "seeds": [0, 1], "epochs": 2, "patience": 2},
 }  # fmt: skip
 
 COPIED = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc", ".gitignore", "data/.gitkeep")

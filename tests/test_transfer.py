@@ -35,8 +35,9 @@ def test_each_adapter_method_reduces_its_loss_and_the_domain_gap(tiny_data, tmp_
     record = result.record
     if method != "adversarial":  # the adversarial objective is a min-max; its distance drops below
         assert record["loss_last_epoch"] < record["loss_first_epoch"], record
-    assert record["mmd_after"] < record["mmd_before"], record
-    assert record["coral_after"] < record["coral_before"], record
+    own = {"coral": "coral"}.get(method, "mmd")  # the distance each method minimises (or, for
+    # seed002 and adversarial, the distribution gap they aim to close)
+    assert record[f"{own}_after"] < record[f"{own}_before"], record
     if method != "seed002":  # residual adapters keep the target's structure
         assert record["cka_kept"] > 0.5, record
     path = tmp_path / "audio.pt"
@@ -46,8 +47,13 @@ def test_each_adapter_method_reduces_its_loss_and_the_domain_gap(tiny_data, tmp_
 
 
 def test_residual_adapter_starts_at_the_identity_and_rejects_dim_change():
-    adapter = FeatureAdapter(AdapterConfig(input_dim=4, output_dim=4, residual=True, input_mean=[1.0] * 4,
-                                           input_std=[2.0] * 4, output_mean=[1.0] * 4, output_std=[2.0] * 4))  # fmt: skip
+    stats = {
+        "input_mean": [1.0] * 4,
+        "input_std": [2.0] * 4,
+        "output_mean": [1.0] * 4,
+        "output_std": [2.0] * 4,
+    }
+    adapter = FeatureAdapter(AdapterConfig(input_dim=4, output_dim=4, residual=True, **stats))
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     assert np.allclose(adapter.transform(x), x, atol=1e-5)
     with pytest.raises(ValueError, match="residual"):
@@ -94,7 +100,9 @@ def test_strategies_train_exactly_their_weights(tiny_data, strategy):
         assert trainable and all(k.startswith("input_adapters.") for k in trainable)
         assert any(not torch.all(after[k] == 0) for k in after if k.startswith("input_adapters."))
     else:
-        assert any(k.startswith("projections.") for k in changed) and any(k.startswith("head.") for k in changed)
+        assert any(k.startswith("projections.") for k in changed) and any(
+            k.startswith("head.") for k in changed
+        )
 
 
 def test_input_adapters_start_as_identity_and_reload(tiny_data, tmp_path):
@@ -108,7 +116,9 @@ def test_input_adapters_start_as_identity_and_reload(tiny_data, tmp_path):
     with torch.no_grad():
         model.input_adapters["audio"].up.bias.fill_(0.5)
     reloaded = load_model(save_model(model, tmp_path / "m.pt"))
-    assert torch.allclose(reloaded(batch.features, batch.masks).logits, model(batch.features, batch.masks).logits)
+    assert torch.allclose(
+        reloaded(batch.features, batch.masks).logits, model(batch.features, batch.masks).logits
+    )
 
 
 @pytest.mark.parametrize("method", ["dann", "mmd", "coral"])

@@ -1,17 +1,23 @@
-"""Train seed-002 feature adapters from the target domain's feature space into the source's.
+"""Feature adapters from the target domain's feature space into the source's, one per modality and
+method, applied position-wise (``adapt.methods``, compared side by side by the transfer stage):
 
-Distribution matching by MSE on frame pairs (target frame, source frame), one adapter per
-modality, applied position-wise. Pairing (``adapt.pairing``):
+- ``seed002``: seed 002's adapter (Linear -> BN -> ReLU -> Dropout x2 -> Linear, hidden width
+  ``expansion`` x input dim) trained by MSE on random (target, source) pairs. The minimiser of
+  that MSE is the constant source mean, so it mostly recentres; kept for fidelity and as the
+  reference the others are measured against.
+- ``coral``: a residual adapter ``x + f(x)`` (``f``'s last layer starts at zero, so training
+  starts from the identity) trained to match the source's first and second moments (mean MSE +
+  Deep CORAL).
+- ``mmd``: the residual adapter trained by squared MMD (multi-bandwidth RBF) to the source.
+- ``adversarial``: the residual adapter trained to fool a domain classifier through gradient
+  reversal (DANN).
 
-- ``random`` (seed 002): a target frame is paired with a random source frame. The minimiser of
-  that MSE is the constant source mean, so this adapter mostly recentres features; it is kept
-  for fidelity to the seed and as a baseline.
-- ``nearest`` (label-free): each target frame is paired with its nearest neighbour among a
-  random pool of source frames, after standardising each domain with its own per-dimension
-  statistics; the adapter learns a distribution-matching map that keeps frames apart.
-- ``class``: the source frame comes from a source utterance of the same emotion as the target
-  utterance, using the labels of a stratified ``adapt.labelled_fraction``% subset of the target
-  train split (the same subset the transfer stage fine-tunes on at that fraction).
+``adapt.level``: ``frame`` trains on frames / tokens; ``utterance`` on mean-pooled utterance
+vectors (the adapter is then applied to every frame, as seed 002 applies it to its vectors).
+
+Each record reports the training loss per epoch (first / last) and feature-space distances to
+the source before and after adaptation: CORAL distance, MMD, and the linear CKA between the
+target features before and after (how much of their structure the adapter keeps).
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional
 
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import AdapterConfig, FeatureAdapter
+from mer.models.domain import DomainClassifier, coral_distance, coral_loss, dann_loss, linear_cka, mmd_loss
 from mer.params import AdaptParams
 from mer.seeding import seed_everything
-from mer.splits import stratified_positions
 
 logger = logging.getLogger(__name__)
+
+DISTANCE_SAMPLE = 1024  # rows per domain for the reported MMD (its cost is quadratic)
 
 
 @dataclass
@@ -40,123 +49,130 @@ class AdapterResult:
     record: dict
 
 
-def _frame_pools(data: MultimodalData, modality: str, by_label: bool) -> dict[int, np.ndarray]:
-    """All frames of ``modality``, grouped by label (or all under key -1): `(N_frames, D)`."""
-    pools: dict[int, list[np.ndarray]] = {}
-    for sequence, label in zip(data.sequences[modality], data.labels.tolist(), strict=True):
-        pools.setdefault(label if by_label else -1, []).append(np.asarray(sequence, dtype=np.float32))
-    return {key: np.concatenate(frames) for key, frames in pools.items()}
+def feature_rows(data: MultimodalData, modality: str, level: str) -> np.ndarray:
+    """All frames `(N_frames, D)` (``frame``) or mean-pooled utterance vectors `(N_utt, D)`."""
+    sequences = [np.asarray(s, dtype=np.float32) for s in data.sequences[modality]]
+    if level == "utterance":
+        return np.stack([s.mean(0) for s in sequences])
+    return np.concatenate(sequences)
 
 
-def _nearest(
-    target_frames: np.ndarray,
-    source_frames: np.ndarray,
-    standardise: dict[str, tuple[np.ndarray, np.ndarray]],
-    rng: np.random.Generator,
-    pool_size: int,
-) -> np.ndarray:
-    """For each target frame `(P, D_t)`, the nearest of ``pool_size`` random source frames
-    `(P, D_s)`, distances taken between per-domain standardised frames (needs D_t == D_s)."""
-    if target_frames.shape[1] != source_frames.shape[1]:
-        raise ValueError("adapt.pairing 'nearest' needs equal feature dims in both domains; use 'random'")
-    pool = source_frames[rng.integers(len(source_frames), size=pool_size)]  # (K, D)
-    (t_mean, t_std), (s_mean, s_std) = standardise["target"], standardise["source"]
-    queries = torch.from_numpy((target_frames - t_mean) / t_std)  # (P, D)
-    keys = torch.from_numpy((pool - s_mean) / s_std)  # (K, D)
-    return pool[torch.cdist(queries, keys).argmin(dim=1).numpy()]
+def _standardiser(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return rows.mean(0), rows.std(0) + 1e-6
 
 
-def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return round(float(np.linalg.norm(a.mean(0) - b.mean(0))), 4)
+def adaptation_loss(
+    method: str,
+    adapted: torch.Tensor,
+    source: torch.Tensor,
+    classifier: DomainClassifier | None = None,
+) -> torch.Tensor:
+    """One step's objective of ``method`` on adapted target rows and source rows `(B, D)`."""
+    if method == "seed002":
+        return functional.mse_loss(adapted, source)
+    if method == "coral":
+        return functional.mse_loss(adapted.mean(0), source.mean(0)) + coral_loss(source, adapted)
+    if method == "mmd":
+        return mmd_loss(source, adapted)
+    if method == "adversarial":
+        return dann_loss(classifier, source, adapted)
+    raise ValueError(f"unknown adapt method {method!r}; known: seed002, coral, mmd, adversarial")
 
 
 def train_adapter(
-    source: MultimodalData, target: MultimodalData, modality: str, cfg: AdaptParams
+    source: MultimodalData, target: MultimodalData, modality: str, method: str, cfg: AdaptParams
 ) -> AdapterResult:
-    """Train one adapter mapping ``target``'s ``modality`` features into ``source``'s space.
+    """Train one ``method`` adapter mapping ``target``'s ``modality`` features into ``source``'s.
 
-    Args:
-        source: source-domain train data (labels used for ``class`` pairing).
-        target: target-domain train data; only the labelled subset's labels are used.
+    Labels are never used: every method is unsupervised domain adaptation of the features. The
+    rows are standardised with the source's per-dimension statistics while training (so one
+    learning rate fits every encoder's scale); the saved adapter works on raw features.
     """
     generator = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    by_label = cfg.pairing == "class"
-    if by_label:
-        target = target.subset(stratified_positions(target.labels.numpy(), cfg.labelled_fraction, cfg.seed))
-    source_pools = _frame_pools(source, modality, by_label)
-    target_pools = _frame_pools(target, modality, by_label)
-    keys = [k for k in target_pools if k in source_pools]
-    if not keys:
-        raise ValueError(f"{modality}: no emotion class has frames in both domains; cannot pair")
-
+    source_rows = feature_rows(source, modality, cfg.level)
+    target_rows = feature_rows(target, modality, cfg.level)
+    if source_rows.shape[1] != target_rows.shape[1] and method != "seed002":
+        raise ValueError(
+            f"{modality}: adapt method {method!r} needs equal feature dims in both domains "
+            f"({target_rows.shape[1]} vs {source_rows.shape[1]}); use seed002"
+        )
+    mean, std = _standardiser(source_rows)
+    # residual methods work in the source's standardised space (identity = no change); seed 002
+    # standardises each side with its own statistics (its dims may differ)
+    input_mean, input_std = (mean, std) if method != "seed002" else _standardiser(target_rows)
     config = AdapterConfig(
-        input_dim=target_pools[keys[0]].shape[1],
-        output_dim=source_pools[keys[0]].shape[1],
-        hidden_dim=cfg.hidden_dim,
+        input_dim=target_rows.shape[1],
+        output_dim=source_rows.shape[1],
+        hidden_dim=max(1, round(cfg.expansion * target_rows.shape[1])),
         dropout=cfg.dropout,
+        residual=method != "seed002",
+        input_mean=input_mean.tolist(),
+        input_std=input_std.tolist(),
+        output_mean=mean.tolist(),
+        output_std=std.tolist(),
     )
     adapter = FeatureAdapter(config)
-    optimizer = torch.optim.Adam(adapter.parameters(), lr=cfg.lr)
+    classifier = DomainClassifier(source_rows.shape[1]) if method == "adversarial" else None
+    parameters = list(adapter.parameters()) + (list(classifier.parameters()) if classifier else [])
+    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+    source_t = torch.from_numpy((source_rows - mean) / std)  # (N_s, D) standardised
+    target_t = torch.from_numpy(target_rows)  # (N_t, D) raw: the adapter standardises
     losses = []
-    per_key = max(1, cfg.pairs_per_epoch // len(keys))
-    standardise = {}
-    if cfg.pairing == "nearest":
-        for name, pools in (("target", target_pools), ("source", source_pools)):
-            frames = np.concatenate(list(pools.values()))
-            standardise[name] = (frames.mean(0), frames.std(0) + 1e-6)
+    steps = max(1, cfg.pairs_per_epoch // cfg.batch_size)
     for _ in range(cfg.epochs):
-        inputs, targets = [], []
-        for key in keys:
-            inputs.append(target_pools[key][rng.integers(len(target_pools[key]), size=per_key)])
-            if cfg.pairing == "nearest":
-                targets.append(_nearest(inputs[-1], source_pools[key], standardise, rng, cfg.pairs_per_epoch))
-            else:
-                targets.append(source_pools[key][rng.integers(len(source_pools[key]), size=per_key)])
-        inputs_t = torch.from_numpy(np.concatenate(inputs))  # (P, D_in)
-        targets_t = torch.from_numpy(np.concatenate(targets))  # (P, D_out)
-        order = torch.randperm(len(inputs_t), generator=generator)
         adapter.train()
         total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            index = order[start : start + cfg.batch_size]
-            if len(index) < 2:  # BatchNorm needs two samples
-                continue
-            loss = torch.nn.functional.mse_loss(adapter(inputs_t[index]), targets_t[index])
+        for _ in range(steps):
+            target_index = torch.from_numpy(rng.integers(len(target_t), size=cfg.batch_size))
+            source_index = torch.from_numpy(rng.integers(len(source_t), size=cfg.batch_size))
+            adapted = adapter.standardised(target_t[target_index])  # (B, D) in standardised space
+            loss = adaptation_loss(method, adapted, source_t[source_index], classifier)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(index)
-        losses.append(round(total / len(order), 5))
+            total += float(loss.detach())
+        losses.append(round(total / steps, 5))
+    del generator
 
-    all_source = np.concatenate(list(source_pools.values()))
-    all_target = np.concatenate(list(target_pools.values()))
-    adapted = adapter.transform(all_target)
+    adapted_rows = adapter.transform(target_rows)
+    sample = lambda rows: torch.from_numpy(rows[rng.permutation(len(rows))[:DISTANCE_SAMPLE]])  # noqa: E731
+    standard = lambda rows: (rows - mean) / std  # noqa: E731
+    before_t, after_t = torch.from_numpy(standard(target_rows)), torch.from_numpy(standard(adapted_rows))
     record = {
-        "pairing": cfg.pairing,
-        "labelled_utterances": len(target) if by_label else 0,
+        "method": method,
+        "level": cfg.level,
         "loss_first_epoch": losses[0],
         "loss_last_epoch": losses[-1],
-        "mean_distance_before": _mean_distance(all_target, all_source)
-        if all_target.shape[1] == all_source.shape[1]
-        else None,
-        "mean_distance_after": _mean_distance(adapted, all_source),
+        "coral_before": round(coral_distance(before_t, source_t), 5),
+        "coral_after": round(coral_distance(after_t, source_t), 5),
+        "mmd_before": round(float(mmd_loss(sample(standard(source_rows)), sample(standard(target_rows)))), 5),
+        "mmd_after": round(float(mmd_loss(sample(standard(source_rows)), sample(standard(adapted_rows)))), 5),
+        "cka_kept": round(linear_cka(before_t, after_t), 4),
     }
-    logger.info("adapter %s: %s", modality, record)
+    logger.info("adapter %s/%s: %s", method, modality, record)
     return AdapterResult(adapter=adapter, record=record)
 
 
-def save_adapter(adapter: FeatureAdapter, path: str) -> None:
+def save_adapter(adapter: FeatureAdapter, path: str | Path) -> None:
     """Save an adapter with its config."""
     torch.save({"config": adapter.config.to_dict(), "state_dict": adapter.state_dict()}, path)
 
 
-def load_adapter(path: str) -> FeatureAdapter:
+def load_adapter(path: str | Path) -> FeatureAdapter:
     """Reload an adapter saved by :func:`save_adapter` (eval mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: adapter not found; run `dvc repro adapt`")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     adapter = FeatureAdapter(AdapterConfig(**checkpoint["config"]))
     adapter.load_state_dict(checkpoint["state_dict"])
     return adapter.eval()
+
+
+def load_adapters(adapters_dir: str | Path, method: str, modalities: list[str]) -> dict[str, FeatureAdapter]:
+    """The ``method`` adapters saved by :func:`train_adapters`, one per modality."""
+    return {m: load_adapter(Path(adapters_dir) / method / f"{m}.pt") for m in modalities}
 
 
 def train_adapters(
@@ -168,14 +184,16 @@ def train_adapters(
     target_features: str | Path,
     out_dir: str | Path,
 ) -> dict:
-    """Train and save one adapter per modality (``out_dir/<modality>.pt``); return the records."""
+    """Train and save one adapter per method and modality (``out_dir/<method>/<modality>.pt``)
+    on the two train splits; return ``{method: {modality: record}}``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     source = load_splits(source_metadata, source_features, modalities)["train"]
     target = load_splits(target_metadata, target_features, modalities)["train"]
-    records = {}
-    for modality in modalities:
-        result = train_adapter(source, target, modality, cfg)
-        save_adapter(result.adapter, str(out_dir / f"{modality}.pt"))
-        records[modality] = result.record
+    records: dict = {}
+    for method in cfg.methods:
+        (out_dir / method).mkdir(parents=True, exist_ok=True)
+        for modality in modalities:
+            result = train_adapter(source, target, modality, method, cfg)
+            save_adapter(result.adapter, out_dir / method / f"{modality}.pt")
+            records.setdefault(method, {})[modality] = result.record
     return records

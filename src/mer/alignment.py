@@ -45,7 +45,9 @@ class Alignment:
         self.classifier = DomainClassifier(embedding_dim)
         return list(self.classifier.parameters())
 
-    def _embeddings(self, model: nn.Module, data: MultimodalData, size: int, generator, device) -> torch.Tensor:
+    def _embeddings(
+        self, model: nn.Module, data: MultimodalData, size: int, generator, device
+    ) -> torch.Tensor:
         index = torch.randint(len(data), (min(size, len(data)),), generator=generator)
         batch = next(data.subset(index.tolist()).batches(len(index))).to(device)
         return model(batch.features, batch.masks).embeddings  # (B, E)

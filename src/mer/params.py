@@ -221,45 +221,49 @@ class ExtractParams:
     }
 
 
+ADAPT_METHODS = ("seed002", "coral", "mmd", "adversarial")
+STRATEGIES = ("full", "head", "adapters", "scratch", "dann", "mmd", "coral")
+
+
 @dataclass(frozen=True)
 class AdaptParams:
-    """Seed-002 feature adapters, target-domain -> source-domain space (adapt stage).
+    """Feature adapters, target-domain -> source-domain space (adapt stage); see :mod:`mer.adapt`.
 
     Attributes:
-        hidden_dim (int, 256): adapter hidden width.
+        methods (list[str]): adapters trained (one per modality each) and compared zero-shot:
+            ``seed002`` (seed 002: MSE on random pairs), ``coral`` (moment matching), ``mmd``,
+            ``adversarial`` (domain classifier + gradient reversal).
+        level (str, "frame"): train on frames / tokens (``frame``) or on mean-pooled utterance
+            vectors (``utterance``); adapters are applied position-wise either way.
+        expansion (float, 2.0): hidden width = expansion x input dim (seed 002's expansion ratio).
         dropout (float, 0.3): dropout after each hidden block (seed 002).
         lr (float, 1e-3): Adam learning rate (seed 002).
         epochs (int, 30): epochs (seed 002).
-        batch_size (int, 64): frame pairs per step.
-        pairs_per_epoch (int, 2048): frame pairs drawn per epoch.
-        pairing (str, "random"): ``random`` pairs a target frame with a random source frame
-            (seed 002; its MSE optimum is the source mean), ``nearest`` with its nearest source
-            frame after per-domain standardisation (label-free), ``class`` with a source frame
-            of the same emotion, using the labelled subset below.
-        labelled_fraction (int, 10): percent of the target train split whose labels ``class``
-            pairing may use (the same stratified subset as the transfer stage's fraction).
-        seed (int, 0): seed for pairing, init and the labelled subset.
+        batch_size (int, 64): rows per step and domain (seed 002 used 16; CORAL / MMD need
+            enough rows for a covariance / kernel estimate).
+        pairs_per_epoch (int, 2048): rows drawn per epoch.
+        seed (int, 0): seed for sampling and init.
     """
 
-    hidden_dim: int = 256
+    methods: tuple[str, ...] = ADAPT_METHODS
+    level: str = "frame"
+    expansion: float = 2.0
     dropout: float = 0.3
     lr: float = 1e-3
     epochs: int = 30
     batch_size: int = 64
     pairs_per_epoch: int = 2048
-    pairing: str = "random"
-    labelled_fraction: int = 10
     seed: int = 0
 
     _checks: ClassVar[dict] = {
-        "hidden_dim": _range(1),
+        "methods": {"subset_of": ADAPT_METHODS},
+        "level": _choice("frame", "utterance"),
+        "expansion": _range(0.0, 16.0, lo_open=True),
         "dropout": _range(0.0, 0.95),
         "lr": _range(0.0, 1.0, lo_open=True),
         "epochs": _range(1),
         "batch_size": _range(2),
         "pairs_per_epoch": _range(2),
-        "pairing": _choice("class", "nearest", "random"),
-        "labelled_fraction": _range(1, 100),
         "seed": _range(0),
     }
 
@@ -447,30 +451,48 @@ class AblationParams:
 
 @dataclass(frozen=True)
 class TransferParams:
-    """Few-shot transfer of the main model to the target domain (transfer stage).
+    """Zero-shot and few-shot transfer of the main model to the target domain (transfer stage);
+    see :mod:`mer.transfer`.
 
     Attributes:
-        fractions (list[int]): percent of the target train split used for fine-tuning; 0
-            (zero-shot) is always evaluated as well.
-        epochs (int, 30): maximum fine-tuning epochs.
+        fractions (list[int]): percent of the target train split (stratified, nested).
+        shots (list[int]): k utterances per class (k-shot), beside the fractions.
+        seeds (list[int]): one subset draw and fine-tuning run per seed; metrics are mean ± std.
+        strategies (list[str]): ``full``, ``head`` (head only), ``adapters`` (input adapters
+            only), ``scratch`` (fresh model, the reference line), ``dann`` / ``mmd`` / ``coral``
+            (full fine-tuning + domain adaptation).
+        da_weight (float, 0.1): weight of the domain-adaptation loss.
+        adapter_bottleneck (int, 32): width of the ``adapters`` strategy's bottleneck.
+        epochs (int, 30): maximum fine-tuning epochs (``scratch`` uses the ``train`` loop's).
         lr (float, 5e-4): fine-tuning learning rate.
-        patience (int, 6): early stopping patience on target dev UA.
-        seed (int, 0): seed of the stratified subsets and fine-tuning.
+        patience (int, 6): early stopping patience on the target dev score.
     """
 
     fractions: tuple[int, ...] = (10, 20, 50, 100)
+    shots: tuple[int, ...] = (5,)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    strategies: tuple[str, ...] = STRATEGIES
+    da_weight: float = 0.1
+    adapter_bottleneck: int = 32
     epochs: int = 30
     lr: float = 5e-4
     patience: int = 6
-    seed: int = 0
 
     _checks: ClassVar[dict] = {
         "fractions": {"each": _range(1, 100)},
+        "shots": {"each": _range(1)},
+        "seeds": {"each": _range(0)},
+        "strategies": {"subset_of": STRATEGIES},
+        "da_weight": _range(0.0, 100.0),
+        "adapter_bottleneck": _range(1),
         "epochs": _range(1),
         "lr": _range(0.0, 1.0, lo_open=True),
         "patience": _range(1),
-        "seed": _range(0),
     }
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ParamsError(f"transfer.seeds: {list(self.seeds)!r} must list at least one seed, each once")
 
 
 SECTIONS: dict[str, type] = {

@@ -144,9 +144,6 @@ def _read_curves(live_root: Path, names: list[str]) -> dict[str, dict[str, list[
     return curves
 
 
-SETTING_NAMES = {"plain": "finetune", "adapter": "adapter_finetune"}
-
-
 def source_metrics(runs: dict[str, list[pd.DataFrame]]) -> dict:
     """Flat source-domain metrics: the main model under ``source/test/``, baselines under
     ``source/test/baselines/<name>/``, gains, gates and missing-feature counts."""
@@ -197,22 +194,56 @@ def ablation_table(runs: dict[str, list[pd.DataFrame]]) -> tuple[dict, str]:
     return flatten(nested, "ablation"), "\n".join(lines) + "\n"
 
 
+def _budgets(transfer_dir: Path, kind: str) -> list[int]:
+    return sorted(int(p.name) for p in (transfer_dir / kind).glob("*") if p.is_dir())
+
+
 def transfer_metrics(transfer_dir: Path) -> dict:
-    """Flat target-domain metrics: ``target/fewshot/<percent>/<setting>/<metric>`` (0 = zero-shot)."""
+    """Flat target-domain metrics (mean ± std over ``transfer.seeds``):
+    ``target/zeroshot/<adapter method | none>/<metric>``,
+    ``target/fewshot/<percent>/<strategy>/<metric>`` and ``target/kshot/<k>/<strategy>/<metric>``,
+    each with ``n_train`` (utterances fine-tuned on) and ``n_seeds``."""
     records_path = transfer_dir / "records.json"
     records = json.loads(records_path.read_text()) if records_path.is_file() else {}
-    nested: dict = {}
-    for path in sorted(
-        transfer_dir.glob("*.parquet"),
-        key=lambda p: (p.stem.rsplit("_", 1)[0], int(p.stem.rsplit("_", 1)[1])),
-    ):
-        setting, fraction = path.stem.rsplit("_", 1)
-        metrics = _metrics(pd.read_parquet(path))
-        entry = {k: metrics[k] for k in (*SUMMARY_METRICS, *REGRESSION_METRICS) if k in metrics}
-        entry["n_train"] = records.get(setting, {}).get(fraction, {}).get("n_train", 0)
-        nested.setdefault(fraction, {})[SETTING_NAMES.get(setting, setting)] = entry
-    ordered = {f: nested[f] for f in sorted(nested, key=int)}
-    return flatten(ordered, "target/fewshot")
+    nested: dict = {"zeroshot": {}}
+    for method, frames in read_runs(transfer_dir / "zeroshot").items():
+        nested["zeroshot"][method] = {
+            k: v for k, v in model_metrics(frames).items() if k not in ("n", "recall")
+        }
+    for kind, name in (("fraction", "fewshot"), ("kshot", "kshot")):
+        for budget in _budgets(transfer_dir, kind):
+            for strategy, frames in read_runs(transfer_dir / kind / str(budget)).items():
+                entry = {k: v for k, v in model_metrics(frames).items() if k not in ("n", "recall")}
+                runs = records.get(f"{kind}/{budget}", {}).get(strategy, {})
+                entry["n_train"] = (
+                    round(float(np.mean([r["n_train"] for r in runs.values()])), 1) if runs else 0
+                )
+                nested.setdefault(name, {}).setdefault(str(budget), {})[strategy] = entry
+    return flatten(nested, "target")
+
+
+def zeroshot_ua(transfer: dict) -> dict[str, float]:
+    """``{adapter method | none: zero-shot target UA}``."""
+    prefix = "target/zeroshot/"
+    return {k.split("/")[2]: v for k, v in transfer.items() if k.startswith(prefix) and k.endswith("/ua")}
+
+
+def fewshot_rows(transfer: dict) -> list[dict]:
+    """Curve points ``{fraction, setting, ua, ua_std}``; fraction 0 is the zero-shot model (no
+    adapter) for every strategy that starts from it."""
+    rows = []
+    strategies = sorted({k.split("/")[3] for k in transfer if k.startswith("target/fewshot/")})
+    for key, value in transfer.items():
+        parts = key.split("/")
+        if parts[1] == "fewshot" and parts[4] == "ua":
+            std = transfer[f"{key}_std"]
+            rows.append({"fraction": int(parts[2]), "setting": parts[3], "ua": value, "ua_std": std})
+    zero = transfer.get("target/zeroshot/none/ua")
+    if zero is not None:
+        rows += [
+            {"fraction": 0, "setting": s, "ua": zero, "ua_std": 0.0} for s in strategies if s != "scratch"
+        ]
+    return sorted(rows, key=lambda r: (r["setting"], r["fraction"]))
 
 
 def evaluate(
@@ -307,22 +338,28 @@ def evaluate(
         "# Ablation (source test, mean ± std over train.seeds)\n\n" + table
     )
 
-    # Target domain: zero-shot and few-shot, with and without adapters.
+    # Target domain: zero-shot with each adapter, few-shot strategies over seeds.
     transfer = transfer_metrics(transfer_dir)
     write_json(metrics_dir / "transfer.json", {**transfer, "provenance": record})
-    table_rows: dict[int, dict[str, float]] = {}
-    for key, value in transfer.items():
-        _, _, fraction, setting, metric = key.split("/")
-        if metric == "ua":
-            table_rows.setdefault(int(fraction), {})[setting] = value
-    settings = sorted({s for row in table_rows.values() for s in row})
+    rows = fewshot_rows(transfer)
+    settings = sorted({r["setting"] for r in rows})
+    table: dict[int, dict[str, dict]] = {}
+    for row in rows:
+        table.setdefault(row["fraction"], {})[row["setting"]] = row
     with open(plots_dir / "fewshot.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["fraction"] + [f"{s}_ua" for s in settings])
-        for fraction in sorted(table_rows):
-            writer.writerow([fraction] + [table_rows[fraction].get(s, "") for s in settings])
-    rows = [{"fraction": f, "setting": s, "ua": ua} for f, row in table_rows.items() for s, ua in row.items()]
+        writer.writerow(["fraction"] + [f"{s}_ua" for s in settings] + [f"{s}_ua_std" for s in settings])
+        for fraction in sorted(table):
+            cells = [table[fraction].get(s, {}).get("ua", "") for s in settings]
+            cells += [table[fraction].get(s, {}).get("ua_std", "") for s in settings]
+            writer.writerow([fraction, *cells])
     if rows:
-        plots.plot_fewshot(rows, png_dir / "fewshot.png", "Target test UA vs fine-tuning data (%)")
+        plots.plot_fewshot(
+            rows, png_dir / "fewshot.png", "Target test UA vs fine-tuning data (mean ± std over seeds)"
+        )
+    zeroshot = zeroshot_ua(transfer)
+    if zeroshot:
+        title = "Target test UA zero-shot, by feature adapter"
+        plots.plot_bars(zeroshot, png_dir / "zeroshot.png", title, "UA")
     logger.info("source test UA: %s", model_ua)
     return source

@@ -1,4 +1,4 @@
-"""Seeded, stratified, nested subsets of a split (few-shot fractions)."""
+"""Seeded, stratified, nested subsets of a split (few-shot fractions and k-shot)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,26 @@ import math
 
 import numpy as np
 import pandas as pd
+
+
+def kshot_positions(labels: pd.Series | np.ndarray, k: int, seed: int) -> list[int]:
+    """Row positions of ``k`` utterances per present class (all of a class with fewer), nested
+    in ``k`` for the same seed like :func:`stratified_positions`.
+
+    >>> labels = np.array([0] * 10 + [1] * 10)
+    >>> three, five = kshot_positions(labels, 3, 0), kshot_positions(labels, 5, 0)
+    >>> len(three), set(three) <= set(five)
+    (6, True)
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1 utterance per class, got {k}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen.extend(members[rng.permutation(len(members))][:k].tolist())
+    return sorted(chosen)
 
 
 def stratified_positions(labels: pd.Series | np.ndarray, percent: int, seed: int) -> list[int]:

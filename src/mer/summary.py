@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +37,22 @@ MODEL_NAMES = {
     "video": "video only",
     "regression": "cross-attention regression (seed 002)",
 }
-SETTING_NAMES = {"finetune": "fine-tuned", "adapter_finetune": "seed-002 adapters + fine-tuned"}
+ADAPTER_NAMES = {
+    "none": "none (target features as extracted)",
+    "seed002": "seed 002 (MSE on random pairs)",
+    "coral": "CORAL (moment matching, residual)",
+    "mmd": "MMD (residual)",
+    "adversarial": "adversarial (domain classifier, residual)",
+}
+STRATEGY_NAMES = {
+    "full": "full fine-tune",
+    "head": "head only",
+    "adapters": "input adapters only",
+    "scratch": "from scratch",
+    "dann": "full + DANN",
+    "mmd": "full + MMD",
+    "coral": "full + CORAL",
+}
 
 
 def _protocol(table: pd.DataFrame) -> str:
@@ -170,27 +186,44 @@ def build_summary(
     target_corpus = str(target_table["corpus"].iloc[0])
     lines += [f"## Transfer to `{target_corpus}`", ""]
     lines += [
-        f"Protocol: the source model evaluated on the target test split ({_protocol(target_table)}); "
-        "fine-tuned on stratified, nested fractions of the target train split with early stopping on "
-        "the target dev split. 0% = no fine-tuning (zero-shot).",
+        f"Protocol: the source model (first training seed) on the target test split "
+        f"({_protocol(target_table)}). Zero-shot: no target labels, target features as extracted or "
+        "mapped by each feature adapter. Few-shot: each strategy trained on the same stratified, nested "
+        "fraction (or k per class) of the target train split, early stopping on the target dev split, "
+        "mean ± std over `transfer.seeds` (each seed draws its own subset).",
         "",
     ]
-    fractions = sorted({int(k.split("/")[2]) for k in transfer if k.startswith("target/fewshot/")})
-    settings = (
-        [s for s in SETTING_NAMES if f"target/fewshot/{fractions[0]}/{s}/ua" in transfer] if fractions else []
-    )
-    lines += ["| target data | " + " | ".join(f"{SETTING_NAMES[s]} UA %" for s in settings) + " |"]
-    lines += ["|---|" + "---|" * len(settings)]
-    for fraction in fractions:
-        row = [_pct(transfer[f"target/fewshot/{fraction}/{s}/ua"]) for s in settings]
-        lines.append(f"| {fraction}% | " + " | ".join(row) + " |")
-    lines += ["", _image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
-    if adapt:
-        modalities = sorted({k.split("/")[1] for k in adapt if k.startswith("adapt/")})
-        lines += ["Adapter training (MSE, first → last epoch): " + ", ".join(
-            f"{m} {adapt[f'adapt/{m}/loss_first_epoch']:.3f} → {adapt[f'adapt/{m}/loss_last_epoch']:.3f}"
-            for m in modalities
-        ) + ".", ""]  # fmt: skip
+    zeroshot = {k.split("/")[2]: v for k, v in transfer.items() if re.fullmatch(r"target/zeroshot/\w+/ua", k)}
+    if zeroshot:
+        lines += [
+            "| zero-shot feature adapter | target UA % | CORAL distance to source, before → after "
+            "(mean over modalities) | linear CKA kept |",
+            "|---|---|---|---|",
+        ]
+        for method, ua in zeroshot.items():
+            distances = "– | –"
+            modalities = sorted({k.split("/")[2] for k in adapt if k.startswith(f"adapt/{method}/")})
+            if modalities:
+                mean = {
+                    name: sum(adapt[f"adapt/{method}/{m}/{name}"] for m in modalities) / len(modalities)
+                    for name in ("coral_before", "coral_after", "cka_kept")
+                }
+                distances = f"{mean['coral_before']:.4f} → {mean['coral_after']:.4f} | {mean['cka_kept']:.3f}"
+            lines.append(f"| {ADAPTER_NAMES.get(method, method)} | {_pct(ua)} | {distances} |")
+        lines.append("")
+    for kind, unit in (("fewshot", "%"), ("kshot", " per class")):
+        budgets = sorted({int(k.split("/")[2]) for k in transfer if k.startswith(f"target/{kind}/")})
+        if not budgets:
+            continue
+        strategies = [s for s in STRATEGY_NAMES if f"target/{kind}/{budgets[0]}/{s}/ua" in transfer]
+        lines += ["| target data | " + " | ".join(f"{STRATEGY_NAMES[s]} UA %" for s in strategies) + " |"]
+        lines += ["|---|" + "---|" * len(strategies)]
+        for budget in budgets:
+            row = [_pm(transfer, f"target/{kind}/{budget}/{s}/ua") for s in strategies]
+            lines.append(f"| {budget}{unit} | " + " | ".join(row) + " |")
+        lines.append("")
+    lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
+    lines += [_image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
 
     lines += ["## Reference numbers from the literature (not mer results)", ""]
     lines += [

@@ -149,13 +149,18 @@ def fit(
     cfg: LoopConfig,
     live: Any | None = None,
     prefix: str = "",
+    alignment: Any | None = None,
 ) -> FitResult:
     """Train ``model`` in place; restore the weights of the best dev-score epoch.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) gradients are averaged across ranks by DDP; every
     rank scores the whole dev split, so all take the same early-stopping decision.
 
+    Only parameters with ``requires_grad`` are trained (few-shot strategies freeze the rest).
+
     Args:
+        alignment: a :class:`mer.alignment.Alignment` (or None): its loss on a source and a
+            target batch is added at every step (domain adaptation while fine-tuning).
         live: a ``dvclive.Live`` (or None); metrics are logged as ``{prefix}train/loss``,
             ``{prefix}dev/ua`` (``dev/mae`` for regression), the learning rate and the learned
             fusion weights, one step per epoch.
@@ -169,7 +174,10 @@ def fit(
     trained: torch.nn.Module = model
     if world_size > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if alignment is not None:
+        parameters += alignment.parameters(model.embedding_dim)
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
     )
@@ -178,10 +186,12 @@ def fit(
     best = FitResult(best_epoch=-1, best_dev_score=-float("inf"))
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history: dict[str, list[float]] = {"train_loss": [], "dev_score": [], "lr": []}
+    if alignment is not None:
+        history["align_loss"] = []
     stale = 0
     for epoch in range(cfg.epochs):
         model.train()
-        total, seen, terms = 0.0, 0, {}
+        total, seen, terms, aligned = 0.0, 0, {}, 0.0
         for batch in train.batches(cfg.batch_size, True, generator, rank=rank, world_size=world_size):
             batch = batch.to(device)
             with _autocast(device, cfg.amp):
@@ -189,9 +199,15 @@ def fit(
                     batch.features, batch.masks, labels=batch.labels, class_weights=weights,
                     vad=batch.vad, sentiment=batch.sentiment,
                 )  # fmt: skip
+            loss = output.loss
+            if alignment is not None:
+                with _autocast(device, cfg.amp):
+                    align_loss = alignment.loss(trained, cfg.batch_size, generator, device)
+                loss = loss + align_loss
+                aligned += float(align_loss.detach()) * len(batch.labels)
             optimizer.zero_grad()
-            output.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, cfg.grad_clip)
             optimizer.step()
             total += float(output.loss.detach()) * len(batch.labels)
             seen += len(batch.labels)
@@ -202,6 +218,8 @@ def fit(
         history["train_loss"].append(round(total / seen, 5))
         history["dev_score"].append(score)
         history["lr"].append(optimizer.param_groups[0]["lr"])
+        if alignment is not None:
+            history["align_loss"].append(round(aligned / seen, 5))
         if live is not None and rank == 0:
             live.log_metric(f"{prefix}train/loss", history["train_loss"][-1])
             for name, value in terms.items():

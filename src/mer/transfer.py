@@ -1,24 +1,48 @@
-"""Few-shot transfer of the source-trained model to the target domain.
+"""Transfer of the source-trained model to the target domain: zero-shot with each feature adapter,
+and few-shot fine-tuning strategies compared side by side.
 
-For each setting (``plain``: target features as extracted; ``adapter``: target features mapped
-into the source space by the adapt stage's adapters) the source model is evaluated on the target
-test split without fine-tuning (fraction 0) and after fine-tuning on stratified, nested
-``fraction``% subsets of the target train split (early stopping on the target dev split).
+Zero-shot: the source model (first training seed) on the target test split, on raw target
+features (``none``) and on features mapped by each adapt-stage method.
+
+Few-shot: for each data budget (``transfer.fractions``: percent of the target train split,
+stratified and nested; ``transfer.shots``: k utterances per class) and each seed in
+``transfer.seeds`` (the seed draws the subset and seeds training), every strategy in
+``transfer.strategies`` starts from the source model and trains on the same subset, with early
+stopping on the target dev split:
+
+- ``full``: fine-tune every weight.
+- ``head``: fine-tune the classification head only (the encoders stay frozen).
+- ``adapters``: insert residual bottleneck adapters at the model's input (starting at the
+  identity) and train only them.
+- ``scratch``: a fresh model of the same architecture trained on the subset alone (the reference
+  line: what the source model is worth). It uses the ``train`` loop settings.
+- ``dann`` / ``mmd`` / ``coral``: ``full`` plus a domain-adaptation loss between the fused
+  embeddings of source-train and (unlabelled) target-train batches, weighted by
+  ``transfer.da_weight`` (seed 003's ``domain_adaptation.py`` list).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from mer.adapt import load_adapters
+from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import FeatureAdapter
-from mer.splits import stratified_positions
+from mer.models.fusion import FusionModel
+from mer.params import TransferParams
+from mer.seeding import seed_everything
+from mer.splits import kshot_positions, stratified_positions
 from mer.training import LoopConfig, fit, load_model, predict
 
 logger = logging.getLogger(__name__)
+
+DA_STRATEGIES = ("dann", "mmd", "coral")
 
 
 def apply_adapters(data: MultimodalData, adapters: dict[str, FeatureAdapter]) -> MultimodalData:
@@ -29,67 +53,85 @@ def apply_adapters(data: MultimodalData, adapters: dict[str, FeatureAdapter]) ->
     return data
 
 
-def run_transfer(
-    model_path: str | Path,
-    splits: dict[str, MultimodalData],
-    fractions: list[int],
-    cfg: LoopConfig,
-    setting: str,
-) -> dict[int, tuple[pd.DataFrame, dict]]:
-    """Zero-shot and fine-tuned predictions on ``splits['test']`` for each fraction.
+def prepare(model: FusionModel, strategy: str, subset: MultimodalData, bottleneck: int) -> FusionModel:
+    """The model a strategy trains, with exactly the weights it may change left trainable."""
+    if strategy == "scratch":
+        fresh = FusionModel(model.config)
+        fresh.set_feature_statistics(subset.frame_statistics())
+        return fresh
+    if strategy == "adapters":
+        model.add_input_adapters(bottleneck)
+    trainable = {
+        "full": None, "dann": None, "mmd": None, "coral": None,
+        "head": set(model.head_parameter_names()),
+        "adapters": {n for n, _ in model.named_parameters() if n.startswith("input_adapters.")},
+    }[strategy]  # fmt: skip
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(trainable is None or name in trainable)
+    return model
 
-    Returns:
-        ``{fraction: (predictions, record)}`` with fraction 0 for zero-shot; ``record`` holds the
-        number of fine-tuning utterances and the best epoch.
-    """
-    results: dict[int, tuple[pd.DataFrame, dict]] = {}
-    model = load_model(model_path)
-    results[0] = (predict(model, splits["test"]), {"n_train": 0, "best_epoch": None})
-    for fraction in fractions:
-        positions = stratified_positions(splits["train"].labels.numpy(), fraction, cfg.seed)
-        subset = splits["train"].subset(positions)
-        model = load_model(model_path)
-        result = fit(model, subset, splits["dev"], cfg)
-        logger.info(
-            "%s %d%%: %d utterances, best epoch %d, dev score %.4f",
-            setting, fraction, len(subset), result.best_epoch, result.best_dev_score,
-        )  # fmt: skip
-        record = {"n_train": len(subset), "best_epoch": result.best_epoch, "dev_score": result.best_dev_score}
-        results[fraction] = (predict(model, splits["test"]), record)
-    return results
+
+def fewshot_subsets(labels: torch.Tensor, params: TransferParams, seed: int) -> dict[str, list[int]]:
+    """``{"fraction/<pct>" | "kshot/<k>": positions}`` of the target train split for one seed."""
+    subsets = {f"fraction/{p}": stratified_positions(labels.numpy(), p, seed) for p in params.fractions}
+    subsets |= {f"kshot/{k}": kshot_positions(labels.numpy(), k, seed) for k in params.shots}
+    return subsets
 
 
 def transfer_to_target(
     model_path: str | Path,
     adapters_dir: str | Path,
+    adapt_methods: list[str],
+    source_metadata: str | Path,
+    source_features: str | Path,
     target_metadata: str | Path,
     target_features: str | Path,
-    fractions: list[int],
-    cfg: LoopConfig,
+    params: TransferParams,
+    finetune_cfg: LoopConfig,
+    scratch_cfg: LoopConfig,
     out_dir: str | Path,
 ) -> dict:
-    """Run both settings (``plain``, ``adapter``) and write ``out_dir/<setting>_<fraction>.parquet``.
-
-    Returns:
-        ``{setting: {fraction: record}}``.
-    """
-    from mer.adapt import load_adapter
-
+    """Write ``out_dir/zeroshot/<method>/seed0.parquet`` and
+    ``out_dir/<fraction|kshot>/<budget>/<strategy>/seed<k>.parquet`` (target-test predictions) and
+    return ``{budget: {strategy: {seed: record}}}`` (subset size, best epoch, dev score)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     modalities = list(load_model(model_path).modalities)
     splits = load_splits(target_metadata, target_features, modalities)
-    adapters = {m: load_adapter(str(Path(adapters_dir) / f"{m}.pt")) for m in modalities}
-    settings = {
-        "plain": splits,
-        "adapter": {name: apply_adapters(data, adapters) for name, data in splits.items()},
-    }
+    source_train = None
+    if any(s in DA_STRATEGIES for s in params.strategies):
+        source_train = load_splits(source_metadata, source_features, modalities)["train"]
+
+    def save(frame: pd.DataFrame, *parts: str) -> None:
+        path = out_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+
+    model = load_model(model_path)
+    save(predict(model, splits["test"]), "zeroshot", "none", "seed0.parquet")
+    for method in adapt_methods:
+        adapters = load_adapters(adapters_dir, method, modalities)
+        save(predict(model, apply_adapters(splits["test"], adapters)), "zeroshot", method, "seed0.parquet")
+
     records: dict = {}
-    for setting, setting_splits in settings.items():
-        records[setting] = {}
-        for fraction, (predictions, record) in run_transfer(
-            model_path, setting_splits, fractions, cfg, setting
-        ).items():
-            predictions.to_parquet(out_dir / f"{setting}_{fraction}.parquet", index=False)
-            records[setting][fraction] = record
+    for seed in params.seeds:
+        for budget, positions in fewshot_subsets(splits["train"].labels, params, seed).items():
+            subset = splits["train"].subset(positions)
+            for strategy in params.strategies:
+                seed_everything(seed)
+                trained = prepare(load_model(model_path), strategy, subset, params.adapter_bottleneck)
+                cfg = scratch_cfg if strategy == "scratch" else finetune_cfg
+                alignment = None
+                if strategy in DA_STRATEGIES:
+                    alignment = Alignment(strategy, params.da_weight, source_train, splits["train"])
+                result = fit(trained, subset, splits["dev"], LoopConfig(**{**cfg.__dict__, "seed": seed}),
+                             alignment=alignment)  # fmt: skip
+                save(predict(trained, splits["test"]), budget, strategy, f"seed{seed}.parquet")
+                record = {
+                    "n_train": len(subset),
+                    "best_epoch": result.best_epoch,
+                    "dev": result.best_dev_score,
+                }
+                records.setdefault(budget, {}).setdefault(strategy, {})[seed] = record
+                logger.info("%s %s seed %d: %s", budget, strategy, seed, record)
+    (out_dir / "records.json").write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     return records

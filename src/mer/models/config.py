@@ -44,6 +44,10 @@ class FusionConfig:
         sentiment_weight (float, 0.0): multi-task 3-way sentiment head (negative / neutral /
             positive from the sign of the sentiment score; seeds 001 / 004).
         corr_alpha / corr_beta (float, 0.3 / 0.7): seed 002's ``alpha * MSE + beta * (1 - r)^2``.
+
+    Transfer:
+        input_adapters (int, 0): > 0 inserts a residual bottleneck adapter of this width before
+            each modality's projection (the ``adapters`` few-shot strategy trains only these).
     """
 
     input_dims: dict[str, int] = field(default_factory=dict)
@@ -68,6 +72,7 @@ class FusionConfig:
     sentiment_weight: float = 0.0
     corr_alpha: float = 0.3
     corr_beta: float = 0.7
+    input_adapters: int = 0
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)

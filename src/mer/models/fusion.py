@@ -103,6 +103,27 @@ class ModalityProjection(nn.Module):
         return self.dropout(self.linear((hidden_states - self.mean) / self.std))
 
 
+class InputAdapter(nn.Module):
+    """Residual bottleneck adapter on an encoder's features, ``x + up(GELU(down(x)))``; ``up``
+    starts at zero, so a freshly added adapter leaves the model's outputs unchanged.
+
+    >>> adapter = InputAdapter(6, 2)
+    >>> x = torch.randn(2, 3, 6); bool(torch.equal(adapter(x), x))
+    True
+    """
+
+    def __init__(self, input_dim: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(input_dim, bottleneck)
+        self.up = nn.Linear(bottleneck, input_dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, L, D)` -> `(B, L, D)`."""
+        return hidden_states + self.up(functional.gelu(self.down(hidden_states)))
+
+
 def mlp_head(input_dim: int, config: FusionConfig, output_dim: int) -> nn.Sequential:
     """LayerNorm -> Linear(E, H) -> GELU -> Dropout -> Linear(H, output_dim)."""
     return nn.Sequential(
@@ -268,6 +289,12 @@ class FusionModel(nn.Module):
             if config.mode == "ensemble":
                 self.late = LateFusion(config)
                 self.ensemble_logits = nn.Parameter(torch.zeros(2))  # sigmoid(0) = equal weights
+        self.embedding_dim = embedding_dim  # E, the width of FusionOutput.embeddings
+        self.input_adapters = None
+        if config.input_adapters:
+            self.input_adapters = nn.ModuleDict(
+                {m: InputAdapter(config.input_dims[m], config.input_adapters) for m in self.modalities}
+            )
         self.vad_head = nn.Linear(embedding_dim, 3) if config.vad_weight > 0 else None
         self.sentiment_head = nn.Linear(embedding_dim, 3) if config.sentiment_weight > 0 else None
         if config.micl_weight > 0:
@@ -297,7 +324,8 @@ class FusionModel(nn.Module):
         """
         hidden = {}
         for m in self.modalities:
-            projected = self.projections[m](features[m])  # (B, L_m, H)
+            inputs = features[m] if self.input_adapters is None else self.input_adapters[m](features[m])
+            projected = self.projections[m](inputs)  # (B, L_m, H)
             hidden[m] = self.encoders[m](projected, projected, masks[m])  # intra-modal self-attention
         # MICL aligns these intra-modal vectors: after cross-modal attention every modality
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
@@ -393,6 +421,29 @@ class FusionModel(nn.Module):
             mean, std = statistics[modality]
             self.projections[modality].mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.projections[modality].std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-6))
+
+    def add_input_adapters(self, bottleneck: int) -> None:
+        """Insert identity-initialised :class:`InputAdapter` s (recorded in the config, so a saved
+        model reloads with them)."""
+        self.config.input_adapters = bottleneck
+        device = next(self.parameters()).device
+        self.input_adapters = nn.ModuleDict(
+            {m: InputAdapter(self.config.input_dims[m], bottleneck) for m in self.modalities}
+        ).to(device)
+
+    def head_parameter_names(self) -> list[str]:
+        """Names of the parameters after fusion (the head, decoder, late classifiers, ensemble
+        weights and auxiliary heads): what the ``head`` few-shot strategy fine-tunes."""
+        prefixes = (
+            "head.",
+            "decoder.",
+            "fused_token.",
+            "late.",
+            "ensemble_logits",
+            "vad_head.",
+            "sentiment_head.",
+        )
+        return [n for n, _ in self.named_parameters() if n.startswith(prefixes)]
 
     @property
     def beta(self) -> float | None:
