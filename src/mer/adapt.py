@@ -65,18 +65,28 @@ def adaptation_loss(
     method: str,
     adapted: torch.Tensor,
     source: torch.Tensor,
+    inputs: torch.Tensor,
+    identity_weight: float,
     classifier: DomainClassifier | None = None,
 ) -> torch.Tensor:
-    """One step's objective of ``method`` on adapted target rows and source rows `(B, D)`."""
+    """One step's objective of ``method`` on adapted target rows, source rows and the (standardised)
+    target rows before adaptation, all `(B, D)`.
+
+    The residual methods add ``identity_weight`` x the mean squared correction: without it the
+    adversarial adapter wins by sending features anywhere the domain classifier is wrong, and
+    nothing ties a moment-matching map to the features' meaning.
+    """
     if method == "seed002":
         return functional.mse_loss(adapted, source)
     if method == "coral":
-        return functional.mse_loss(adapted.mean(0), source.mean(0)) + coral_loss(source, adapted)
-    if method == "mmd":
-        return mmd_loss(source, adapted)
-    if method == "adversarial":
-        return dann_loss(classifier, source, adapted)
-    raise ValueError(f"unknown adapt method {method!r}; known: seed002, coral, mmd, adversarial")
+        alignment = functional.mse_loss(adapted.mean(0), source.mean(0)) + coral_loss(source, adapted)
+    elif method == "mmd":
+        alignment = mmd_loss(source, adapted)
+    elif method == "adversarial":
+        alignment = dann_loss(classifier, source, adapted)
+    else:
+        raise ValueError(f"unknown adapt method {method!r}; known: seed002, coral, mmd, adversarial")
+    return alignment + identity_weight * functional.mse_loss(adapted, inputs)
 
 
 def train_adapter(
@@ -126,8 +136,12 @@ def train_adapter(
         for _ in range(steps):
             target_index = torch.from_numpy(rng.integers(len(target_t), size=cfg.batch_size))
             source_index = torch.from_numpy(rng.integers(len(source_t), size=cfg.batch_size))
-            adapted = adapter.standardised(target_t[target_index])  # (B, D) in standardised space
-            loss = adaptation_loss(method, adapted, source_t[source_index], classifier)
+            inputs = target_t[target_index]
+            adapted = adapter.standardised(inputs)  # (B, D) in standardised space
+            loss = adaptation_loss(
+                method, adapted, source_t[source_index], (inputs - adapter.input_mean) / adapter.input_std,
+                cfg.identity_weight, classifier,
+            )  # fmt: skip
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -242,6 +242,8 @@ class AdaptParams:
         batch_size (int, 64): rows per step and domain (seed 002 used 16; CORAL / MMD need
             enough rows for a covariance / kernel estimate).
         pairs_per_epoch (int, 2048): rows drawn per epoch.
+        identity_weight (float, 0.1): residual methods: weight of the mean squared correction
+            (keeps the adapted features close to the originals; see ``mer.adapt.adaptation_loss``).
         seed (int, 0): seed for sampling and init.
     """
 
@@ -253,10 +255,12 @@ class AdaptParams:
     epochs: int = 30
     batch_size: int = 64
     pairs_per_epoch: int = 2048
+    identity_weight: float = 0.1
     seed: int = 0
 
     _checks: ClassVar[dict] = {
         "methods": {"subset_of": ADAPT_METHODS},
+        "identity_weight": _range(0.0, 100.0),
         "level": _choice("frame", "utterance"),
         "expansion": _range(0.0, 16.0, lo_open=True),
         "dropout": _range(0.0, 0.95),
