@@ -9,6 +9,7 @@ from mer.adapt import train_adapters
 from mer.logs import setup_logging
 from mer.params import MODALITIES, as_dict, load_section
 from mer.provenance import write_metrics
+from mer.swap import train_swap_adapters
 
 
 def main() -> None:
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--out", default="models/adapters")
     parser.add_argument("--metrics", default="metrics/adapt.json")
+    parser.add_argument("--swap-features", default="data/features_swap/source/audio")
     args = parser.parse_args()
     setup_logging()
     cfg = load_section("adapt")
@@ -25,6 +27,11 @@ def main() -> None:
         f"{args.metadata}/source.parquet", f"{args.metadata}/target.parquet",
         f"{args.features}/source", f"{args.features}/target", args.out,
     )  # fmt: skip
+    if cfg.swap:
+        records["swap"] = train_swap_adapters(
+            cfg, f"{args.metadata}/source.parquet", f"{args.features}/source", args.swap_features,
+            f"{args.out}/swap",
+        )  # fmt: skip
     write_metrics(args.metrics, {"adapt": records}, {"adapt": as_dict(cfg)}, args.features)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from mer import metadata
 from mer.extract import extract_modality
@@ -15,9 +16,12 @@ def main() -> None:
     parser.add_argument("--metadata", required=True, help="metadata table (parquet)")
     parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("--out", required=True, help="feature directory to write")
+    parser.add_argument("--section", help="extract subsection to use instead of the modality's (audio_swap)")
     args = parser.parse_args()
     setup_logging()
     cfg = load_section("extract")
+    if args.section:
+        cfg = dataclasses.replace(cfg, **{args.modality: getattr(cfg, args.section)})
     extract_modality(metadata.read(args.metadata), args.modality, cfg, args.out)
 
 

@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--metadata", default="data/metadata")
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--out", default="data/predictions/transfer")
+    parser.add_argument("--swap-features", default="data/features_swap/source/audio")
     args = parser.parse_args()
     setup_logging()
     transfer, train, adapt = load_section("transfer"), load_section("train"), load_section("adapt")
@@ -27,7 +28,7 @@ def main() -> None:
         args.model, args.adapters, list(adapt.methods),
         f"{args.metadata}/source.parquet", f"{args.features}/source",
         f"{args.metadata}/target.parquet", f"{args.features}/target",
-        transfer, finetune, loop_config(train), args.out,
+        transfer, finetune, loop_config(train), args.out, args.swap_features if adapt.swap else None,
     )  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def reproduced_repo(tmp_path_factory):
     root = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
     output = run(["dvc", "repro"], root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    expected = {"metadata", "adapt", "train", "transfer", "evaluate", "report"}
+    expected = {"metadata", "extract_swap", "adapt", "train", "transfer", "evaluate", "report"}
     expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
     expected |= {f"ablation@{v}" for v in params["ablation"]["variants"]}
     expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}

@@ -84,6 +84,12 @@ def test_every_stage_writes_what_it_declares(pipeline):
             assert f"{key}/ua_std" in transfer
         assert transfer[f"target/kshot/2/{strategy}/n_train"] == 8  # 2 per class, 4 classes
     assert transfer["target/fewshot/50/full/n_train"] < transfer["target/fewshot/100/full/n_train"]
+    for method in ("original", "seed002", "paired"):  # extractor swap: acoustic-74 -> WavLM space
+        assert 0.0 <= transfer[f"target/swap/{method}/ua"] <= 1.0
+    assert (
+        json.loads((pipeline / "data/features_swap/source/audio/meta.json").read_text())["model"]
+        == "acoustic-74"
+    )
     adapt = json.loads((pipeline / "metrics/adapt.json").read_text())
     for method in params["adapt"]["methods"]:
         record = {k.rsplit("/", 1)[1]: v for k, v in adapt.items() if k.startswith(f"adapt/{method}/audio/")}

@@ -133,3 +133,20 @@ def test_alignment_joins_the_loop(tiny_data, method):
         assert any(p.grad is not None for p in alignment.classifier.parameters())
     else:  # minimised directly: lower at the end than after the first epoch
         assert result.history["align_loss"][-1] < result.history["align_loss"][0]
+
+
+def test_paired_swap_adapter_learns_the_frame_map_random_pairs_do_not(tiny_data):
+    from mer.swap import paired_frames, train_swap_adapter
+
+    model = tiny_data["train"].only(["audio"])
+    mixing = np.random.default_rng(3).normal(size=(10, 6)).astype(np.float32)
+    cheap = model.map("audio", lambda s: np.tanh(s.astype(np.float32) @ mixing))  # another extractor
+    inputs, targets = paired_frames(cheap, model)
+    assert inputs.shape == (len(targets), 6) and targets.shape[1] == 10
+    cfg = AdaptParams(epochs=8, batch_size=32, pairs_per_epoch=512, dropout=0.0)
+    errors = {}
+    for method in ("paired", "seed002"):
+        adapter, losses = train_swap_adapter(inputs, targets, method, cfg)
+        assert losses[-1] < losses[0]
+        errors[method] = float(np.mean((adapter.transform(inputs) - targets) ** 2))
+    assert errors["paired"] < 0.75 * errors["seed002"], errors  # random pairs only learn the mean

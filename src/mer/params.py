@@ -187,6 +187,8 @@ class ExtractParams:
 
     Attributes:
         text / audio / video: the per-modality sections above.
+        audio_swap: a second audio extractor for the extractor-swap scenario (default
+            ``acoustic-74``, seed 002's cheap real-time features; see ``mer.swap``).
         init_seed (int, 0): seed of random-init weights.
         batch_size (int, 16): most utterances per encoder call.
         batch_budget (int, 512): most padded positions per call (items x longest item, in
@@ -203,6 +205,7 @@ class ExtractParams:
     text: TextExtractParams = TextExtractParams()
     audio: AudioExtractParams = AudioExtractParams()
     video: VideoExtractParams = VideoExtractParams()
+    audio_swap: AudioExtractParams = AudioExtractParams(model="acoustic-74")
     init_seed: int = 0
     batch_size: int = 16
     batch_budget: int = 512
@@ -242,6 +245,8 @@ class AdaptParams:
         batch_size (int, 64): rows per step and domain (seed 002 used 16; CORAL / MMD need
             enough rows for a covariance / kernel estimate).
         pairs_per_epoch (int, 2048): rows drawn per epoch.
+        swap (bool, true): also train the extractor-swap adapters (``extract.audio_swap`` audio
+            -> ``extract.audio`` space on the source corpus; ``mer.swap``).
         identity_weight (float, 0.1): residual methods: weight of the mean squared correction
             (keeps the adapted features close to the originals; see ``mer.adapt.adaptation_loss``).
         seed (int, 0): seed for sampling and init.
@@ -256,6 +261,7 @@ class AdaptParams:
     batch_size: int = 64
     pairs_per_epoch: int = 2048
     identity_weight: float = 0.1
+    swap: bool = True
     seed: int = 0
 
     _checks: ClassVar[dict] = {
@@ -473,7 +479,7 @@ class TransferParams:
     """
 
     fractions: tuple[int, ...] = (10, 20, 50, 100)
-    shots: tuple[int, ...] = (5,)
+    shots: tuple[int, ...] = (1, 3)
     seeds: tuple[int, ...] = (0, 1, 2)
     strategies: tuple[str, ...] = STRATEGIES
     da_weight: float = 0.1

@@ -194,18 +194,25 @@ def ablation_table(runs: dict[str, list[pd.DataFrame]]) -> tuple[dict, str]:
     return flatten(nested, "ablation"), "\n".join(lines) + "\n"
 
 
+def _without_counts(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("n", "recall")}
+
+
 def _budgets(transfer_dir: Path, kind: str) -> list[int]:
     return sorted(int(p.name) for p in (transfer_dir / kind).glob("*") if p.is_dir())
 
 
 def transfer_metrics(transfer_dir: Path) -> dict:
-    """Flat target-domain metrics (mean ± std over ``transfer.seeds``):
+    """Flat transfer metrics (mean ± std over ``transfer.seeds``); ``target/swap/<method>/<metric>``
+    is the extractor-swap scenario (source test split, audio from the cheap extractor):
     ``target/zeroshot/<adapter method | none>/<metric>``,
     ``target/fewshot/<percent>/<strategy>/<metric>`` and ``target/kshot/<k>/<strategy>/<metric>``,
     each with ``n_train`` (utterances fine-tuned on) and ``n_seeds``."""
     records_path = transfer_dir / "records.json"
     records = json.loads(records_path.read_text()) if records_path.is_file() else {}
     nested: dict = {"zeroshot": {}}
+    for method, frames in read_runs(transfer_dir / "swap").items():  # source test, swapped audio
+        nested.setdefault("swap", {})[method] = _without_counts(model_metrics(frames))
     for method, frames in read_runs(transfer_dir / "zeroshot").items():
         nested["zeroshot"][method] = {
             k: v for k, v in model_metrics(frames).items() if k not in ("n", "recall")

@@ -200,7 +200,7 @@ def build_summary(
             "(mean over modalities) | linear CKA kept |",
             "|---|---|---|---|",
         ]
-        for method, ua in zeroshot.items():
+        for method, ua in sorted(zeroshot.items(), key=lambda item: list(ADAPTER_NAMES).index(item[0])):
             distances = "– | –"
             modalities = sorted({k.split("/")[2] for k in adapt if k.startswith(f"adapt/{method}/")})
             if modalities:
@@ -211,6 +211,22 @@ def build_summary(
                 distances = f"{mean['coral_before']:.4f} → {mean['coral_after']:.4f} | {mean['cka_kept']:.3f}"
             lines.append(f"| {ADAPTER_NAMES.get(method, method)} | {_pct(ua)} | {distances} |")
         lines.append("")
+    swap = {k.split("/")[2]: v for k, v in transfer.items() if re.fullmatch(r"target/swap/\w+/ua", k)}
+    if swap:
+        lines += [
+            "Extractor swap (seed 002's real-time scenario): the main model, unchanged, on the *source* test "
+            "split with its audio from the cheap extractor (`extract.audio_swap`) mapped into the model's "
+            "audio space by an adapter trained on the source train split:",
+            "",
+            "| audio features | source test UA % |",
+            "|---|---|",
+        ]
+        names = {
+            "original": "the model's own extractor (reference)",
+            "seed002": "cheap → adapter (seed 002, random pairs)",
+            "paired": "cheap → adapter (paired frames)",
+        }
+        lines += [f"| {names.get(m, m)} | {_pct(ua)} |" for m, ua in swap.items()] + [""]
     for kind, unit in (("fewshot", "%"), ("kshot", " per class")):
         budgets = sorted({int(k.split("/")[2]) for k in transfer if k.startswith(f"target/{kind}/")})
         if not budgets:

@@ -9,8 +9,9 @@ WavLM's 50 Hz). Adapters map cheap frames to model frames, trained on the source
 - ``paired``: the same adapter, MSE on the *same* frame of the same utterance under both
   extractors (the pairing the data allows here).
 
-The main model then scores the source test split with its audio replaced by adapted cheap
-features (metrics ``swap/<method>/ua`` beside ``swap/original/ua``, the model's own extractor).
+The transfer stage then scores the source test split with the main model, its audio replaced by
+adapted cheap features (``mer.transfer.swap_predictions``; metrics ``target/swap/<method>/ua``
+beside ``target/swap/original/ua``, the model's own extractor).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.nn import functional
 
-from mer.adapt import load_adapter, save_adapter
+from mer.adapt import save_adapter
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.params import AdaptParams
@@ -39,14 +39,18 @@ def paired_frames(cheap: MultimodalData, model: MultimodalData) -> tuple[np.ndar
     """Frame-aligned rows `(N, D_cheap)`, `(N, D_model)` of the same utterances (each pair of
     sequences cut to the shorter one: the two front ends may differ by a frame at the end)."""
     inputs, targets = [], []
-    for cheap_seq, model_seq in zip(cheap.sequences[SWAP_MODALITY], model.sequences[SWAP_MODALITY], strict=True):
+    for cheap_seq, model_seq in zip(
+        cheap.sequences[SWAP_MODALITY], model.sequences[SWAP_MODALITY], strict=True
+    ):
         length = min(len(cheap_seq), len(model_seq))
         inputs.append(np.asarray(cheap_seq[:length], dtype=np.float32))
         targets.append(np.asarray(model_seq[:length], dtype=np.float32))
     return np.concatenate(inputs), np.concatenate(targets)
 
 
-def train_swap_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg: AdaptParams) -> tuple[FeatureAdapter, list[float]]:
+def train_swap_adapter(
+    inputs: np.ndarray, targets: np.ndarray, method: str, cfg: AdaptParams
+) -> tuple[FeatureAdapter, list[float]]:
     """Train a cheap -> model adapter on aligned frame rows; return it and its loss per epoch."""
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -54,11 +58,15 @@ def train_swap_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg
     out_mean, out_std = targets.mean(0), targets.std(0) + 1e-6
     adapter = FeatureAdapter(
         AdapterConfig(
-            input_dim=inputs.shape[1], output_dim=targets.shape[1],
-            hidden_dim=max(1, round(cfg.expansion * inputs.shape[1])), dropout=cfg.dropout,
-            input_mean=in_mean.tolist(), input_std=in_std.tolist(),
-            output_mean=out_mean.tolist(), output_std=out_std.tolist(),
-        )  # fmt: skip
+            input_dim=inputs.shape[1],
+            output_dim=targets.shape[1],
+            hidden_dim=max(1, round(cfg.expansion * inputs.shape[1])),
+            dropout=cfg.dropout,
+            input_mean=in_mean.tolist(),
+            input_std=in_std.tolist(),
+            output_mean=out_mean.tolist(),
+            output_std=out_std.tolist(),
+        )
     )
     optimizer = torch.optim.Adam(adapter.parameters(), lr=cfg.lr)
     inputs_t = torch.from_numpy(inputs)
@@ -70,7 +78,11 @@ def train_swap_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg
         total = 0.0
         for _ in range(steps):
             index = torch.from_numpy(rng.integers(len(inputs_t), size=cfg.batch_size))
-            partner = index if method == "paired" else torch.from_numpy(rng.integers(len(targets_t), size=cfg.batch_size))
+            partner = (
+                index
+                if method == "paired"
+                else torch.from_numpy(rng.integers(len(targets_t), size=cfg.batch_size))
+            )
             loss = functional.mse_loss(adapter.standardised(inputs_t[index]), targets_t[partner])
             optimizer.zero_grad()
             loss.backward()
@@ -81,11 +93,15 @@ def train_swap_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg
 
 
 def train_swap_adapters(
-    cfg: AdaptParams, metadata_path: str | Path, model_features: str | Path, cheap_features: str | Path, out_dir: str | Path
+    cfg: AdaptParams,
+    metadata_path: str | Path,
+    model_features: str | Path,
+    cheap_features: str | Path,
+    out_dir: str | Path,
 ) -> dict:
     """Train and save ``out_dir/<method>/audio.pt`` for each swap method; return the records."""
     model_train = load_splits(metadata_path, model_features, [SWAP_MODALITY])["train"]
-    cheap_train = _cheap_splits(metadata_path, cheap_features)["train"]
+    cheap_train = cheap_splits(metadata_path, cheap_features)["train"]
     ids = set(model_train.table["utt_id"]) & set(cheap_train.table["utt_id"])
     model_train = model_train.subset([i for i, u in enumerate(model_train.table["utt_id"]) if u in ids])
     cheap_train = cheap_train.subset([i for i, u in enumerate(cheap_train.table["utt_id"]) if u in ids])
@@ -95,12 +111,16 @@ def train_swap_adapters(
         adapter, losses = train_swap_adapter(inputs, targets, method, cfg)
         (Path(out_dir) / method).mkdir(parents=True, exist_ok=True)
         save_adapter(adapter, Path(out_dir) / method / f"{SWAP_MODALITY}.pt")
-        records[method] = {"loss_first_epoch": losses[0], "loss_last_epoch": losses[-1], "frames": len(inputs)}
+        records[method] = {
+            "loss_first_epoch": losses[0],
+            "loss_last_epoch": losses[-1],
+            "frames": len(inputs),
+        }
         logger.info("swap adapter %s: %s", method, records[method])
     return records
 
 
-def _cheap_splits(metadata_path: str | Path, cheap_features: str | Path) -> dict[str, MultimodalData]:
+def cheap_splits(metadata_path: str | Path, cheap_features: str | Path) -> dict[str, MultimodalData]:
     """The corpus's splits with the cheap extractor's features under the ``audio`` name."""
     from mer import metadata
     from mer.features import FeatureStore
@@ -108,25 +128,8 @@ def _cheap_splits(metadata_path: str | Path, cheap_features: str | Path) -> dict
     table = metadata.read(metadata_path)
     store = FeatureStore(cheap_features)
     return {
-        split: MultimodalData.load(table[table["split"] == split], {SWAP_MODALITY: store}, name=f"swap:{split}")
+        split: MultimodalData.load(
+            table[table["split"] == split], {SWAP_MODALITY: store}, name=f"swap:{split}"
+        )
         for split in ("train", "dev", "test")
     }
-
-
-def swap_predictions(
-    model: torch.nn.Module, test: MultimodalData, cheap_test: MultimodalData, adapters_dir: str | Path
-) -> dict[str, pd.DataFrame]:
-    """Predictions of ``model`` on ``test`` with its own audio (``original``) and with the cheap
-    extractor's audio mapped by each swap adapter."""
-    from mer.training import predict
-
-    cheap = dict(zip(cheap_test.table["utt_id"], cheap_test.sequences[SWAP_MODALITY], strict=True))
-    keep = [i for i, u in enumerate(test.table["utt_id"]) if u in cheap]
-    test = test.subset(keep)
-    frames = {"original": predict(model, test)}
-    for method in SWAP_METHODS:
-        adapter = load_adapter(Path(adapters_dir) / method / f"{SWAP_MODALITY}.pt")
-        sequences = dict(test.sequences)
-        sequences[SWAP_MODALITY] = [adapter.transform(cheap[u]) for u in test.table["utt_id"]]
-        frames[method] = predict(model, MultimodalData(test.table, sequences))
-    return frames

@@ -183,7 +183,9 @@ def fit(
     )
     regression = model.config.task == "regression"
     weights = None if regression else class_weights(train.labels, model.config.num_classes).to(device)
-    best = FitResult(best_epoch=-1, best_dev_score=-float("inf"))
+    # the starting weights are a candidate (epoch -1): fine-tuning that never beats the source
+    # model on dev keeps it instead of its least-bad epoch
+    best = FitResult(best_epoch=-1, best_dev_score=dev_score(model, dev))
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history: dict[str, list[float]] = {"train_loss": [], "dev_score": [], "lr": []}
     if alignment is not None:

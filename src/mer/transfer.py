@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mer.adapt import load_adapters
+from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import FeatureAdapter
@@ -38,6 +38,7 @@ from mer.models.fusion import FusionModel
 from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
+from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
 from mer.training import LoopConfig, fit, load_model, predict
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,23 @@ def fewshot_subsets(labels: torch.Tensor, params: TransferParams, seed: int) -> 
     return subsets
 
 
+def swap_predictions(
+    model: torch.nn.Module, test: MultimodalData, cheap_test: MultimodalData, adapters_dir: str | Path
+) -> dict[str, pd.DataFrame]:
+    """Predictions of ``model`` on ``test`` with its own audio (``original``) and with the cheap
+    extractor's audio mapped by each swap adapter."""
+    cheap = dict(zip(cheap_test.table["utt_id"], cheap_test.sequences[SWAP_MODALITY], strict=True))
+    keep = [i for i, u in enumerate(test.table["utt_id"]) if u in cheap]
+    test = test.subset(keep)
+    frames = {"original": predict(model, test)}
+    for method in SWAP_METHODS:
+        adapter = load_adapter(Path(adapters_dir) / method / f"{SWAP_MODALITY}.pt")
+        sequences = dict(test.sequences)
+        sequences[SWAP_MODALITY] = [adapter.transform(cheap[u]) for u in test.table["utt_id"]]
+        frames[method] = predict(model, MultimodalData(test.table, sequences))
+    return frames
+
+
 def transfer_to_target(
     model_path: str | Path,
     adapters_dir: str | Path,
@@ -90,10 +108,14 @@ def transfer_to_target(
     finetune_cfg: LoopConfig,
     scratch_cfg: LoopConfig,
     out_dir: str | Path,
+    swap_features: str | Path | None = None,
 ) -> dict:
     """Write ``out_dir/zeroshot/<method>/seed0.parquet`` and
     ``out_dir/<fraction|kshot>/<budget>/<strategy>/seed<k>.parquet`` (target-test predictions) and
-    return ``{budget: {strategy: {seed: record}}}`` (subset size, best epoch, dev score)."""
+    return ``{budget: {strategy: {seed: record}}}`` (subset size, best epoch, dev score).
+
+    With ``swap_features`` (the cheap extractor's source audio), also ``out_dir/swap/<method>/``:
+    the model on the source test split with swapped, adapted audio (:mod:`mer.swap`)."""
     out_dir = Path(out_dir)
     modalities = list(load_model(model_path).modalities)
     splits = load_splits(target_metadata, target_features, modalities)
@@ -111,6 +133,14 @@ def transfer_to_target(
     for method in adapt_methods:
         adapters = load_adapters(adapters_dir, method, modalities)
         save(predict(model, apply_adapters(splits["test"], adapters)), "zeroshot", method, "seed0.parquet")
+
+    if swap_features is not None:
+        source_test = load_splits(source_metadata, source_features, modalities)["test"]
+        cheap_test = cheap_splits(source_metadata, swap_features)["test"]
+        for method, frame in swap_predictions(
+            model, source_test, cheap_test, Path(adapters_dir) / "swap"
+        ).items():
+            save(frame, "swap", method, "seed0.parquet")
 
     records: dict = {}
     for seed in params.seeds:

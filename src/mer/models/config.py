@@ -46,8 +46,9 @@ class FusionConfig:
         corr_alpha / corr_beta (float, 0.3 / 0.7): seed 002's ``alpha * MSE + beta * (1 - r)^2``.
 
     Transfer:
-        input_adapters (int, 0): > 0 inserts a residual bottleneck adapter of this width before
-            each modality's projection (the ``adapters`` few-shot strategy trains only these).
+        input_adapters (int, 0): > 0 inserts a residual bottleneck adapter of this width on each
+            modality's standardised features, before its projection (the ``adapters`` few-shot
+            strategy trains only these).
     """
 
     input_dims: dict[str, int] = field(default_factory=dict)

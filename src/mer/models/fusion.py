@@ -98,9 +98,12 @@ class ModalityProjection(nn.Module):
         self.linear = nn.Linear(input_dim, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`(B, L, D)` -> `(B, L, H)`."""
-        return self.dropout(self.linear((hidden_states - self.mean) / self.std))
+    def forward(self, hidden_states: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
+        """`(B, L, D)` -> `(B, L, H)`; ``adapter`` (optional) acts on the standardised features."""
+        standardised = (hidden_states - self.mean) / self.std  # (B, L, D)
+        if adapter is not None:
+            standardised = adapter(standardised)
+        return self.dropout(self.linear(standardised))
 
 
 class InputAdapter(nn.Module):
@@ -324,8 +327,8 @@ class FusionModel(nn.Module):
         """
         hidden = {}
         for m in self.modalities:
-            inputs = features[m] if self.input_adapters is None else self.input_adapters[m](features[m])
-            projected = self.projections[m](inputs)  # (B, L_m, H)
+            adapter = None if self.input_adapters is None else self.input_adapters[m]
+            projected = self.projections[m](features[m], adapter)  # (B, L_m, H)
             hidden[m] = self.encoders[m](projected, projected, masks[m])  # intra-modal self-attention
         # MICL aligns these intra-modal vectors: after cross-modal attention every modality
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
