@@ -16,6 +16,14 @@ import yaml
 from tests.pipeline_utils import copy_repo, ran_stages, run
 
 
+def restore(repo) -> None:
+    """Back to the committed run: tracked files, no untracked leftovers in the cache: false
+    outputs (an experiment's extra dvclive curves would otherwise mark its stage changed)."""
+    run(["git", "checkout", "--", "."], repo)
+    run(["git", "clean", "-fdq", "--", "dvclive", "metrics", "plots", "reports"], repo)
+    run(["dvc", "checkout", "-q"], repo)
+
+
 @pytest.fixture(scope="module")
 def pipeline(reproduced_repo, tmp_path_factory):
     """A private copy of the tiny reproduced repo (these tests run experiments in it)."""
@@ -126,8 +134,7 @@ def test_exp_run_beta_reruns_only_downstream_and_metrics_diff_shows_it(pipeline)
     diff = run(["dvc", "metrics", "diff", "--json"], pipeline)
     changed = json.loads(diff)
     assert "metrics/source.json" in changed or "metrics/transfer.json" in changed
-    run(["git", "checkout", "--", "."], pipeline)
-    run(["dvc", "checkout", "-q"], pipeline)
+    restore(pipeline)
 
 
 @pytest.mark.slow
@@ -158,8 +165,7 @@ def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
     assert confusion[0] == "actual,predicted" and len(confusion) > 1
     assert {row.split(",")[0] for row in confusion[1:]} <= {str(v) for v in range(-3, 4)}
     assert "| main model (fusion section) | " in (pipeline / "reports/summary.md").read_text()
-    run(["git", "checkout", "--", "."], pipeline)
-    run(["dvc", "checkout", "-q"], pipeline)
+    restore(pipeline)
 
 
 @pytest.mark.slow
@@ -188,5 +194,4 @@ def test_exp_run_transfer_fractions_reruns_only_transfer_and_evaluate(pipeline):
     assert fractions == {5, 10}
     rows = (pipeline / "plots/fewshot.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 5, 10]
-    run(["git", "checkout", "--", "."], pipeline)
-    run(["dvc", "checkout", "-q"], pipeline)
+    restore(pipeline)
