@@ -1,7 +1,9 @@
 """The committed default run (``make repro`` on the embedded synthetic corpus) shows what the
-model zoo must show: fusion beats concatenation and every unimodal baseline, the seed-003 full
-model beats its cross-attention baseline, regression reports MOSI-style metrics, and the main
-model's audio weight drops on noisy-audio utterances.
+model zoo and transfer must show: fusion beats concatenation and every unimodal baseline, the
+seed-003 full model beats its cross-attention baseline, regression reports MOSI-style metrics,
+the main model's audio weight drops on noisy-audio utterances, a better-founded adapter raises
+zero-shot target UA, fine-tuning beats training from scratch at 10 % and 20 %, and paired
+extractor-swap adapters beat seed 002's random pairs.
 
 These read the committed ``metrics/`` and ``dvc.lock``; the lock must hold the current
 ``params.yaml`` values, so the numbers belong to the params in the tree (after changing params or
@@ -17,7 +19,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_STAGES = ("train", "baseline@concat", "ablation@full")
+MODEL_STAGES = ("train", "baseline@concat", "ablation@full", "adapt", "transfer")
 
 
 def _metrics(name: str) -> dict:
@@ -65,3 +67,26 @@ def test_audio_weight_drops_on_noisy_audio():
     assert source["source/test/gates/audio/unreliable"] < source["source/test/gates/audio/reliable"]
     for emotion in ("anger", "happiness", "neutral", "sadness"):
         assert source[f"source/test/gates/audio/by_emotion/{emotion}"] > 0
+
+
+def test_a_better_founded_adapter_raises_zero_shot_target_ua():
+    transfer = _metrics("transfer")
+    none = transfer["target/zeroshot/none/ua"]
+    better = {m: transfer[f"target/zeroshot/{m}/ua"] for m in ("coral", "mmd", "adversarial")}
+    assert max(better.values()) > none, (none, better)
+    adapt = _metrics("adapt")
+    for modality in ("text", "audio", "video"):  # CORAL's own distance falls for every modality
+        assert adapt[f"adapt/coral/{modality}/coral_after"] < adapt[f"adapt/coral/{modality}/coral_before"]
+
+
+def test_finetuning_beats_scratch_at_10_and_20_percent():
+    transfer = _metrics("transfer")
+    assert transfer["target/fewshot/10/full/n_seeds"] >= 3
+    for fraction in (10, 20):
+        full, scratch = (transfer[f"target/fewshot/{fraction}/{s}/ua"] for s in ("full", "scratch"))
+        assert full > scratch, (fraction, full, scratch)
+
+
+def test_paired_swap_adapter_beats_random_pairs():
+    transfer = _metrics("transfer")
+    assert transfer["target/swap/paired/ua"] > transfer["target/swap/seed002/ua"]
