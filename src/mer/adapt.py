@@ -76,7 +76,7 @@ def adaptation_loss(
     adversarial adapter wins by sending features anywhere the domain classifier is wrong, and
     nothing ties a moment-matching map to the features' meaning.
     """
-    if method == "seed002":
+    if method in ("seed002", "paired"):
         return functional.mse_loss(adapted, source)
     if method == "coral":
         alignment = functional.mse_loss(adapted.mean(0), source.mean(0)) + coral_loss(source, adapted)
@@ -85,8 +85,77 @@ def adaptation_loss(
     elif method == "adversarial":
         alignment = dann_loss(classifier, source, adapted)
     else:
-        raise ValueError(f"unknown adapt method {method!r}; known: seed002, coral, mmd, adversarial")
+        raise ValueError(f"unknown adapt method {method!r}; known: seed002, paired, coral, mmd, adversarial")
     return alignment + identity_weight * functional.mse_loss(adapted, inputs)
+
+
+def build_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg: AdaptParams) -> FeatureAdapter:
+    """A fresh ``method`` adapter from raw ``inputs`` `(N, D_in)` to raw ``targets``' `(M, D_out)`
+    space. Residual methods work in the targets' standardised space (identity = no change); the
+    plain MLP (``seed002``, ``paired``) standardises each side with its own statistics (their
+    dims may differ)."""
+    residual = method not in ("seed002", "paired")
+    if residual and inputs.shape[1] != targets.shape[1]:
+        raise ValueError(
+            f"adapt method {method!r} needs equal feature dims ({inputs.shape[1]} vs {targets.shape[1]}); "
+            "use seed002"
+        )
+    out_mean, out_std = _standardiser(targets)
+    in_mean, in_std = (out_mean, out_std) if residual else _standardiser(inputs)
+    config = AdapterConfig(
+        input_dim=inputs.shape[1],
+        output_dim=targets.shape[1],
+        hidden_dim=max(1, round(cfg.expansion * inputs.shape[1])),
+        dropout=cfg.dropout,
+        residual=residual,
+        input_mean=in_mean.tolist(),
+        input_std=in_std.tolist(),
+        output_mean=out_mean.tolist(),
+        output_std=out_std.tolist(),
+    )
+    return FeatureAdapter(config)
+
+
+def fit_adapter(
+    adapter: FeatureAdapter,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    method: str,
+    cfg: AdaptParams,
+    rng: np.random.Generator,
+) -> list[float]:
+    """Train ``adapter`` by ``method`` on raw rows; return the mean loss per epoch.
+
+    Each step draws ``cfg.batch_size`` input rows and as many target rows: the same positions for
+    ``paired`` (row i of both is the same frame), random ones otherwise.
+    """
+    classifier = DomainClassifier(targets.shape[1]) if method == "adversarial" else None
+    parameters = list(adapter.parameters()) + (list(classifier.parameters()) if classifier else [])
+    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+    inputs_t = torch.from_numpy(inputs)  # (N, D_in) raw: the adapter standardises
+    targets_t = (torch.from_numpy(targets) - adapter.output_mean) / adapter.output_std  # (M, D_out)
+    losses = []
+    steps = max(1, cfg.pairs_per_epoch // cfg.batch_size)
+    for _ in range(cfg.epochs):
+        adapter.train()
+        total = 0.0
+        for _ in range(steps):
+            index = torch.from_numpy(rng.integers(len(inputs_t), size=cfg.batch_size))
+            partner = index
+            if method != "paired":
+                partner = torch.from_numpy(rng.integers(len(targets_t), size=cfg.batch_size))
+            batch = inputs_t[index]
+            adapted = adapter.standardised(batch)  # (B, D_out) in standardised space
+            loss = adaptation_loss(
+                method, adapted, targets_t[partner], (batch - adapter.input_mean) / adapter.input_std,
+                cfg.identity_weight, classifier,
+            )  # fmt: skip
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        losses.append(round(total / steps, 5))
+    return losses
 
 
 def train_adapter(
@@ -98,56 +167,14 @@ def train_adapter(
     rows are standardised with the source's per-dimension statistics while training (so one
     learning rate fits every encoder's scale); the saved adapter works on raw features.
     """
-    generator = seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     source_rows = feature_rows(source, modality, cfg.level)
     target_rows = feature_rows(target, modality, cfg.level)
-    if source_rows.shape[1] != target_rows.shape[1] and method != "seed002":
-        raise ValueError(
-            f"{modality}: adapt method {method!r} needs equal feature dims in both domains "
-            f"({target_rows.shape[1]} vs {source_rows.shape[1]}); use seed002"
-        )
-    mean, std = _standardiser(source_rows)
-    # residual methods work in the source's standardised space (identity = no change); seed 002
-    # standardises each side with its own statistics (its dims may differ)
-    input_mean, input_std = (mean, std) if method != "seed002" else _standardiser(target_rows)
-    config = AdapterConfig(
-        input_dim=target_rows.shape[1],
-        output_dim=source_rows.shape[1],
-        hidden_dim=max(1, round(cfg.expansion * target_rows.shape[1])),
-        dropout=cfg.dropout,
-        residual=method != "seed002",
-        input_mean=input_mean.tolist(),
-        input_std=input_std.tolist(),
-        output_mean=mean.tolist(),
-        output_std=std.tolist(),
-    )
-    adapter = FeatureAdapter(config)
-    classifier = DomainClassifier(source_rows.shape[1]) if method == "adversarial" else None
-    parameters = list(adapter.parameters()) + (list(classifier.parameters()) if classifier else [])
-    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+    adapter = build_adapter(target_rows, source_rows, method, cfg)
+    losses = fit_adapter(adapter, target_rows, source_rows, method, cfg, rng)
+    mean, std = adapter.output_mean.numpy(), adapter.output_std.numpy()
     source_t = torch.from_numpy((source_rows - mean) / std)  # (N_s, D) standardised
-    target_t = torch.from_numpy(target_rows)  # (N_t, D) raw: the adapter standardises
-    losses = []
-    steps = max(1, cfg.pairs_per_epoch // cfg.batch_size)
-    for _ in range(cfg.epochs):
-        adapter.train()
-        total = 0.0
-        for _ in range(steps):
-            target_index = torch.from_numpy(rng.integers(len(target_t), size=cfg.batch_size))
-            source_index = torch.from_numpy(rng.integers(len(source_t), size=cfg.batch_size))
-            inputs = target_t[target_index]
-            adapted = adapter.standardised(inputs)  # (B, D) in standardised space
-            loss = adaptation_loss(
-                method, adapted, source_t[source_index], (inputs - adapter.input_mean) / adapter.input_std,
-                cfg.identity_weight, classifier,
-            )  # fmt: skip
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        losses.append(round(total / steps, 5))
-    del generator
 
     adapted_rows = adapter.transform(target_rows)
     sample = lambda rows: torch.from_numpy(rows[rng.permutation(len(rows))[:DISTANCE_SAMPLE]])  # noqa: E731

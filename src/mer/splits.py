@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+
+
+def _per_class_prefix(labels: pd.Series | np.ndarray, seed: int, count: Callable[[int], int]) -> list[int]:
+    """Sorted positions: for each class (in label order) a seeded permutation of its members, of
+    which the first ``count(class size)`` are kept. One permutation per class and seed, so
+    subsets are nested in ``count``."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen.extend(members[rng.permutation(len(members))][: count(len(members))].tolist())
+    return sorted(chosen)
 
 
 def kshot_positions(labels: pd.Series | np.ndarray, k: int, seed: int) -> list[int]:
@@ -19,13 +33,7 @@ def kshot_positions(labels: pd.Series | np.ndarray, k: int, seed: int) -> list[i
     """
     if k < 1:
         raise ValueError(f"k must be >= 1 utterance per class, got {k}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        chosen.extend(members[rng.permutation(len(members))][:k].tolist())
-    return sorted(chosen)
+    return _per_class_prefix(labels, seed, lambda size: k)
 
 
 def stratified_positions(labels: pd.Series | np.ndarray, percent: int, seed: int) -> list[int]:
@@ -42,12 +50,4 @@ def stratified_positions(labels: pd.Series | np.ndarray, percent: int, seed: int
     """
     if not 0 < percent <= 100:
         raise ValueError(f"percent must be in (0, 100], got {percent}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        order = members[rng.permutation(len(members))]
-        take = max(1, math.ceil(len(members) * percent / 100))
-        chosen.extend(order[:take].tolist())
-    return sorted(chosen)
+    return _per_class_prefix(labels, seed, lambda size: max(1, math.ceil(size * percent / 100)))

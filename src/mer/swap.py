@@ -20,12 +20,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.nn import functional
 
-from mer.adapt import save_adapter
+from mer.adapt import build_adapter, fit_adapter, save_adapter
 from mer.data import MultimodalData, load_splits
-from mer.models.adapter import AdapterConfig, FeatureAdapter
+from mer.models.adapter import FeatureAdapter
 from mer.params import AdaptParams
 from mer.seeding import seed_everything
 
@@ -54,42 +52,8 @@ def train_swap_adapter(
     """Train a cheap -> model adapter on aligned frame rows; return it and its loss per epoch."""
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    in_mean, in_std = inputs.mean(0), inputs.std(0) + 1e-6
-    out_mean, out_std = targets.mean(0), targets.std(0) + 1e-6
-    adapter = FeatureAdapter(
-        AdapterConfig(
-            input_dim=inputs.shape[1],
-            output_dim=targets.shape[1],
-            hidden_dim=max(1, round(cfg.expansion * inputs.shape[1])),
-            dropout=cfg.dropout,
-            input_mean=in_mean.tolist(),
-            input_std=in_std.tolist(),
-            output_mean=out_mean.tolist(),
-            output_std=out_std.tolist(),
-        )
-    )
-    optimizer = torch.optim.Adam(adapter.parameters(), lr=cfg.lr)
-    inputs_t = torch.from_numpy(inputs)
-    targets_t = torch.from_numpy((targets - out_mean) / out_std)
-    losses = []
-    steps = max(1, cfg.pairs_per_epoch // cfg.batch_size)
-    for _ in range(cfg.epochs):
-        adapter.train()
-        total = 0.0
-        for _ in range(steps):
-            index = torch.from_numpy(rng.integers(len(inputs_t), size=cfg.batch_size))
-            partner = (
-                index
-                if method == "paired"
-                else torch.from_numpy(rng.integers(len(targets_t), size=cfg.batch_size))
-            )
-            loss = functional.mse_loss(adapter.standardised(inputs_t[index]), targets_t[partner])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        losses.append(round(total / steps, 5))
-    return adapter, losses
+    adapter = build_adapter(inputs, targets, method, cfg)
+    return adapter, fit_adapter(adapter, inputs, targets, method, cfg, rng)
 
 
 def train_swap_adapters(
