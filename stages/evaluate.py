@@ -14,6 +14,7 @@ def main() -> None:
     parser.add_argument("--source", default="data/predictions/source")
     parser.add_argument("--ablation", default="data/predictions/ablation")
     parser.add_argument("--transfer", default="data/predictions/transfer")
+    parser.add_argument("--folds", default="data/predictions/folds")
     parser.add_argument("--live", default="dvclive")
     parser.add_argument("--metrics", default="metrics")
     parser.add_argument("--plots", default="plots")
@@ -23,9 +24,10 @@ def main() -> None:
     params = {name: as_dict(load_section(name)) for name in SECTIONS}
     baselines = list(load_section("train").baselines)
     variants = list(load_section("ablation").variants)
+    folds = [str(f) for f in load_section("corpora").folds]
     evaluate(
         args.source, args.transfer, args.live, args.metrics, args.plots, params, baselines,
-        args.ablation, variants,
+        args.ablation, variants, args.folds, folds,
     )  # fmt: skip
 
 

@@ -1,29 +1,28 @@
-"""metadata stage: generate the built-in synthetic corpus and write one metadata table per domain."""
+"""metadata stage: the source and target corpora (``corpora``; the built-in synthetic corpus by
+default) as uniform metadata tables, protocol split files, a quarantine list and counts."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from mer import metadata
-from mer.corpora import synthetic
+from mer.corpora.build import build_metadata
 from mer.logs import setup_logging
 from mer.params import load_section
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", default="data/raw/synthetic", help="where the corpus files go")
-    parser.add_argument("--out", default="data/metadata", help="where <domain>.parquet goes")
+    parser.add_argument("--raw", default="data/raw/synthetic", help="where the synthetic corpus files go")
+    parser.add_argument("--out", default="data/metadata", help="where <role>.parquet and quarantine.csv go")
+    parser.add_argument("--splits", default="splits", help="where the versioned <role>.csv split files go")
+    parser.add_argument("--metrics", default="metrics/metadata.json")
     args = parser.parse_args()
     setup_logging()
-    cfg = load_section("synthetic")
-    for domain in ("source", "target"):
-        root = Path(args.raw) / domain
-        synthetic.generate(cfg, domain, root)
-        table = synthetic.load(root, corpus=f"synthetic_{domain}")
-        metadata.validate(table, f"synthetic_{domain}")
-        metadata.write(table, Path(args.out) / f"{domain}.parquet")
+    build_metadata(
+        load_section("corpora"), load_section("synthetic"), Path(args.raw), Path(args.out),
+        Path(args.splits), Path(args.metrics),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

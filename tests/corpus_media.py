@@ -26,7 +26,9 @@ def tone(seconds: float, freq: float = 220.0, sr: int = SAMPLE_RATE, seed: int =
     return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
 
 
-def write_wav(path: Path, seconds: float = 0.6, freq: float = 220.0, sr: int = SAMPLE_RATE, seed: int = 0) -> Path:
+def write_wav(
+    path: Path, seconds: float = 0.6, freq: float = 220.0, sr: int = SAMPLE_RATE, seed: int = 0
+) -> Path:
     """16-bit PCM mono wav."""
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, tone(seconds, freq, sr, seed), sr, subtype="PCM_16")

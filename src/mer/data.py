@@ -68,6 +68,7 @@ class MultimodalData:
         self, table: pd.DataFrame, sequences: dict[str, list[np.ndarray]], n_missing: int = 0
     ) -> None:
         self.table = table.reset_index(drop=True)
+        self.table.attrs = dict(table.attrs)
         self.sequences = sequences
         self.n_missing = n_missing
         self.labels = torch.tensor(self.table["label_id"].to_numpy(), dtype=torch.long)
@@ -101,6 +102,13 @@ class MultimodalData:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in ``label_id`` order (from the metadata table, see ``mer.metadata``)."""
+        from mer.metadata import label_classes
+
+        return label_classes(self.table)
 
     @property
     def modalities(self) -> list[str]:
@@ -175,12 +183,25 @@ class MultimodalData:
 
 
 def load_splits(
-    metadata_path: str | Path, feature_root: str | Path, modalities: Sequence[str]
+    metadata_path: str | Path,
+    feature_root: str | Path,
+    modalities: Sequence[str],
+    fold: str | int | None = None,
+    splits_path: str | Path | None = None,
 ) -> dict[str, MultimodalData]:
-    """The train / dev / test data of one corpus, reading ``feature_root/<modality>`` stores."""
-    from mer import metadata
+    """The train / dev / test data of one corpus, reading ``feature_root/<modality>`` stores.
+
+    With ``fold`` the splits come from that fold of the split file ``splits_path`` (e.g. an
+    IEMOCAP leave-one-session-out fold) instead of the table's ``split`` column.
+    """
+    from mer import metadata, protocols
 
     table = metadata.read(metadata_path)
+    if fold is not None:
+        if splits_path is None:
+            raise ValueError(f"fold {fold!r} needs the split file (splits_path)")
+        splits_table = pd.read_csv(splits_path, dtype={"utt_id": str, "fold": str, "split": str})
+        table = protocols.apply_fold(table, splits_table, fold, source=str(splits_path))
     stores = {m: FeatureStore(Path(feature_root) / m) for m in modalities}
     splits = {
         split: MultimodalData.load(table[table["split"] == split], stores, name=f"{metadata_path}:{split}")

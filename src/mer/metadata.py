@@ -35,8 +35,37 @@ def _preview(values: list, limit: int = 5) -> str:
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
-def validate(table: pd.DataFrame, name: str, check_files: bool = True) -> None:
-    """Check a metadata table: schema, unique ids, known splits, files exist, speakers disjoint.
+def label_classes(table: pd.DataFrame) -> tuple[str, ...]:
+    """The table's class names in ``label_id`` order.
+
+    The metadata stage stores them in ``table.attrs["classes"]`` (kept in the Parquet file and
+    through row selections), because a split need not contain every class. Tables built in code
+    without a label map (tests, the synthetic corpus's loader) have the shared four.
+    """
+    from mer.params import EMOTIONS
+
+    return tuple(table.attrs.get("classes", EMOTIONS))
+
+
+def check_leakage(table: pd.DataFrame, name: str, keys: tuple[str, ...] = ("speaker",)) -> None:
+    """Fail if any value of a group column in ``keys`` (speaker, dialog, ...) is in two splits.
+
+    Raises:
+        MetadataError: naming each leaking id and its splits.
+    """
+    for key in keys:
+        leaking = table.groupby(key)["split"].nunique()
+        leaking = leaking[leaking > 1].index.tolist()
+        if leaking:
+            detail = [f"{v} in {sorted(table.loc[table[key] == v, 'split'].unique())}" for v in leaking]
+            raise MetadataError(f"{name}: {key}s in more than one split ({key} leakage): {_preview(detail)}")
+
+
+def validate(
+    table: pd.DataFrame, name: str, check_files: bool = True, leakage_keys: tuple[str, ...] = ("speaker",)
+) -> None:
+    """Check a metadata table: schema, unique ids, labels in its classes, known splits, files
+    exist, and no ``leakage_keys`` group (speaker by default) in two splits.
 
     Raises:
         MetadataError: naming the table and the offending ids / speakers / paths.
@@ -49,27 +78,20 @@ def validate(table: pd.DataFrame, name: str, check_files: bool = True) -> None:
     dup = table.loc[table["utt_id"].duplicated(), "utt_id"].tolist()
     if dup:
         raise MetadataError(f"{name}: duplicated utt_id: {_preview(dup)}")
-    from mer.params import EMOTIONS
-
-    unknown = table.loc[~table["label"].isin(EMOTIONS), "utt_id"].tolist()
+    classes = label_classes(table)
+    unknown = table.loc[~table["label"].isin(classes), "utt_id"].tolist()
     if unknown:
-        raise MetadataError(f"{name}: label not in {EMOTIONS} for utt_id {_preview(unknown)}")
-    expected_ids = table["label"].map({label: i for i, label in enumerate(EMOTIONS)})
+        raise MetadataError(f"{name}: label not in {classes} for utt_id {_preview(unknown)}")
+    expected_ids = table["label"].map({label: i for i, label in enumerate(classes)})
     mismatched = table.loc[table["label_id"] != expected_ids, "utt_id"].tolist()
     if mismatched:
         raise MetadataError(
-            f"{name}: label_id does not match the label's index in {EMOTIONS} for {_preview(mismatched)}"
+            f"{name}: label_id does not match the label's index in {classes} for {_preview(mismatched)}"
         )
     bad_split = table.loc[~table["split"].isin(SPLITS), "utt_id"].tolist()
     if bad_split:
         raise MetadataError(f"{name}: split not in {SPLITS} for utt_id {_preview(bad_split)}")
-    leaking = table.groupby("speaker")["split"].nunique()
-    leaking = leaking[leaking > 1].index.tolist()
-    if leaking:
-        detail = [
-            f"{spk} in {sorted(table.loc[table['speaker'] == spk, 'split'].unique())}" for spk in leaking
-        ]
-        raise MetadataError(f"{name}: speakers in more than one split (speaker leakage): {_preview(detail)}")
+    check_leakage(table, name, leakage_keys)
     if check_files:
         for column in ("audio_path", "video_path"):
             paths = table[column].dropna()
@@ -88,7 +110,9 @@ def write(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ordered = list(COLUMNS) + [c for c in table.columns if c not in COLUMNS]
-    table[ordered].reset_index(drop=True).to_parquet(path, index=False)
+    frame = table[ordered].reset_index(drop=True)
+    frame.attrs = dict(table.attrs)  # the class names and corpus travel in the Parquet file
+    frame.to_parquet(path, index=False)
     return path
 
 

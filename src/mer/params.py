@@ -505,8 +505,145 @@ class TransferParams:
             raise ParamsError(f"transfer.seeds: {list(self.seeds)!r} must list at least one seed, each once")
 
 
+CORPORA = ("synthetic", "iemocap", "meld", "cremad", "ravdess", "mosi", "mosei")
+LOSO_SESSIONS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class IemocapParams:
+    """IEMOCAP (``corpora.iemocap``): ``root`` is the ``IEMOCAP_full_release`` folder.
+
+    Attributes:
+        root (str): the corpus folder (read-only; never copied).
+        labels (str, "4class"): label map (``mer.corpora.labels``): 4class, 6class, shared4.
+    """
+
+    root: str = "data/raw/IEMOCAP_full_release"
+    labels: str = "4class"
+
+
+@dataclass(frozen=True)
+class MeldParams:
+    """MELD (``corpora.meld``): ``root`` is ``MELD.Raw`` (the three CSVs and the clip folders).
+
+    Attributes:
+        labels (str, "7class"): 7class, sentiment3 or shared4.
+        max_overrun_seconds (float, 10.0): a clip longer than its StartTime/EndTime by more than
+            this is mis-cut and quarantined (the public release has clips minutes long).
+    """
+
+    root: str = "data/raw/MELD.Raw"
+    labels: str = "7class"
+    max_overrun_seconds: float = 10.0
+
+    _checks: ClassVar[dict] = {"max_overrun_seconds": _range(0.0)}
+
+
+@dataclass(frozen=True)
+class SpeakerSplitParams:
+    """A corpus without official splits (``corpora.cremad``, ``corpora.ravdess``): actors are
+    split into disjoint train / dev / test sets, seeded, and written to the split file.
+
+    Attributes:
+        root (str): CREMA-D's folder holding ``AudioWAV/``, or RAVDESS's
+            ``Audio_Speech_Actors_01-24``.
+        labels (str): cremad 6class / shared4; ravdess 8class / shared4.
+        split_seed (int, 0): seed of the actor shuffle.
+        dev_fraction / test_fraction (float, 0.1 / 0.2): share of actors per split (at least one).
+    """
+
+    root: str = ""
+    labels: str = ""
+    split_seed: int = 0
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    _checks: ClassVar[dict] = {
+        "split_seed": _range(0), "dev_fraction": _range(0.0, 0.5, lo_open=True),
+        "test_fraction": _range(0.0, 0.5, lo_open=True),
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CremadParams(SpeakerSplitParams):
+    root: str = "data/raw/CREMA-D"
+    labels: str = "6class"
+
+
+@dataclass(frozen=True)
+class RavdessParams(SpeakerSplitParams):
+    root: str = "data/raw/Audio_Speech_Actors_01-24"
+    labels: str = "8class"
+
+
+@dataclass(frozen=True)
+class MmsaParams:
+    """CMU-MOSI / CMU-MOSEI in the MMSA raw layout (``label.csv`` + ``Raw/``).
+
+    Attributes:
+        labels (str, "2class"): classes derived from the sentiment score: 2class (has0), 3class,
+            7class; ``fusion.task: regression`` trains on the score itself.
+    """
+
+    root: str = "data/raw/MOSI"
+    labels: str = "2class"
+
+
+@dataclass(frozen=True)
+class MoseiParams(MmsaParams):
+    root: str = "data/raw/MOSEI"
+
+
+@dataclass(frozen=True)
+class CorporaParams:
+    """Which corpora the pipeline reads (metadata stage) and the cross-validation folds.
+
+    Attributes:
+        source (str, "synthetic"): the corpus models train on: synthetic or a real corpus.
+        target (str, "synthetic"): the transfer target (adapt / transfer stages): synthetic (the
+            built-in shifted domain), a real corpus with the same classes as the source, or
+            ``none`` (no transfer; those stages record that they were skipped).
+        folds (list[int], []): extra protocol folds trained as ``fold@<k>`` stages, averaged in
+            ``metrics/folds.json``: IEMOCAP leave-one-session-out uses [1, 2, 3, 4, 5] (fold k
+            tests on session k); only the iemocap source has folds.
+        iemocap / meld / cremad / ravdess / mosi / mosei: each corpus's root and label map.
+    """
+
+    source: str = "synthetic"
+    target: str = "synthetic"
+    folds: tuple[int, ...] = ()
+    iemocap: IemocapParams = IemocapParams()
+    meld: MeldParams = MeldParams()
+    cremad: CremadParams = CremadParams()
+    ravdess: RavdessParams = RavdessParams()
+    mosi: MmsaParams = MmsaParams()
+    mosei: MoseiParams = MoseiParams()
+
+    _checks: ClassVar[dict] = {
+        "source": _choice(*CORPORA),
+        "target": _choice(*CORPORA, "none"),
+        "folds": {"subset_of": LOSO_SESSIONS},
+    }
+
+    def __post_init__(self) -> None:
+        if self.folds and self.source != "iemocap":
+            raise ParamsError(
+                f"corpora.folds: {list(self.folds)} needs corpora.source: iemocap (leave-one-session-out); "
+                f"{self.source} is evaluated on its single protocol split, set corpora.folds: []"
+            )
+        if self.target != "synthetic" and self.target == self.source:
+            raise ParamsError(
+                f"corpora.target: {self.target!r} is also the source; pick another corpus or none"
+            )
+
+    def corpus(self, name: str) -> Any:
+        """The subsection of a real corpus."""
+        return getattr(self, name)
+
+
 SECTIONS: dict[str, type] = {
     "synthetic": SyntheticParams,
+    "corpora": CorporaParams,
     "extract": ExtractParams,
     "adapt": AdaptParams,
     "model": ModelParams,

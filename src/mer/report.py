@@ -47,12 +47,21 @@ ABLATION_ROWS = {
 }
 
 
+def class_names(predictions: pd.DataFrame) -> tuple[str, ...]:
+    """The class names of a classifier's predictions, from its ``prob_<class>`` columns
+    (``mer.training.predict`` writes one per class, in ``label_id`` order)."""
+    names = tuple(c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_"))
+    return names or EMOTIONS
+
+
 def _metrics(predictions: pd.DataFrame) -> dict:
     """One seed's metrics: classification (+ multi-task sentiment) or regression."""
     if "sentiment_pred" in predictions:
         metrics = regression_metrics(predictions["sentiment"], predictions["sentiment_pred"])
         return {k: metrics[k] for k in (*REGRESSION_METRICS, "n")}
-    metrics = classification_metrics(predictions["label_id"], predictions["pred_id"], EMOTIONS)
+    metrics = classification_metrics(
+        predictions["label_id"], predictions["pred_id"], class_names(predictions)
+    )
     result = {k: metrics[k] for k in (*SUMMARY_METRICS, "n", "recall")}
     if "sentiment_pred_id" in predictions:
         labelled = predictions[predictions["sentiment_label_id"] >= 0]
@@ -124,7 +133,8 @@ def gate_analysis(predictions: pd.DataFrame) -> dict:
                     "drop": round(float(on - off), 4),
                 }
         by_emotion = predictions.groupby("label_id")[gate].mean()
-        entry["by_emotion"] = {EMOTIONS[int(i)]: round(float(v), 4) for i, v in by_emotion.items()}
+        names = class_names(predictions)
+        entry["by_emotion"] = {names[int(i)]: round(float(v), 4) for i, v in by_emotion.items()}
         analysis[modality] = entry
     return analysis
 
@@ -229,6 +239,30 @@ def transfer_metrics(transfer_dir: Path) -> dict:
     return flatten(nested, "target")
 
 
+def fold_metrics(folds_dir: Path, folds: list[str] | None = None) -> dict:
+    """Per-fold metrics of the main model (mean over seeds) and their mean / std over folds.
+
+    ``fold/<k>/<metric>`` for each fold (e.g. IEMOCAP leave-one-session-out: k = test session),
+    ``folds/mean/<metric>`` and ``folds/std/<metric>`` across folds, ``folds/n`` the fold count.
+    """
+    runs = (
+        read_runs(folds_dir, None if folds is None else {str(f) for f in folds}) if folds_dir.is_dir() else {}
+    )
+    per_fold = {
+        name: flatten(_without_counts(model_metrics(frames))) for name, frames in sorted(runs.items())
+    }
+    out: dict = {"folds/n": len(per_fold)}
+    for name, metrics in per_fold.items():
+        out |= {f"fold/{name}/{k}": v for k, v in metrics.items()}
+    if per_fold:
+        shared = set.intersection(*(set(m) for m in per_fold.values()))
+        for key in sorted(k for k in shared if not k.endswith("_std") and k != "n_seeds"):
+            values = np.array([m[key] for m in per_fold.values()], dtype=np.float64)
+            out[f"folds/mean/{key}"] = round(float(values.mean()), 4)
+            out[f"folds/std/{key}"] = round(float(values.std(ddof=0)), 4)
+    return out
+
+
 def zeroshot_ua(transfer: dict) -> dict[str, float]:
     """``{adapter method | none: zero-shot target UA}``."""
     prefix = "target/zeroshot/"
@@ -263,6 +297,8 @@ def evaluate(
     baselines: list[str] | None = None,
     ablation_dir: str | Path | None = None,
     variants: list[str] | None = None,
+    folds_dir: str | Path | None = None,
+    folds: list[str] | None = None,
 ) -> dict:
     """Compute every metric and plot from the prediction files; return the source metrics.
 
@@ -285,9 +321,9 @@ def evaluate(
     main = runs[MAIN][0]
     plots_dir.mkdir(parents=True, exist_ok=True)
     if "pred_id" in main:
-        labels = list(EMOTIONS)
-        actual = [EMOTIONS[i] for i in main["label_id"]]
-        predicted = [EMOTIONS[i] for i in main["pred_id"]]
+        labels = list(class_names(main))
+        actual = [labels[i] for i in main["label_id"]]
+        predicted = [labels[i] for i in main["pred_id"]]
     else:  # regression: the 7 Acc-7 classes (scores clipped to [-3, 3], rounded)
         labels = [str(v) for v in range(-3, 4)]
         known = main[main["sentiment"].notna()]
@@ -325,7 +361,8 @@ def evaluate(
             for condition in ("reliable", "unreliable")
         }
         groups |= {
-            e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]} for e in EMOTIONS
+            e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]}
+            for e in class_names(main)
         }
         plots.plot_grouped_bars(
             {k: v for k, v in groups.items() if v}, png_dir / "gates.png",
@@ -344,6 +381,10 @@ def evaluate(
     (metrics_dir / "ablation.md").write_text(
         "# Ablation (source test, mean ± std over train.seeds)\n\n" + table
     )
+
+    # Protocol folds (corpora.folds, e.g. IEMOCAP leave-one-session-out): per fold and averaged.
+    if folds_dir is not None:
+        write_json(metrics_dir / "folds.json", {**fold_metrics(Path(folds_dir), folds), "provenance": record})
 
     # Target domain: zero-shot with each adapter, few-shot strategies over seeds.
     transfer = transfer_metrics(transfer_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer.params import EMOTIONS
+from mer import protocols
 
 # Published numbers under honest protocols (../shared/corpora.md); references, not mer results.
 LOSO = "leave-one-session-out, 5 folds"
@@ -59,7 +59,50 @@ def _protocol(table: pd.DataFrame) -> str:
     speakers = table.groupby("split")["speaker"].nunique()
     counts = table["split"].value_counts()
     parts = [f"{s} {speakers.get(s, 0)} speakers / {counts.get(s, 0)} utt" for s in ("train", "dev", "test")]
-    return "speaker-independent split (" + ", ".join(parts) + ")"
+    corpus = table.attrs.get("corpus", "synthetic")
+    kind = {
+        "official": "official split",
+        "loso": "leave-one-session-out, the session-5 fold (sessions 1-3 train, 4 dev, 5 test)",
+        "speakers": "speaker-independent split (actors disjoint, seeded; `splits/`)",
+    }[protocols.PROTOCOLS.get(corpus, "official")]
+    if corpus.startswith("synthetic"):
+        kind = "speaker-independent split"
+    return f"{kind} (" + ", ".join(parts) + ")"
+
+
+def _folds_section(metrics_dir: Path) -> list[str]:
+    """Per-fold and averaged scores of the protocol folds (IEMOCAP leave-one-session-out)."""
+    path = metrics_dir / "folds.json"
+    folds = json.loads(path.read_text()) if path.is_file() else {}
+    names = sorted({k.split("/")[1] for k in folds if k.startswith("fold/")})
+    if not names:
+        return []
+    keys = [
+        k for k in ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0") if f"folds/mean/{k}" in folds
+    ]
+    lines = [f"### Protocol folds ({len(names)}; IEMOCAP fold k tests on session k)", "",
+             "| fold | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
+    for name in names:
+        cells = [f"{folds.get(f'fold/{name}/{k}', float('nan')):.4f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    means = [f"{folds[f'folds/mean/{k}']:.4f} ± {folds[f'folds/std/{k}']:.4f}" for k in keys]
+    return [*lines, "| **mean ± std over folds** | " + " | ".join(means) + " |", ""]
+
+
+def _loading_section(metrics_dir: Path) -> list[str]:
+    """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``)."""
+    path = metrics_dir / "metadata.json"
+    counts = json.loads(path.read_text()) if path.is_file() else {}
+    rows = []
+    for role, entry in counts.items():
+        issues = {k: v for k, v in entry.items() if k.startswith(("quarantine/", "repaired/"))}
+        detail = ", ".join(f"{k.split('/', 1)[1]} {v} ({k.split('/')[0]})" for k, v in sorted(issues.items()))
+        rows.append(f"| {role} | {entry.get('corpus')} | {entry.get('utterances')} | {detail or 'none'} |")
+    if not rows:
+        return []
+    header = "| role | corpus | utterances kept | quarantined / repaired |"
+    title = "### Corpus loading (`metrics/metadata.json`, `data/metadata/quarantine.csv`)"
+    return [title, "", header, "|---|---|---|---|", *rows, ""]
 
 
 def _pct(value: float) -> str:
@@ -125,7 +168,9 @@ def build_summary(
         gains.append(f"{100 * source['source/test/gain_over_concat/ua']:+.1f} over concatenation")
     if gains:
         lines += ["", "The main model scores " + ", ".join(gains) + "."]
-    recalls = [f"{e} {_pct(source[key])}%" for e in EMOTIONS if (key := f"source/test/recall/{e}") in source]
+    recalls = [
+        f"{k.rsplit('/', 1)[1]} {_pct(v)}%" for k, v in source.items() if k.startswith("source/test/recall/")
+    ]
     if recalls:
         lines += ["", "Per-class recall of the main model: " + ", ".join(recalls) + "."]
     sentiment = [n for n, p in classifiers.items() if f"{p}/sentiment/ua" in source]
@@ -167,22 +212,33 @@ def build_summary(
                 continue
             g = {c: source[f"source/test/gates/{modality}/{c}"] for c in ("reliable", "unreliable", "drop")}
             lines.append(f"| {modality} | {g['reliable']:.3f} | {g['unreliable']:.3f} | {g['drop']:+.3f} |")
+        emotions = sorted({k.rsplit("/", 1)[1] for k in source if "/by_emotion/" in k})
         by_emotion = [
             f"| {modality} | "
             + " | ".join(
                 f"{source.get(f'source/test/gates/{modality}/by_emotion/{e}', float('nan')):.3f}"
-                for e in EMOTIONS
+                for e in emotions
             )
             + " |"
             for modality in gate_keys
         ]
-        lines += ["", "Mean modality weight per emotion:", "", "| modality | " + " | ".join(EMOTIONS) + " |",
-                  "|---|" + "---|" * len(EMOTIONS), *by_emotion]  # fmt: skip
+        lines += ["", "Mean modality weight per emotion:", "", "| modality | " + " | ".join(emotions) + " |",
+                  "|---|" + "---|" * len(emotions), *by_emotion]  # fmt: skip
         lines += ["", _image(png_dir / "gates.png", report_dir, "gates"), ""]
     lines += ["### Confusion matrix and training curves", ""]
     lines += [_image(png_dir / "confusion_source_test.png", report_dir, "confusion matrix"), ""]
     lines += [_image(png_dir / "training_curves.png", report_dir, "training curves"), ""]
+    lines += _folds_section(metrics_dir)
+    lines += _loading_section(metrics_dir)
 
+    if target_table.empty:
+        lines += [
+            "## Transfer",
+            "",
+            "No target corpus (`corpora.target: none`): adapt and transfer were skipped.",
+            "",
+        ]
+        return _finish(lines, out, provenance)
     target_corpus = str(target_table["corpus"].iloc[0])
     lines += [f"## Transfer to `{target_corpus}`", ""]
     lines += [
@@ -241,6 +297,11 @@ def build_summary(
     lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
     lines += [_image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
 
+    return _finish(lines, out, provenance)
+
+
+def _finish(lines: list[str], out: Path, provenance: dict) -> Path:
+    """The references and provenance at the end; write the file."""
     lines += ["## Reference numbers from the literature (not mer results)", ""]
     lines += [
         "These are published results under the protocols named, for orientation only; mer has not",

@@ -113,8 +113,8 @@ def predict(model: FusionModel, data: MultimodalData, batch_size: int = 64) -> p
     else:
         probs = torch.softmax(scores, dim=-1).numpy()
         frame["pred_id"] = probs.argmax(-1)
-        for i, emotion in enumerate(EMOTIONS[: probs.shape[1]]):
-            frame[f"prob_{emotion}"] = probs[:, i]
+        for i, name in enumerate(data.classes[: probs.shape[1]]):
+            frame[f"prob_{name}"] = probs[:, i]  # the class names travel with the predictions
     if gates:
         gate_values = torch.cat(gates).numpy()
         for i, modality in enumerate(model.modalities):
@@ -133,13 +133,13 @@ def dev_score(model: FusionModel, data: MultimodalData) -> float:
     frame = predict(model, data)
     if model.config.task == "regression":
         return -regression_metrics(frame["sentiment"], frame["sentiment_pred"])["mae"]
-    return classification_metrics(frame["label_id"], frame["pred_id"], EMOTIONS)["ua"]
+    return classification_metrics(frame["label_id"], frame["pred_id"], data.classes)["ua"]
 
 
 def evaluate_ua(model: FusionModel, data: MultimodalData) -> float:
     """Unweighted accuracy of a classifier on ``data``."""
     frame = predict(model, data)
-    return classification_metrics(frame["label_id"], frame["pred_id"], EMOTIONS)["ua"]
+    return classification_metrics(frame["label_id"], frame["pred_id"], data.classes)["ua"]
 
 
 def fit(
@@ -282,13 +282,18 @@ def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
     return LoopConfig(**{**values, **overrides})
 
 
-def build_model(fusion: FusionParams, model_params: ModelParams, input_dims: dict[str, int]) -> FusionModel:
+def build_model(
+    fusion: FusionParams,
+    model_params: ModelParams,
+    input_dims: dict[str, int],
+    num_classes: int = len(EMOTIONS),
+) -> FusionModel:
     """A fresh model from the ``fusion`` (or a recipe's) and ``model`` params."""
     fields = {k: v for k, v in fusion.__dict__.items() if k in FusionConfig.__dataclass_fields__}
     config = FusionConfig(
         input_dims=input_dims, modalities=model_params.modalities, d_model=model_params.d_model,
         num_heads=model_params.num_heads, num_cross_layers=model_params.num_cross_layers,
-        dropout=model_params.dropout, num_classes=len(EMOTIONS), **fields,
+        dropout=model_params.dropout, num_classes=num_classes, **fields,
     )  # fmt: skip
     return FusionModel(config)
 
@@ -302,13 +307,16 @@ def train_source_model(
     model_dir: str | Path,
     predictions_dir: str | Path,
     live_dir: str | Path,
+    fold: str | int | None = None,
+    splits_path: str | Path | None = None,
 ) -> list[FitResult]:
     """Train one ``fusion`` model per seed in ``train.seeds`` on the source train split (early
     stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first) and the
-    source-test predictions ``predictions_dir/seed<k>.parquet``. Rank 0 writes under torchrun."""
+    source-test predictions ``predictions_dir/seed<k>.parquet``. Rank 0 writes under torchrun.
+    ``fold`` / ``splits_path``: train and test on that protocol fold (``mer.protocols``)."""
     # every model (main and baselines) sees the same rows: those with features in all of
     # model.modalities, so their scores compare; a unimodal baseline then keeps its modality only
-    splits = load_splits(metadata_path, feature_root, model_params.modalities)
+    splits = load_splits(metadata_path, feature_root, model_params.modalities, fold, splits_path)
     if fusion.mode in MODALITIES:
         splits = {name: data.only([fusion.mode]) for name, data in splits.items()}
     if fusion.task == "regression" and np.isnan(splits["train"].sentiment.numpy()).all():
@@ -321,7 +329,7 @@ def train_source_model(
     results = []
     for seed in train_params.seeds:
         seed_everything(seed)
-        model = build_model(fusion, model_params, splits["train"].dims())
+        model = build_model(fusion, model_params, splits["train"].dims(), len(splits["train"].classes))
         model.set_feature_statistics(statistics)
         live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
         with live if live is not None else contextlib.nullcontext():

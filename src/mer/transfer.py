@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from mer import metadata
 from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
@@ -96,6 +97,12 @@ def swap_predictions(
     return frames
 
 
+def _save(frame: pd.DataFrame, out_dir: Path, *parts: str) -> None:
+    path = out_dir.joinpath(*parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
 def transfer_to_target(
     model_path: str | Path,
     adapters_dir: str | Path,
@@ -117,30 +124,32 @@ def transfer_to_target(
     With ``swap_features`` (the cheap extractor's source audio), also ``out_dir/swap/<method>/``:
     the model on the source test split with swapped, adapted audio (:mod:`mer.swap`)."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     modalities = list(load_model(model_path).modalities)
-    splits = load_splits(target_metadata, target_features, modalities)
-    source_train = None
-    if any(s in DA_STRATEGIES for s in params.strategies):
-        source_train = load_splits(source_metadata, source_features, modalities)["train"]
-
-    def save(frame: pd.DataFrame, *parts: str) -> None:
-        path = out_dir.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, index=False)
-
     model = load_model(model_path)
-    save(predict(model, splits["test"]), "zeroshot", "none", "seed0.parquet")
-    for method in adapt_methods:
-        adapters = load_adapters(adapters_dir, method, modalities)
-        save(predict(model, apply_adapters(splits["test"], adapters)), "zeroshot", method, "seed0.parquet")
-
     if swap_features is not None:
         source_test = load_splits(source_metadata, source_features, modalities)["test"]
         cheap_test = cheap_splits(source_metadata, swap_features)["test"]
         for method, frame in swap_predictions(
             model, source_test, cheap_test, Path(adapters_dir) / "swap"
         ).items():
-            save(frame, "swap", method, "seed0.parquet")
+            _save(frame, out_dir, "swap", method, "seed0.parquet")
+    if metadata.read(target_metadata).empty:
+        logger.info("%s: no target corpus (corpora.target: none), transfer skipped", target_metadata)
+        (out_dir / "records.json").write_text("{}\n")
+        return {}
+    splits = load_splits(target_metadata, target_features, modalities)
+    source_train = None
+    if any(s in DA_STRATEGIES for s in params.strategies):
+        source_train = load_splits(source_metadata, source_features, modalities)["train"]
+
+    def save(frame: pd.DataFrame, *parts: str) -> None:
+        _save(frame, out_dir, *parts)
+
+    save(predict(model, splits["test"]), "zeroshot", "none", "seed0.parquet")
+    for method in adapt_methods:
+        adapters = load_adapters(adapters_dir, method, modalities)
+        save(predict(model, apply_adapters(splits["test"], adapters)), "zeroshot", method, "seed0.parquet")
 
     records: dict = {}
     for seed in params.seeds:

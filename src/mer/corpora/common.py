@@ -64,7 +64,7 @@ class LoadResult:
 
     def counts(self) -> dict[str, int]:
         """``{"utterances": n, "quarantine/<reason>": n, "repaired/<kind>": n}`` for metrics."""
-        out = {"utterances": int(len(self.table))}
+        out = {"utterances": len(self.table)}
         out.update({f"quarantine/{r}": int(n) for r, n in Counter(self.quarantine["reason"]).items()})
         out.update({f"repaired/{k}": int(n) for k, n in self.repairs.items()})
         return out
@@ -80,7 +80,9 @@ class Quarantine:
     def add(self, utt_id: str, reason: str, detail: str) -> None:
         if reason not in QUARANTINE_REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}; use one of {QUARANTINE_REASONS}")
-        self.rows.append({"utt_id": str(utt_id), "corpus": self.corpus, "reason": reason, "detail": str(detail)})
+        self.rows.append(
+            {"utt_id": str(utt_id), "corpus": self.corpus, "reason": reason, "detail": str(detail)}
+        )
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(QUARANTINE_COLUMNS))
@@ -158,8 +160,14 @@ def probe_media(path: Path) -> MediaProbe:
 
 
 def check_media(
-    path: Path, utt_id: str, quarantine: Quarantine, *, need_audio: bool = False, need_video: bool = False,
-    expected_seconds: float | None = None, max_overrun_seconds: float | None = None,
+    path: Path,
+    utt_id: str,
+    quarantine: Quarantine,
+    *,
+    need_audio: bool = False,
+    need_video: bool = False,
+    expected_seconds: float | None = None,
+    max_overrun_seconds: float | None = None,
 ) -> bool:
     """Probe one clip; add a quarantine entry and return False when it is unusable.
 

@@ -57,7 +57,7 @@ def _bin_score(score: float, bins: str) -> str | None:
         return "negative" if score < 0 else "non_negative"
     if bins == "3":
         return "negative" if score < 0 else ("neutral" if score == 0 else "positive")
-    return SENTIMENT7[int(round(min(max(score, -3.0), 3.0))) + 3]  # Acc-7: rounded, clipped
+    return SENTIMENT7[round(min(max(score, -3.0), 3.0)) + 3]  # Acc-7: rounded, clipped
 
 
 def _categorical(classes: tuple[str, ...], native: dict[str, str]) -> LabelMap:
@@ -68,42 +68,68 @@ def _categorical(classes: tuple[str, ...], native: dict[str, str]) -> LabelMap:
 LABEL_MAPS: dict[str, dict[str, LabelMap]] = {
     "iemocap": {
         # hap + exc merged: the 5,531-utterance 4-class protocol
-        "4class": _categorical(SHARED4, {"ang": "anger", "hap": "happiness", "exc": "happiness",
-                                         "neu": "neutral", "sad": "sadness"}),
+        "4class": _categorical(
+            SHARED4,
+            {"ang": "anger", "hap": "happiness", "exc": "happiness", "neu": "neutral", "sad": "sadness"},
+        ),
         "6class": _categorical(
             ("happiness", "sadness", "neutral", "anger", "excited", "frustrated"),
-            {"hap": "happiness", "sad": "sadness", "neu": "neutral", "ang": "anger", "exc": "excited",
-             "fru": "frustrated"},
+            {
+                "hap": "happiness",
+                "sad": "sadness",
+                "neu": "neutral",
+                "ang": "anger",
+                "exc": "excited",
+                "fru": "frustrated",
+            },
         ),
-        "shared4": _categorical(SHARED4, {"ang": "anger", "hap": "happiness", "exc": "happiness",
-                                          "neu": "neutral", "sad": "sadness"}),
+        "shared4": _categorical(
+            SHARED4,
+            {"ang": "anger", "hap": "happiness", "exc": "happiness", "neu": "neutral", "sad": "sadness"},
+        ),
     },
     "meld": {
         "7class": _categorical(
             ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"),
             {e: e for e in ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")},
         ),
-        "sentiment3": _categorical(("negative", "neutral", "positive"),
-                                   {"negative": "negative", "neutral": "neutral", "positive": "positive"}),
-        "shared4": _categorical(SHARED4, {"anger": "anger", "joy": "happiness", "neutral": "neutral",
-                                          "sadness": "sadness"}),
+        "sentiment3": _categorical(
+            ("negative", "neutral", "positive"),
+            {"negative": "negative", "neutral": "neutral", "positive": "positive"},
+        ),
+        "shared4": _categorical(
+            SHARED4, {"anger": "anger", "joy": "happiness", "neutral": "neutral", "sadness": "sadness"}
+        ),
     },
     "cremad": {
         "6class": _categorical(
             ("anger", "disgust", "fear", "happiness", "neutral", "sadness"),
-            {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness", "NEU": "neutral",
-             "SAD": "sadness"},
+            {
+                "ANG": "anger",
+                "DIS": "disgust",
+                "FEA": "fear",
+                "HAP": "happiness",
+                "NEU": "neutral",
+                "SAD": "sadness",
+            },
         ),
-        "shared4": _categorical(SHARED4, {"ANG": "anger", "HAP": "happiness", "NEU": "neutral",
-                                          "SAD": "sadness"}),
+        "shared4": _categorical(
+            SHARED4, {"ANG": "anger", "HAP": "happiness", "NEU": "neutral", "SAD": "sadness"}
+        ),
     },
     "ravdess": {
         "8class": _categorical(
             ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
-            {f"{i:02d}": name for i, name in enumerate(
-                ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"), start=1)},
+            {
+                f"{i:02d}": name
+                for i, name in enumerate(
+                    ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"), start=1
+                )
+            },
         ),
-        "shared4": _categorical(SHARED4, {"01": "neutral", "03": "happiness", "04": "sadness", "05": "anger"}),
+        "shared4": _categorical(
+            SHARED4, {"01": "neutral", "03": "happiness", "04": "sadness", "05": "anger"}
+        ),
     },
 }
 for _corpus in ("mosi", "mosei"):
@@ -120,5 +146,7 @@ def label_map(corpus: str, name: str) -> LabelMap:
         raise ValueError(f"no label maps for corpus {corpus!r}; known: {sorted(LABEL_MAPS)}")
     maps = LABEL_MAPS[corpus]
     if name not in maps:
-        raise ValueError(f"corpora.{corpus}.labels: {name!r} is not a label map of {corpus}; use one of {sorted(maps)}")
+        raise ValueError(
+            f"corpora.{corpus}.labels: {name!r} is not a label map of {corpus}; use one of {sorted(maps)}"
+        )
     return maps[name]

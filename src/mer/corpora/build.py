@@ -1,0 +1,146 @@
+"""The metadata stage's work: load the source and target corpora, split them by protocol,
+check for leakage, and write the tables, split files, quarantine and counts.
+
+Every check that can fail on the user's setup (a root that is missing, a file a layout needs,
+a label map the corpus lacks, source and target with different classes) runs for both roles
+before any corpus is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mer import metadata, protocols
+from mer.corpora import cremad, iemocap, meld, mmsa, ravdess, synthetic
+from mer.corpora.common import QUARANTINE_COLUMNS, LoadResult
+from mer.corpora.labels import label_map
+from mer.params import EMOTIONS, CorporaParams, ParamsError, SyntheticParams
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("source", "target")
+LOADERS = {
+    "iemocap": iemocap,
+    "meld": meld,
+    "cremad": cremad,
+    "ravdess": ravdess,
+    "mosi": mmsa,
+    "mosei": mmsa,
+}
+
+
+@dataclass
+class Built:
+    """One role's corpus after the protocol: table (``split`` = main fold), split file, quarantine."""
+
+    corpus: str
+    table: pd.DataFrame
+    splits: pd.DataFrame
+    quarantine: pd.DataFrame
+    counts: dict
+
+
+def classes_of(cfg: CorporaParams, corpus: str) -> tuple[str, ...]:
+    """The class names a corpus gets under its configured label map."""
+    if corpus == "synthetic":
+        return EMOTIONS
+    return label_map(corpus, cfg.corpus(corpus).labels).classes
+
+
+def preflight(cfg: CorporaParams) -> None:
+    """Check roots, layouts, label maps and that source and target share their classes.
+
+    Raises:
+        mer.corpora.common.LayoutError: a root or an expected file is missing (names the path).
+        ValueError / ParamsError: a label map the corpus does not have, or mismatched classes.
+    """
+    for corpus in (cfg.source, cfg.target):
+        if corpus in LOADERS:
+            section = cfg.corpus(corpus)
+            label_map(corpus, section.labels)
+            LOADERS[corpus].check_layout(Path(section.root))
+    if cfg.target != "none":
+        source, target = classes_of(cfg, cfg.source), classes_of(cfg, cfg.target)
+        if source != target:
+            raise ParamsError(
+                f"corpora.target: {cfg.target} has classes {list(target)} but the source {cfg.source} has "
+                f"{list(source)}; transfer needs one label set: use the shared4 label map on both "
+                f"(corpora.<name>.labels: shared4) or corpora.target: none"
+            )
+
+
+def _load_real(corpus: str, cfg: CorporaParams) -> LoadResult:
+    section = cfg.corpus(corpus)
+    options: dict = {"labels": section.labels}
+    if corpus == "meld":
+        options["max_overrun_seconds"] = section.max_overrun_seconds
+    if corpus in ("mosi", "mosei"):
+        options["corpus"] = corpus
+    return LOADERS[corpus].load(Path(section.root), **options)
+
+
+def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, raw_root: Path) -> Built:
+    """Load, split and validate the corpus playing ``role`` (source or target)."""
+    corpus = cfg.source if role == "source" else cfg.target
+    name = f"{role} ({corpus})"
+    marker = raw_root / role
+    if corpus != "synthetic":
+        # the extract stage depends on data/raw/synthetic/<role>: leave a note saying why it is empty
+        marker.mkdir(parents=True, exist_ok=True)
+        section = None if corpus == "none" else cfg.corpus(corpus)
+        note = "no target (corpora.target: none)\n" if section is None else f"{corpus}: {section.root}\n"
+        (marker / "NOT_SYNTHETIC.txt").write_text(f"{role} is not synthetic; it reads {note}")
+    if corpus == "none":
+        table = pd.DataFrame({c: pd.Series(dtype=object) for c in metadata.COLUMNS})
+        table.attrs["classes"] = list(classes_of(cfg, cfg.source))
+        empty = pd.DataFrame(columns=list(protocols.SPLIT_COLUMNS))
+        return Built(corpus, table, empty, pd.DataFrame(columns=list(QUARANTINE_COLUMNS)), {"utterances": 0})
+    if corpus == "synthetic":
+        synthetic.generate(synthetic_cfg, role, marker)
+        result = LoadResult(synthetic.load(marker, corpus=f"synthetic_{role}"))
+    else:
+        result = _load_real(corpus, cfg)
+    table = result.table.reset_index(drop=True)
+    splits = protocols.assign_splits(table, corpus, None if corpus == "synthetic" else cfg.corpus(corpus))
+    protocols.check_folds(table, splits, corpus, name)
+    main = splits[splits["fold"] == protocols.MAIN_FOLD]
+    table["split"] = table["utt_id"].map(dict(zip(main["utt_id"], main["split"], strict=True)))
+    table.attrs["classes"] = list(classes_of(cfg, corpus))
+    table.attrs["corpus"] = corpus
+    metadata.validate(table, name, leakage_keys=protocols.leakage_keys(corpus))
+    counts = result.counts()
+    counts |= {f"split/{s}": int((table["split"] == s).sum()) for s in metadata.SPLITS}
+    counts["speakers"] = int(table["speaker"].nunique())
+    counts["classes"] = len(table.attrs["classes"])
+    return Built(corpus, table, splits, result.quarantine, counts)
+
+
+def build_metadata(
+    cfg: CorporaParams,
+    synthetic_cfg: SyntheticParams,
+    raw_root: Path,
+    out: Path,
+    splits_dir: Path,
+    metrics_path: Path,
+) -> dict[str, Built]:
+    """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts."""
+    preflight(cfg)
+    built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root)) for role in ROLES}
+    splits_dir.mkdir(parents=True, exist_ok=True)
+    quarantine = []
+    for role, result in built.items():
+        metadata.write(result.table, out / f"{role}.parquet")
+        result.splits.to_csv(splits_dir / f"{role}.csv", index=False, lineterminator="\n")
+        quarantine.append(result.quarantine.assign(role=role))
+        for reason, n in result.quarantine["reason"].value_counts().items():
+            logger.warning("%s (%s): %d utterances quarantined: %s", role, result.corpus, n, reason)
+    pd.concat(quarantine, ignore_index=True).to_csv(out / "quarantine.csv", index=False, lineterminator="\n")
+    counts = {role: {"corpus": r.corpus, **r.counts} for role, r in built.items()}
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    return built

@@ -1,0 +1,202 @@
+"""End to end on fixture trees in each real corpus's layout: metadata -> extract -> train ->
+evaluate -> report through ``dvc repro``, with the planted defects quarantined or repaired and
+counted, each corpus's protocol and the metrics its literature reports.
+
+The trees are tiny (tests/fixtures_<corpus>.py writes real wav / mp4 / avi files and the real
+label-file formats); the scores say nothing about emotion recognition, only that every stage
+runs on each layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mer.corpora.common import QUARANTINE_REASONS
+from tests.pipeline_utils import make_tiny_repo, ran_stages, run
+
+FAST = {
+    "train": {"epochs": 2, "patience": 2, "seeds": [0], "baselines": []},
+    "ablation": {"variants": []},
+    "adapt": {"methods": ["coral"], "epochs": 1, "swap": False},
+    "transfer": {"fractions": [100], "shots": [2], "seeds": [0], "strategies": ["full"], "epochs": 1},
+}
+# corpus -> (fixture module, params overrides, target fixture or None)
+CASES = {
+    # seed 000's protocol: IEMOCAP 4-class, leave-one-session-out as fold@1..5 stages
+    "iemocap": (
+        "iemocap",
+        {"corpora": {"source": "iemocap", "target": "none", "folds": [1, 2, 3, 4, 5]}},
+        None,
+    ),
+    # seeds 001 / 004: MELD 7-class on the official split, weighted F1
+    "meld": ("meld", {"corpora": {"source": "meld", "target": "none"}}, None),
+    # seed 002: CMU-MOSI sentiment regression (MAE / r / Acc-2 / Acc-7)
+    "mosi": (
+        "mmsa",
+        {"corpora": {"source": "mosi", "target": "none"}, "fusion": {"task": "regression"}},
+        None,
+    ),
+    # cross-corpus on the shared four classes (seed 003's IEMOCAP -> CREMA-D kind), audio + text
+    "cremad": (
+        "cremad",
+        {
+            "corpora": {
+                "source": "cremad",
+                "target": "ravdess",
+                "cremad": {"labels": "shared4"},
+                "ravdess": {"labels": "shared4"},
+            },
+            "model": {"modalities": ["text", "audio"]},
+        },
+        "ravdess",
+    ),
+}
+
+
+def _merge(params: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            _merge(params[key], value)
+        else:
+            params[key] = value
+
+
+def _fixture(name: str):
+    return importlib.import_module(f"tests.fixtures_{name}")
+
+
+def _expected_counts(planted: dict) -> dict:
+    return {
+        (f"quarantine/{k}" if k in QUARANTINE_REASONS else f"repaired/{k}"): v for k, v in planted.items()
+    }
+
+
+def _repo(tmp_path: Path, overrides: dict, roots: dict[str, Path]) -> Path:
+    repo = make_tiny_repo(tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    _merge(params, FAST)
+    _merge(params, overrides)
+    for corpus, root in roots.items():
+        params["corpora"][corpus]["root"] = str(root)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", sorted(CASES))
+def test_pipeline_runs_on_the_real_layout(corpus: str, tmp_path: Path) -> None:
+    module, overrides, target = CASES[corpus]
+    roots = {corpus: _fixture(module).build(tmp_path / "corpora")}
+    if target:
+        roots[target] = _fixture(target).build(tmp_path / "target_corpora")
+    repo = _repo(tmp_path, overrides, roots)
+    output = run(["dvc", "repro"], repo, timeout=1500)
+    folds = overrides["corpora"].get("folds", [])
+    assert {f"fold@{k}" for k in folds} | {"metadata", "train", "evaluate", "report"} <= ran_stages(output)
+
+    # every planted defect is counted under its reason, none silently dropped
+    counts = json.loads((repo / "metrics/metadata.json").read_text())
+    assert counts["source"]["corpus"] == corpus
+    for key, value in _expected_counts(_fixture(module).PLANTED).items():
+        assert counts["source"].get(key) == value, (key, counts["source"])
+    quarantine = pd.read_csv(repo / "data/metadata/quarantine.csv")
+    planted_quarantine = sum(v for k, v in _fixture(module).PLANTED.items() if k in QUARANTINE_REASONS)
+    assert (quarantine["role"] == "source").sum() == planted_quarantine
+    table = pd.read_parquet(repo / "data/metadata/source.parquet")
+    assert counts["source"]["utterances"] == len(table) and not set(quarantine["utt_id"]) & set(
+        table["utt_id"]
+    )
+
+    # the versioned split file, one fold per protocol fold
+    splits = pd.read_csv(repo / "splits/source.csv", dtype=str)
+    assert set(splits["fold"]) == {"main", *map(str, folds)}
+    assert set(splits["utt_id"]) == set(table["utt_id"])
+
+    source = json.loads((repo / "metrics/source.json").read_text())
+    summary = (repo / "reports/summary.md").read_text()
+    assert f"## Source domain: `{corpus}`" in summary and "Corpus loading" in summary
+    if corpus == "mosi":
+        for metric in ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7"):
+            assert f"source/test/{metric}" in source
+    else:
+        for metric in ("ua", "wa", "f1_weighted"):
+            assert 0.0 <= source[f"source/test/{metric}"] <= 1.0
+        # the corpus's own class names reach the metrics and the confusion plot
+        classes = {"iemocap": "happiness", "meld": "joy", "cremad": "sadness"}[corpus]
+        assert f"source/test/recall/{classes}" in source
+        confusion = pd.read_csv(repo / "plots/confusion_source_test.csv")
+        assert set(confusion["actual"]) <= set(table.attrs["classes"]) and classes in table.attrs["classes"]
+    if folds:
+        fold_metrics = json.loads((repo / "metrics/folds.json").read_text())
+        assert fold_metrics["folds/n"] == len(folds)
+        for k in folds:
+            assert 0.0 <= fold_metrics[f"fold/{k}/ua"] <= 1.0
+            test_ids = set(splits.loc[(splits["fold"] == str(k)) & (splits["split"] == "test"), "utt_id"])
+            predicted = pd.read_parquet(repo / f"data/predictions/source/folds/{k}/seed0.parquet")
+            # fold k tests on session k only
+            assert set(predicted["utt_id"]) <= test_ids and all(
+                u.startswith(f"Ses0{k}") for u in predicted["utt_id"]
+            )
+        assert fold_metrics["folds/mean/ua"] == pytest.approx(
+            sum(fold_metrics[f"fold/{k}/ua"] for k in folds) / len(folds), abs=1e-3
+        )
+        assert "Protocol folds (5" in summary
+    transfer = json.loads((repo / "metrics/transfer.json").read_text())
+    if target:
+        assert counts["target"]["corpus"] == target
+        assert 0.0 <= transfer["target/zeroshot/none/ua"] <= 1.0
+        assert 0.0 <= transfer["target/fewshot/100/full/ua"] <= 1.0
+    else:
+        assert counts["target"] == {"corpus": "none", "utterances": 0}
+        assert not any(k.startswith("target/") for k in transfer)
+        assert "adapt and transfer were skipped" in summary
+
+
+def _metadata_stage(repo: Path) -> str:
+    return run(["python", "stages/metadata.py"], repo, check=False)
+
+
+def test_a_missing_root_fails_before_any_work_naming_the_path(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path, {"corpora": {"source": "meld", "target": "none"}}, {"meld": tmp_path / "nowhere/MELD.Raw"}
+    )
+    output = _metadata_stage(repo)
+    assert "LayoutError" in output and str(tmp_path / "nowhere/MELD.Raw") in output
+    assert not (repo / "data/metadata/source.parquet").exists()
+
+
+def test_a_missing_expected_file_is_named(tmp_path: Path) -> None:
+    root = _fixture("meld").build(tmp_path / "corpora")
+    (root / "dev_sent_emo.csv").unlink()
+    repo = _repo(tmp_path, {"corpora": {"source": "meld", "target": "none"}}, {"meld": root})
+    output = _metadata_stage(repo)
+    assert f"{root / 'dev_sent_emo.csv'}: not found" in output
+
+
+def test_source_and_target_with_different_classes_are_refused(tmp_path: Path) -> None:
+    roots = {"iemocap": tmp_path / "i", "meld": tmp_path / "m"}
+    roots = {
+        "iemocap": _fixture("iemocap").build(roots["iemocap"]),
+        "meld": _fixture("meld").build(roots["meld"]),
+    }
+    repo = _repo(tmp_path, {"corpora": {"source": "iemocap", "target": "meld"}}, roots)
+    output = _metadata_stage(repo)
+    assert "corpora.target: meld has classes" in output and "shared4" in output
+
+
+def test_a_leaking_official_split_fails_the_metadata_stage_naming_the_ids(tmp_path: Path) -> None:
+    root = _fixture("mmsa").build(tmp_path / "corpora", defects=False)
+    labels = pd.read_csv(root / "label.csv", dtype=str, keep_default_na=False)
+    video = labels.loc[labels["mode"] == "train", "video_id"].iloc[0]
+    first = labels.index[labels["video_id"] == video][0]
+    labels.loc[first, "mode"] = "test"  # one clip of a training video moved into test
+    labels.to_csv(root / "label.csv", index=False)
+    repo = _repo(tmp_path, {"corpora": {"source": "mosi", "target": "none"}}, {"mosi": root})
+    output = _metadata_stage(repo)
+    assert "MetadataError" in output and "leakage" in output and video in output
