@@ -7,7 +7,7 @@ import argparse
 
 from mer.adapt import train_adapters
 from mer.logs import setup_logging
-from mer.params import MODALITIES, as_dict, load_section
+from mer.params import as_dict, load_section
 from mer.provenance import write_metrics
 from mer.swap import train_swap_adapters
 
@@ -22,8 +22,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = load_section("adapt")
+    modalities = list(load_section("model").modalities)  # those the models read
     records = train_adapters(
-        cfg, list(MODALITIES),
+        cfg, modalities,
         f"{args.metadata}/source.parquet", f"{args.metadata}/target.parquet",
         f"{args.features}/source", f"{args.features}/target", args.out,
     )  # fmt: skip

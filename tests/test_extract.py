@@ -204,6 +204,21 @@ def test_a_configuration_error_fails_instead_of_quarantining_everything(table, t
         extract_modality(table.iloc[:6], "text", cfg, tmp_path / "text")
 
 
+def test_a_corpus_without_the_modality_is_quarantined_not_failed(table, tmp_path):
+    """RAVDESS is audio-only: no video_path is not a broken setup, a corrupt video still is."""
+    rows = table.iloc[:6].copy()
+    rows["video_path"] = None
+    record = extract_modality(rows, "video", ExtractParams(num_workers=0), tmp_path / "none")
+    assert record["n_stored"] == 0 and record["n_quarantined"] == 6
+    quarantine = (tmp_path / "none" / "quarantine.csv").read_text()
+    assert quarantine.count("no video_path in the metadata") == 6
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    rows.loc[rows.index[:4], "video_path"] = str(broken)  # 4 corrupt of the 4 that have a video
+    with pytest.raises(ExtractionError, match="4 of 6 utterances quarantined"):
+        extract_modality(rows, "video", ExtractParams(num_workers=0), tmp_path / "corrupt")
+
+
 def test_changed_media_invalidate_their_shard_only(table, tmp_path):
     import shutil
 

@@ -347,13 +347,14 @@ def evaluate(
         prefix = "source/test" if name == MAIN else f"source/test/baselines/{name}"
         if f"{prefix}/ua" in source:
             model_ua[name], model_std[name] = source[f"{prefix}/ua"], source[f"{prefix}/ua_std"]
-    plots.plot_bars(
-        model_ua,
-        png_dir / "source_ua.png",
-        "Source test UA by model (mean ± std over seeds)",
-        "UA",
-        model_std,
-    )
+    if model_ua:  # none when every model is a regressor (fusion.task: regression, no baselines)
+        plots.plot_bars(
+            model_ua,
+            png_dir / "source_ua.png",
+            "Source test UA by model (mean ± std over seeds)",
+            "UA",
+            model_std,
+        )
     gates = gate_analysis(pd.concat(runs[MAIN], ignore_index=True))
     if gates:
         groups = {
