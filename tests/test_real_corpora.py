@@ -125,6 +125,8 @@ def test_pipeline_runs_on_the_real_layout(corpus: str, tmp_path: Path) -> None:
     source = json.loads((repo / "metrics/source.json").read_text())
     summary = (repo / "reports/summary.md").read_text()
     assert f"## Source domain: `{corpus}`" in summary and "Corpus loading" in summary
+    headline = {"iemocap": "UA", "cremad": "UA", "meld": "weighted F1", "mosi": "MAE"}[corpus]
+    assert f"the {corpus} literature reports: {headline} " in summary
     if corpus == "mosi":
         for metric in ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7"):
             assert f"source/test/{metric}" in source

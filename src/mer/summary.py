@@ -89,6 +89,28 @@ def _folds_section(metrics_dir: Path) -> list[str]:
     return [*lines, "| **mean ± std over folds** | " + " | ".join(means) + " |", ""]
 
 
+def _literature_line(source: dict, corpus: str) -> list[str]:
+    """The main model's scores in the metrics this corpus's literature reports, headline first."""
+    names = {"ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "mae": "MAE", "pearson": "Pearson r",
+             "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0", "f1_non0": "F1 non0",
+             "acc7": "Acc-7"}  # fmt: skip
+    wanted = protocols.LITERATURE_METRICS.get(corpus.removeprefix("synthetic_"), ("ua", "wa"))
+    if "source/test/mae" in source:
+        wanted = protocols.LITERATURE_REGRESSION_METRICS
+    shown = []
+    for metric in wanted:
+        if f"source/test/{metric}" in source:
+            value = source[f"source/test/{metric}"]
+            shown.append(
+                f"{names[metric]} {value:.3f}"
+                if metric in ("mae", "pearson")
+                else f"{names[metric]} {_pm(source, f'source/test/{metric}')}%"
+            )
+    if not shown:
+        return []
+    return [f"Main model in the metrics the {corpus} literature reports: " + ", ".join(shown) + ".", ""]
+
+
 def _loading_section(metrics_dir: Path) -> list[str]:
     """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``)."""
     path = metrics_dir / "metadata.json"
@@ -148,6 +170,7 @@ def build_summary(
     seeds = source.get("source/test/n_seeds", 1)
     lines += [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}; "
               f"mean ± std over {seeds} training seed(s).", ""]  # fmt: skip
+    lines += _literature_line(source, source_table.attrs.get("corpus", "synthetic"))
     lines += ["| model | UA % | WA % | weighted F1 % | macro F1 % | protocol |", "|---|---|---|---|---|---|"]
     names = {key.split("/")[3] for key in source if key.startswith("source/test/baselines/")}
     order = list(MODEL_NAMES)

@@ -15,6 +15,8 @@ timestamps say), ``label_outside_map`` (a label the chosen label map leaves out,
 ('I don’t know', True)
 >>> repair_mojibake("plain text")
 ('plain text', False)
+>>> repair_mojibake("â€œquotedâ€\x9d")  # 0x9d has no cp1252 character: passed through as a byte
+('“quoted”', True)
 """
 
 from __future__ import annotations
@@ -104,10 +106,22 @@ def repair_mojibake(text: str) -> tuple[str, bool]:
     if not any(marker in text for marker in _MOJIBAKE_MARKERS):
         return text, False
     try:
-        fixed = text.encode("cp1252").decode("utf-8")
+        # the 5 bytes cp1252 leaves undefined (0x81, 0x8d, 0x8f, 0x90, 0x9d) were decoded to the
+        # C1 code points of the same value; ``”`` ends in 0x9d, so they must round-trip too
+        raw = b"".join(_cp1252_byte(ch) for ch in text)
+        fixed = raw.decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return text, False
     return fixed, fixed != text
+
+
+def _cp1252_byte(ch: str) -> bytes:
+    try:
+        return ch.encode("cp1252")
+    except UnicodeEncodeError:
+        if 0x80 <= ord(ch) <= 0x9F:
+            return bytes([ord(ch)])
+        raise
 
 
 def read_text(path: Path) -> str:
