@@ -109,7 +109,7 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
     relabelled = params["corpora"][corpus]["labels"] not in ("4class", "7class", "8class", "6class", "2class")
     for key, value in _expected_counts(_fixture(module).PLANTED).items():
         if relabelled and key == "quarantine/label_outside_map":  # shared4 also leaves out e.g. fear
-            assert counts["source"][key] > value
+            assert counts["source"][key] >= value
             continue
         assert counts["source"].get(key) == value, (key, counts["source"])
     quarantine = pd.read_csv(repo / "data/metadata/quarantine.csv")
@@ -122,7 +122,8 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
 
     # the versioned split file, one fold per protocol fold
     splits = pd.read_csv(repo / "splits/source.csv", dtype=str)
-    assert set(splits["fold"]) == {"main", *map(str, folds)}
+    # IEMOCAP's split file holds every leave-one-session-out fold; corpora.folds picks the stages
+    assert set(splits["fold"]) == ({"main", "1", "2", "3", "4", "5"} if corpus == "iemocap" else {"main"})
     assert set(splits["utt_id"]) == set(table["utt_id"])
 
     source = json.loads((repo / "metrics/source.json").read_text())
