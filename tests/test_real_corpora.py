@@ -236,3 +236,16 @@ def test_a_bad_profile_key_is_named(tmp_path: Path) -> None:
     bad.write_text("corpora:\n  source: iemocap\n  fold: [1]\n")
     with pytest.raises(ValueError, match=r"profile .*bad.yaml: corpora.fold: unknown key"):
         validate_profile(str(bad), REPO / "params.yaml")
+
+
+def test_profiles_cli_lists_and_shows(capsys) -> None:
+    from mer.profiles import main
+
+    assert main(["list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "seed000_iemocap_loso" in names and len(names) == len(list((REPO / "profiles").glob("*.yaml")))
+    assert main(["show", "seed000_iemocap_loso"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "corpora.folds=[1, 2, 3, 4, 5]" in shown and "corpora.source=iemocap" in shown
+    with pytest.raises(ValueError, match=r"no profile 'seed999'.*known: \['seed000_iemocap_loso'"):
+        main(["show", "seed999"])
