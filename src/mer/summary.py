@@ -223,18 +223,19 @@ def build_summary(
 
     gate_keys = sorted({k.split("/")[3] for k in source if k.startswith("source/test/gates/")})
     if gate_keys:
-        lines += [
-            "### Reliability gates",
-            "",
-            "Mean modality weight of the main model on test utterances where the modality is reliable",
-            "vs unreliable (by the corpus's reliability columns):",
-            "",
-            "| modality | reliable | unreliable | drop |",
-            "|---|---|---|---|",
-        ]
-        for modality in gate_keys:
-            if f"source/test/gates/{modality}/drop" not in source:
-                continue
+        lines += ["### Reliability gates"]
+        # reliable vs unreliable needs the corpus's reliability columns (the synthetic corpus's)
+        with_drop = [m for m in gate_keys if f"source/test/gates/{m}/drop" in source]
+        if with_drop:
+            lines += [
+                "",
+                "Mean modality weight of the main model on test utterances where the modality is reliable",
+                "vs unreliable (by the corpus's reliability columns):",
+                "",
+                "| modality | reliable | unreliable | drop |",
+                "|---|---|---|---|",
+            ]
+        for modality in with_drop:
             g = {c: source[f"source/test/gates/{modality}/{c}"] for c in ("reliable", "unreliable", "drop")}
             lines.append(f"| {modality} | {g['reliable']:.3f} | {g['unreliable']:.3f} | {g['drop']:+.3f} |")
         emotions = sorted({k.rsplit("/", 1)[1] for k in source if "/by_emotion/" in k})
