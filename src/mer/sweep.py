@@ -1,10 +1,18 @@
-"""Collect a DVC experiment sweep into one Markdown table and one plot.
+"""Collect a DVC experiment sweep into one Markdown table and one plot, ranked on the dev split.
 
 The sweep itself is plain DVC::
 
     dvc exp run --queue -S fusion.beta=0.0,0.25,0.5,1.0   # one queued experiment per value
     dvc queue start -j 1                                   # runs them (train -> transfer -> evaluate)
     python -m mer.sweep --param fusion.beta                # reports/sweep/sweep.md + sweep.png
+    dvc exp apply <name>                                   # the best by the DEV metric, named in sweep.md
+
+Experiments are ranked by a *selection* metric measured on the dev split, by default the main
+model's ``metrics/source.json:main/dev_ua`` (higher is better) or, for a regression model,
+``main/dev_mae`` (lower is better); ``--select`` picks another. The test metric (default
+``main/ua`` or ``main/mae``, with its ``_low``/``_high`` interval when present) is shown beside it
+for information only: choosing the experiment with the best test score would make that score an
+optimistic estimate, so it is never used to rank or recommend.
 
 The collector reads ``dvc exp show --json``. In DVC 3.67 that is a list of rows: the ``workspace``
 first, then the baseline commit (``HEAD``), whose ``experiments`` list holds one entry per
@@ -12,7 +20,9 @@ experiment, ``{"name", "executor": {"state", ...} | None, "revs": [{"rev", "name
 "error"}]}``, and each ``data`` carries ``params[<file>]["data"]`` and ``metrics[<file>]["data"]``
 as nested dicts. Failed, queued and running experiments are skipped (a failed one still reports
 its baseline's metrics, so keeping it would be misleading). Metrics are flattened to
-``<file>:<dotted.key>``, e.g. ``metrics/source.json:test.fusion.ua``.
+``<file>:<key>``: flat slash-separated keys stay as they are (``metrics/source.json:main/ua``;
+DVC does not split on ``/``) and nested dicts of older experiments are joined with dots
+(``metrics/source.json:test.fusion.ua``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import math
 import re
 import shutil
 import subprocess
@@ -31,8 +42,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "metrics/source.json"  # the default metric comes from here
-MAIN_MODEL = "fusion"  # preferred when several keys end in "ua" (the main model, not a baseline)
+SUMMARY_FILE = "metrics/source.json"  # the default metrics come from here
+MAIN_PREFIX = "main/"  # the main model's keys in SUMMARY_FILE (baselines are under "baselines/")
+MAIN_TEST = ("main/ua", "main/mae")  # the default test metric: classification, else regression
+MAIN_DEV = ("main/dev_ua", "main/dev_mae")  # the default selection metric (dev split), likewise
+MAIN_MODEL = "fusion"  # older nested keys: preferred when several end in "ua" (not a baseline)
 FINISHED = {None, "success"}  # executor state of a usable experiment (None: not run by a queue)
 
 
@@ -189,6 +203,11 @@ def _components(key: str) -> list[str]:
     return re.split(r"[.:/]", key)
 
 
+def _path(key: str) -> str:
+    """The key inside its file: ``metrics/source.json:main/ua`` -> ``main/ua``."""
+    return key.split(":", 1)[-1]
+
+
 def metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every numeric metric key of the rows, in first-seen order."""
     keys: dict[str, None] = {}
@@ -199,12 +218,49 @@ def metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def default_metric(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The main model's UA in ``metrics/source.json``: a key whose last part is ``ua``.
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better: an error such as MAE, not a score like UA.
 
-    Of several (every baseline has its UA too), the one naming the main model ``fusion``, else
-    the least nested one (``source/test/ua`` before ``source/test/audio/ua``), else the first;
-    keys that merely end in ``ua`` (``fusion_minus_concat_ua``) only when nothing else does.
+    >>> [lower_is_better(m) for m in ("metrics/source.json:main/dev_mae", "m:main/mae_high", "m:main/dev_ua")]
+    [True, True, False]
+    """
+    last = _components(metric)[-1]
+    return last == "mae" or last.startswith(("mae", "dev_mae"))
+
+
+def _summary_keys(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """All numeric metric keys, and those of :data:`SUMMARY_FILE` (all of them if it has none)."""
+    keys = metric_keys(rows)
+    return keys, [key for key in keys if key.startswith(f"{SUMMARY_FILE}:")] or keys
+
+
+def _main_key(summary: Sequence[str], names: Sequence[str]) -> str | None:
+    """The first key of ``summary`` whose path is one of ``names`` (in the order of ``names``)."""
+    for name in names:
+        for key in summary:
+            if _path(key) == name:
+                return key
+    return None
+
+
+def _has_main(summary: Sequence[str]) -> bool:
+    return any(_path(key).startswith(MAIN_PREFIX) for key in summary)
+
+
+def default_metric(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The main model's test score in ``metrics/source.json``: ``main/ua``, else ``main/mae``.
+
+    >>> rows = [{"metrics": {"metrics/source.json:baselines/concat/ua": 0.6,
+    ...                      "metrics/source.json:main/dev_ua": 0.8,
+    ...                      "metrics/source.json:main/ua": 0.9}}]
+    >>> default_metric(rows)
+    'metrics/source.json:main/ua'
+
+    Experiments from before the ``main/`` keys have a nested layout: there it is a key whose last
+    part is ``ua``; of several (every baseline has its UA too), the one naming the main model
+    ``fusion``, else the least nested one (``source/test/ua`` before ``source/test/audio/ua``),
+    else the first; keys that merely end in ``ua`` (``fusion_minus_concat_ua``) only when nothing
+    else does.
 
     >>> rows = [{"metrics": {"metrics/source.json:fusion_minus_concat_ua": 0.1,
     ...                      "metrics/source.json:test.audio.ua": 0.6,
@@ -212,8 +268,14 @@ def default_metric(rows: Sequence[Mapping[str, Any]]) -> str:
     >>> default_metric(rows)
     'metrics/source.json:test.fusion.ua'
     """
-    keys = metric_keys(rows)
-    summary = [key for key in keys if key.startswith(f"{SUMMARY_FILE}:")] or keys
+    keys, summary = _summary_keys(rows)
+    main = _main_key(summary, MAIN_TEST)
+    if main is not None:
+        return main
+    if _has_main(summary):
+        raise SweepError(
+            f"no {' or '.join(MAIN_TEST)} in {SUMMARY_FILE}; pass --metric, one of: {', '.join(keys)}"
+        )
     exact = [key for key in summary if _components(key)[-1] == "ua"]
     if exact:
         return min(
@@ -226,6 +288,35 @@ def default_metric(rows: Sequence[Mapping[str, Any]]) -> str:
     raise SweepError(f"no metric ending in 'ua' in {SUMMARY_FILE}; pass --metric, one of: {', '.join(keys)}")
 
 
+def default_select(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The dev-split metric that ranks experiments: ``main/dev_ua``, else ``main/dev_mae``; or None.
+
+    Where no row has a ``main/`` key (older experiments), a key whose last part is ``dev_ua`` (or
+    ``dev_mae``) outside the baselines, preferring the main model's and the least nested. None
+    when there is no dev metric at all: then nothing is ranked or recommended (never the test score).
+
+    >>> default_select([{"metrics": {"m:main/ua": 0.9, "m:main/dev_mae": 0.4, "m:main/mae": 0.5}}])
+    'm:main/dev_mae'
+    >>> default_select([{"metrics": {"metrics/source.json:main/ua": 0.9}}]) is None
+    True
+    """
+    _, summary = _summary_keys(rows)
+    main = _main_key(summary, MAIN_DEV)
+    if main is not None or _has_main(summary):
+        return main
+    for last in (_path(name).rsplit("/", 1)[-1] for name in MAIN_DEV):
+        exact = [
+            key for key in summary
+            if _components(key)[-1] == last and not {"baseline", "baselines"} & set(_components(key))
+        ]  # fmt: skip
+        if exact:
+            return min(
+                exact,
+                key=lambda k: (MAIN_MODEL not in _components(k), len(_components(k)), exact.index(k)),
+            )
+    return None
+
+
 def resolve_metrics(rows: Sequence[Mapping[str, Any]], metrics: str | Sequence[str] | None) -> list[str]:
     """Full ``<file>:<key>`` names for ``metrics`` (full names or keys unique across files).
 
@@ -236,9 +327,7 @@ def resolve_metrics(rows: Sequence[Mapping[str, Any]], metrics: str | Sequence[s
     keys = metric_keys(rows)
     resolved = []
     for metric in [metrics] if isinstance(metrics, str) else metrics:
-        matches = [key for key in keys if key == metric] or [
-            key for key in keys if key.split(":", 1)[1] == metric
-        ]
+        matches = [key for key in keys if key == metric] or [key for key in keys if _path(key) == metric]
         if len(matches) != 1:
             problem = "is ambiguous" if matches else "is not a metric of any experiment"
             candidates = matches or keys
@@ -247,16 +336,60 @@ def resolve_metrics(rows: Sequence[Mapping[str, Any]], metrics: str | Sequence[s
     return resolved
 
 
+def resolve_select(rows: Sequence[Mapping[str, Any]], select: str | None) -> str | None:
+    """The full name of the selection metric ``select`` (as in :func:`resolve_metrics`).
+
+    None gives :func:`default_select` (itself None when the rows have no dev metric).
+    """
+    return default_select(rows) if select is None else resolve_metrics(rows, select)[0]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _score(row: Mapping[str, Any], metric: str | None) -> float | None:
+    """The row's value of ``metric`` as a float; None when absent, not a number or NaN."""
+    value = row["metrics"].get(metric) if metric else None
+    return float(value) if _is_number(value) and not math.isnan(value) else None
+
+
 def _sort_key(row: Mapping[str, Any]) -> tuple:
+    """Order by the param's value (numbers, then other values, then rows without it)."""
     value = row["value"]
     order = {"workspace": 0, "baseline": 1, "experiment": 2}[row["kind"]]
     if _is_number(value):
         return (0, float(value), "", order, row["experiment"])
     return (1 if value is not None else 2, 0.0, str(value), order, row["experiment"])
+
+
+def _ranked(rows: Sequence[Mapping[str, Any]], select: str | None) -> list[tuple[int | None, Mapping]]:
+    """Rows best first by ``select`` (ties and rows without it by the param's value), with ranks.
+
+    Ties share a rank (1, 1, 3); rows lacking ``select`` come last with rank None. With no
+    ``select`` every rank is None and rows are in the param's order.
+    """
+    sign = 1.0 if select is not None and lower_is_better(select) else -1.0
+
+    def order(row: Mapping[str, Any]) -> tuple:
+        score = _score(row, select)
+        return (score is None, 0.0 if score is None else sign * score, *_sort_key(row))
+
+    ranked: list[tuple[int | None, Mapping]] = []
+    previous: float | None = None
+    rank = 0
+    for position, row in enumerate(sorted(rows, key=order), start=1):
+        score = _score(row, select)
+        if score is not None and score != previous:
+            rank, previous = position, score
+        ranked.append((rank if score is not None else None, row))
+    return ranked
+
+
+def best_row(rows: Sequence[Mapping[str, Any]], metric: str | None) -> Mapping[str, Any] | None:
+    """The row with the best value of ``metric`` (ties: by the param's value), or None if none has it."""
+    ranked = _ranked(rows, metric)
+    return ranked[0][1] if ranked and ranked[0][0] is not None else None
 
 
 def _cell(value: Any, metric: bool = False) -> str:
@@ -268,32 +401,122 @@ def _cell(value: Any, metric: bool = False) -> str:
     return str(value).replace("|", r"\|")
 
 
-def sweep_markdown(rows: Sequence[Mapping[str, Any]], param: str, metrics: Sequence[str]) -> str:
-    """A Markdown table: experiment, ``param``'s value, each metric; sorted by the value.
+def _metric_cell(row: Mapping[str, Any], metric: str) -> str:
+    """``0.8123 [0.78, 0.84]`` when ``<metric>_low`` and ``<metric>_high`` exist, else ``0.8123``."""
+    values = row["metrics"]
+    cell = _cell(values.get(metric), metric=True)
+    low, high = values.get(f"{metric}_low"), values.get(f"{metric}_high")
+    if values.get(metric) is not None and _is_number(low) and _is_number(high):
+        cell += f" [{low:.2f}, {high:.2f}]"
+    return cell
 
-    >>> rows = [{"experiment": "b", "kind": "experiment", "value": 1.0, "metrics": {"m:ua": 0.8}},
-    ...         {"experiment": "a", "kind": "experiment", "value": 0.0, "metrics": {"m:ua": 0.7}}]
-    >>> print(sweep_markdown(rows, "fusion.beta", ["m:ua"]))
-    | experiment | fusion.beta | m:ua |
-    |---|---|---|
-    | a | 0.0 | 0.7000 |
-    | b | 1.0 | 0.8000 |
+
+def _label(row: Mapping[str, Any]) -> str:
+    return row["experiment"] if row["kind"] == "experiment" else f"{row['experiment']} ({row['kind']})"
+
+
+def _direction(metric: str) -> str:
+    return "lower is better" if lower_is_better(metric) else "higher is better"
+
+
+def _best_line(best: Mapping[str, Any] | None, select: str) -> str:
+    """Which row is best by the dev metric and how to get it into the workspace."""
+    lead = f"Best by the dev metric `{select}` ({_direction(select)})"
+    if best is None:
+        return f"{lead}: none — no experiment has this metric, so none is recommended."
+    name = best["experiment"]
+    if best["kind"] == "experiment":
+        return f"{lead}: **{name}**. Apply it with `dvc exp apply {name}`, then commit it."
+    if best["kind"] == "baseline":
+        return (
+            f"{lead}: the baseline commit **{name}**; no experiment beats it, so there is nothing to apply."
+        )
+    return f"{lead}: the uncommitted **workspace**; commit it to keep it (there is no experiment to apply)."
+
+
+def sweep_markdown(
+    rows: Sequence[Mapping[str, Any]], param: str, metrics: Sequence[str], select: str | None = None
+) -> str:
+    """A Markdown table ranked by the dev metric ``select``, then a note on which one to apply.
+
+    Columns: ``rank (dev)``, experiment, ``param``'s value, ``select``, then each (test) metric
+    in ``metrics`` with its ``_low``/``_high`` interval where present. Rows are best first by
+    ``select``; rows lacking it come last. ``select`` None means :func:`default_select`; if the rows
+    have no dev metric either, rows are in the param's order and nothing is recommended. Test
+    scores never rank: when the best by the first of ``metrics`` is another experiment, one
+    sentence says so, without recommending it.
+
+    >>> rows = [{"experiment": "b", "kind": "experiment", "value": 1.0,
+    ...          "metrics": {"m:main/dev_ua": 0.7, "m:main/ua": 0.9}},
+    ...         {"experiment": "a", "kind": "experiment", "value": 0.0,
+    ...          "metrics": {"m:main/dev_ua": 0.8, "m:main/ua": 0.7, "m:main/ua_low": 0.66,
+    ...                      "m:main/ua_high": 0.74}}]
+    >>> print(sweep_markdown(rows, "fusion.beta", ["m:main/ua"]))  # doctest: +NORMALIZE_WHITESPACE
+    | rank (dev) | experiment | fusion.beta | m:main/dev_ua | m:main/ua |
+    |---|---|---|---|---|
+    | 1 | a | 0.0 | 0.8000 | 0.7000 [0.66, 0.74] |
+    | 2 | b | 1.0 | 0.7000 | 0.9000 |
+    <BLANKLINE>
+    Best by the dev metric `m:main/dev_ua` (higher is better): **a**. Apply it with `dvc exp apply a`,
+    then commit it.
+    <BLANKLINE>
+    Test scores (`m:main/ua`) are shown for information only and are not used for selection.
+    <BLANKLINE>
+    By the test metric `m:main/ua` alone **b** would come first; that is reported for transparency
+    only, since picking it would be model selection on the test split.
     """
+    if select is None:
+        select = default_select(rows)
+    shown = [metric for metric in metrics if metric != select]
     lines = [
-        "| " + " | ".join(["experiment", param, *metrics]) + " |",
-        "|" + "---|" * (2 + len(metrics)),
+        "| " + " | ".join(["rank (dev)", "experiment", param, *([select] if select else []), *shown]) + " |",
+        "|" + "---|" * (3 + bool(select) + len(shown)),
     ]
-    for row in sorted(rows, key=_sort_key):
-        name = row["experiment"] if row["kind"] == "experiment" else f"{row['experiment']} ({row['kind']})"
-        cells = [name, _cell(row["value"]), *(_cell(row["metrics"].get(m), metric=True) for m in metrics)]
+    for rank, row in _ranked(rows, select):
+        cells = [
+            _cell(rank),
+            _label(row),
+            _cell(row["value"]),
+            *([_metric_cell(row, select)] if select else []),
+            *(_metric_cell(row, metric) for metric in shown),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    test_note = (
+        f"Test scores ({', '.join(f'`{m}`' for m in shown)}) are shown for information only "
+        "and are not used for selection."
+        if shown
+        else "Test scores are not used for selection."
+    )
+    if select is None:
+        notes = [
+            f"No dev-split metric in these experiments (expected `{SUMMARY_FILE}:{MAIN_DEV[0]}` or "
+            f"`{MAIN_DEV[1]}`), so none is ranked or recommended; pass `--select METRIC` to rank by one.",
+            test_note,
+        ]
+        return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
+    best = best_row(rows, select)
+    notes = [_best_line(best, select), test_note]
+    best_test = best_row(rows, shown[0]) if shown else None
+    if best is not None and best_test is not None and best_test is not best:
+        notes.append(
+            f"By the test metric `{shown[0]}` alone **{_label(best_test)}** would come first; that is "
+            "reported for transparency only, since picking it would be model selection on the test split."
+        )
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
 
 
 def plot_sweep(
-    rows: Sequence[Mapping[str, Any]], param: str, metrics: Sequence[str], path: str | Path
+    rows: Sequence[Mapping[str, Any]],
+    param: str,
+    metrics: Sequence[str],
+    path: str | Path,
+    select: str | None = None,
 ) -> Path:
-    """Each metric against ``param``'s value, one labelled point per experiment, as a PNG."""
+    """Each metric (and the dev metric ``select``) against ``param``'s value, as a PNG.
+
+    One labelled point per experiment; a metric's ``_low``/``_high`` interval is drawn as error
+    bars where every point has it, and the best row by ``select`` is ringed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # headless: runs under dvc/CI with no display
@@ -306,22 +529,39 @@ def plot_sweep(
     def position(row: Mapping[str, Any]) -> float:
         return float(row["value"]) if numeric else float(categories.index(str(row["value"])))
 
+    series = [*metrics, *([select] if select and select not in metrics else [])]
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    for index, metric in enumerate(metrics):
-        plotted = [row for row in points if _is_number(row["metrics"].get(metric))]
+    for index, metric in enumerate(series):
+        plotted = [row for row in points if _score(row, metric) is not None]
         xs = [position(row) for row in plotted]
-        ys = [float(row["metrics"][metric]) for row in plotted]
-        axes.plot(xs, ys, marker="o", linestyle=":", label=metric)
+        ys = [_score(row, metric) for row in plotted]
+        lows = [row["metrics"].get(f"{metric}_low") for row in plotted]
+        highs = [row["metrics"].get(f"{metric}_high") for row in plotted]
+        label = f"{metric} (dev, selection)" if metric == select else f"{metric} (test)"
+        if plotted and all(_is_number(v) for v in (*lows, *highs)):
+            errors = [
+                [max(y - low, 0.0) for y, low in zip(ys, lows, strict=True)],
+                [max(high - y, 0.0) for y, high in zip(ys, highs, strict=True)],
+            ]
+            axes.errorbar(xs, ys, yerr=errors, marker="o", linestyle=":", capsize=3, label=label)
+        else:
+            axes.plot(xs, ys, marker="o", linestyle=":" if metric != select else "--", label=label)
         for row, x, y in zip(plotted, xs, ys, strict=True) if index == 0 else ():  # names once
             axes.annotate(row["experiment"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    best = best_row(points, select) if select else None
+    if best is not None:
+        axes.scatter(
+            [position(best)], [_score(best, select)], s=160, facecolors="none", edgecolors="black",
+            label=f"best by dev: {best['experiment']}",
+        )  # fmt: skip
     if not numeric:
         axes.set_xticks(range(len(categories)), categories)
     axes.margins(x=0.1)  # room for the point labels at both ends
     axes.set_xlabel(param)
-    axes.set_ylabel(metrics[0] if len(metrics) == 1 else "metric")
+    axes.set_ylabel(series[0] if len(series) == 1 else "metric")
     axes.set_title(f"Sweep of {param} ({sum(r['kind'] == 'experiment' for r in points)} experiments)")
     axes.grid(alpha=0.3)
-    if len(metrics) > 1:
+    if len(series) > 1 or best is not None:
         axes.legend(fontsize="small")
     out_path = Path(path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,18 +578,22 @@ def write_sweep(
     param: str,
     metric: str | Sequence[str] | None,
     out_dir: str | Path,
+    select: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``sweep.md`` (the table of :func:`sweep_markdown`) and ``sweep.png`` to ``out_dir``.
 
     ``metric`` is one name or several (``<file>:<key>`` or a key unique across files), or None
-    for :func:`default_metric`. Returns ``(markdown_path, png_path)``.
+    for :func:`default_metric`: the test scores shown. ``select`` names the dev metric that ranks
+    the rows, resolved the same way, or None for :func:`default_select`. Returns
+    ``(markdown_path, png_path)``.
     """
     metrics = resolve_metrics(rows, metric)
+    selection = resolve_select(rows, select)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown_path, png_path = out_dir / "sweep.md", out_dir / "sweep.png"
-    markdown_path.write_text(sweep_markdown(rows, param, metrics) + "\n")
-    plot_sweep(rows, param, metrics, png_path)
+    markdown_path.write_text(sweep_markdown(rows, param, metrics, selection) + "\n")
+    plot_sweep(rows, param, metrics, png_path, selection)
     logger.info("wrote %s and %s", markdown_path, png_path)
     return markdown_path, png_path
 
@@ -363,7 +607,14 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument(
         "--metric",
         action="append",
-        help="<file>:<key> or a key unique across metrics files (repeatable); default: the main UA",
+        help="test metric(s) shown, for information: <file>:<key> or a key unique across metrics "
+        "files (repeatable); default: the main model's main/ua (or main/mae)",
+    )
+    parser.add_argument(
+        "--select",
+        metavar="METRIC",
+        help="the dev-split metric that ranks experiments and picks the one to apply (named as for "
+        "--metric; metrics named mae* are lower-is-better); default: main/dev_ua (or main/dev_mae)",
     )
     parser.add_argument("--out", default="reports/sweep", help="folder for sweep.md and sweep.png")
     parser.add_argument("--repo", default=".", help="the DVC repository holding the experiments")
@@ -373,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     setup_logging()
     try:
         rows = collect(args.param, args.repo)
-        markdown_path, _ = write_sweep(rows, args.param, args.metric, args.out)
+        markdown_path, _ = write_sweep(rows, args.param, args.metric, args.out, args.select)
     except SweepError as error:
         parser.exit(2, f"error: {error}\n")
     markdown = markdown_path.read_text()
