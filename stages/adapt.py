@@ -1,5 +1,6 @@
 """adapt stage: feature adapters (one per method in ``adapt.methods`` and modality), target-domain
-features -> source-domain space, with their training losses and feature-space distances."""
+features -> source-domain space, with their training losses and feature-space distances (a data
+file for the report, not a declared metrics file)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def main() -> None:
     parser.add_argument("--metadata", default="data/metadata")
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--out", default="models/adapters")
-    parser.add_argument("--metrics", default="metrics/adapt.json")
+    parser.add_argument("--diagnostics", default="results/adapt.json")
     parser.add_argument("--swap-features", default="data/features_swap/source/audio")
     args = parser.parse_args()
     setup_logging()
@@ -33,7 +34,7 @@ def main() -> None:
             cfg, f"{args.metadata}/source.parquet", f"{args.features}/source", args.swap_features,
             f"{args.out}/swap",
         )  # fmt: skip
-    write_metrics(args.metrics, {"adapt": records}, {"adapt": as_dict(cfg)}, args.features)
+    write_metrics(args.diagnostics, {"adapt": records}, {"adapt": as_dict(cfg)}, args.features)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""evaluate stage: metrics JSON, dvc plot data and PNGs from every prediction file."""
+"""evaluate stage: headline metrics (with intervals and paired deltas), result tables and plots
+from every prediction file."""
 
 from __future__ import annotations
 
 import argparse
 
 from mer.logs import setup_logging
-from mer.params import SECTIONS, as_dict, load_section
+from mer.params import SECTIONS, as_dict, load_recipes, load_section
+from mer.protocols import PROTOCOL_NAMES, PROTOCOLS
 from mer.report import evaluate
 
 
@@ -14,20 +16,25 @@ def main() -> None:
     parser.add_argument("--source", default="data/predictions/source")
     parser.add_argument("--ablation", default="data/predictions/ablation")
     parser.add_argument("--transfer", default="data/predictions/transfer")
-    parser.add_argument("--folds", default="data/predictions/folds")
+    parser.add_argument("--metadata", default="data/metadata/source.parquet")
     parser.add_argument("--live", default="dvclive")
     parser.add_argument("--metrics", default="metrics")
+    parser.add_argument("--results", default="results")
     parser.add_argument("--plots", default="plots")
     args = parser.parse_args()
     setup_logging()
     # every section shaped the predictions evaluated here; their hash goes into the provenance
     params = {name: as_dict(load_section(name)) for name in SECTIONS}
-    baselines = list(load_section("train").baselines)
-    variants = list(load_section("ablation").variants)
-    folds = [str(f) for f in load_section("corpora").folds]
+    params["recipes"] = {name: as_dict(recipe) for name, recipe in load_recipes().items()}
+    corpora = load_section("corpora")
+    folds = [str(f) for f in corpora.folds]
+    protocol = PROTOCOL_NAMES[PROTOCOLS[corpora.source]]
     evaluate(
-        args.source, args.transfer, args.live, args.metrics, args.plots, params, baselines,
-        args.ablation, variants, args.folds, folds,
+        source_dir=args.source, ablation_dir=args.ablation, transfer_dir=args.transfer,
+        metadata_path=args.metadata, live_root=args.live, metrics_dir=args.metrics,
+        results_dir=args.results, plots_dir=args.plots, folds=folds,
+        baselines=list(load_section("train").baselines), variants=list(load_section("ablation").variants),
+        params=params, protocol=protocol,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""report stage: reports/summary.md from the metrics files, PNGs and metadata tables."""
+"""report stage: reports/summary.md from the result tables, metrics files, PNGs and metadata."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from mer.summary import build_summary
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", default="metrics")
+    parser.add_argument("--results", default="results")
     parser.add_argument("--png", default="plots/png")
     parser.add_argument("--metadata", default="data/metadata")
     parser.add_argument("--out", default="reports/summary.md")
     args = parser.parse_args()
     setup_logging()
-    build_summary(args.metrics, args.png, args.metadata, args.out)
+    build_summary(
+        metrics_dir=args.metrics, results_dir=args.results, png_dir=args.png,
+        metadata_dir=args.metadata, out=args.out,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

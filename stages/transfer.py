@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import setup_logging
-from mer.params import load_section
+from mer.params import check_source_fold, load_section
 from mer.training import loop_config
 from mer.transfer import transfer_to_target
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="models/fusion")
+    parser.add_argument("--model", default="models/fusion/main", help="transfer.source_fold's model")
     parser.add_argument("--adapters", default="models/adapters")
     parser.add_argument("--metadata", default="data/metadata")
     parser.add_argument("--features", default="data/features")
@@ -23,6 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     transfer, train, adapt = load_section("transfer"), load_section("train"), load_section("adapt")
+    check_source_fold(transfer, load_section("corpora"))
     finetune = loop_config(train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience)
     transfer_to_target(
         args.model, args.adapters, list(adapt.methods),

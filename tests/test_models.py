@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mer.recipes import RECIPES, recipe
 
 from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.models.attention import AttentionBlock, VADGuidedBias
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
 from mer.models.losses import correlation_loss, info_nce, masked_mse, micl_loss
-from mer.recipes import RECIPES, recipe
 
 DIMS = {"text": 12, "audio": 10, "video": 8}
 

@@ -57,8 +57,9 @@ def test_unknown_section_and_missing_file(tmp_path):
 
 
 def test_recipe_names_in_params_match_the_recipes_module():
-    from mer.params import RECIPE_NAMES
     from mer.recipes import RECIPES, recipe
+
+    from mer.params import RECIPE_NAMES
 
     assert set(RECIPE_NAMES) == set(RECIPES)
     for name in RECIPES:

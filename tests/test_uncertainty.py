@@ -85,7 +85,8 @@ def planted_pair(rng, gain, n_seeds, n_per_class=125, seed_sd=0.01):
 
 def test_a_planted_ten_point_gain_on_500_utterances_is_called_better():
     """+10 UA on 500 test utterances: *better* with 5 seeds in each of 50 simulated pairs, and in
-    >= 80 % of 200 pairs with 3 seeds (measured 85-93 %) (t with 2 df: three seeds pin the seed noise down poorly)."""
+    >= 80 % of 200 pairs with 3 seeds (measured 85-93 %; t with 2 df: three seeds pin the seed
+    noise down poorly)."""
     rng = np.random.default_rng(1)
     for seeds, pairs, rate in ((5, 50, 1.0), (3, 200, 0.80)):
         verdicts = []

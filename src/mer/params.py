@@ -24,12 +24,14 @@ EMOTIONS = ("anger", "happiness", "neutral", "sadness")
 FUSION_MODES = ("crossmodal", "concat", "late", "ensemble", "text", "audio", "video")
 GATES = ("modality", "vector", "none")
 TASKS = ("classification", "regression")
-# names of the recipes defined in mer.recipes (kept apart so that editing a recipe re-runs only
-# the stages that train it; tests/test_params.py checks the two agree)
-RECIPE_NAMES = (
-    "concat", "late", "ensemble", "multitask", "text", "audio", "video", "regression", "beta",
-    "decoder", "cross_attention", "vad_guidance", "adaptive_fusion", "micl", "full",
-)  # fmt: skip
+MAIN_FOLD = "main"  # the corpus's own split (every split file has it; see mer.protocols)
+
+
+class FoldName(str):
+    """A protocol fold: ``main`` or an IEMOCAP session number (written as an int in YAML)."""
+
+
+MAIN = FoldName(MAIN_FOLD)
 
 
 class ParamsError(ValueError):
@@ -315,8 +317,8 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class FusionParams:
-    """The main model's architecture and losses (train stage); the recipes in
-    ``mer.recipes.RECIPES`` (baselines, ablation) are the same fields with other values.
+    """The main model's architecture and losses (train stage); each recipe in params.yaml's
+    ``recipes`` section (baselines, ablation) is these defaults with a few other values.
 
     Attributes:
         mode (str, "crossmodal"): ``crossmodal`` (cross-modal attention + gated fusion),
@@ -402,7 +404,8 @@ class TrainParams:
             and std over seeds; the first seed's model is the one transferred.
         device (str, "auto"): ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp (bool, true): bf16 autocast on CUDA (no effect on CPU).
-        baselines (list[str]): recipes (``mer.recipes.RECIPES``) trained beside the main model.
+        baselines (list[str]): recipes (params.yaml ``recipes``) trained beside the main model on
+            every fold of ``corpora.folds``.
     """
 
     epochs: int = 40
@@ -429,7 +432,7 @@ class TrainParams:
         "grad_clip": _range(0.0, lo_open=True),
         "seeds": {"each": _range(0)},
         "device": _choice("auto", "cpu", "cuda"),
-        "baselines": {"subset_of": RECIPE_NAMES},
+        "baselines": {"distinct": True},
     }
 
     def __post_init__(self) -> None:
@@ -442,7 +445,7 @@ class AblationParams:
     """The ablation stage: recipes trained with every ``train.seeds`` for the ablation table.
 
     Attributes:
-        variants (list[str]): recipes (``mer.recipes.RECIPES``), by default seed 003's ladder
+        variants (list[str]): recipes (params.yaml ``recipes``), by default seed 003's ladder
             (``cross_attention`` baseline, each component alone, ``full``) and seed 000's
             ``decoder``; the table adds the main model and the early / late / ensemble baselines.
     """
@@ -456,7 +459,7 @@ class AblationParams:
         "decoder",
     )
 
-    _checks: ClassVar[dict] = {"variants": {"subset_of": RECIPE_NAMES}}
+    _checks: ClassVar[dict] = {"variants": {"distinct": True}}
 
 
 @dataclass(frozen=True)
@@ -476,6 +479,8 @@ class TransferParams:
         epochs (int, 30): maximum fine-tuning epochs (``scratch`` uses the ``train`` loop's).
         lr (float, 5e-4): fine-tuning learning rate.
         patience (int, 6): early stopping patience on the target dev score.
+        source_fold (str, "main"): the fold of ``corpora.folds`` whose main model (first seed)
+            is transferred (IEMOCAP leave-one-session-out: e.g. 5).
     """
 
     fractions: tuple[int, ...] = (10, 20, 50, 100)
@@ -487,6 +492,7 @@ class TransferParams:
     epochs: int = 30
     lr: float = 5e-4
     patience: int = 6
+    source_fold: FoldName = MAIN
 
     _checks: ClassVar[dict] = {
         "fractions": {"each": _range(1, 100)},
@@ -603,15 +609,17 @@ class CorporaParams:
         target (str, "synthetic"): the transfer target (adapt / transfer stages): synthetic (the
             built-in shifted domain), a real corpus with the same classes as the source, or
             ``none`` (no transfer; those stages record that they were skipped).
-        folds (list[int], []): extra protocol folds trained as ``fold@<k>`` stages, averaged in
-            ``metrics/folds.json``: IEMOCAP leave-one-session-out uses [1, 2, 3, 4, 5] (fold k
-            tests on session k); only the iemocap source has folds.
+        folds (list, [main]): the protocol folds every model (main, baselines, ablation) trains
+            and is tested on; each number is the mean over these folds and ``train.seeds``.
+            ``main`` is the corpus's own split (official, speaker-independent, or IEMOCAP's
+            session-5 fold); IEMOCAP leave-one-session-out uses [1, 2, 3, 4, 5] (fold k tests
+            on session k).
         iemocap / meld / cremad / ravdess / mosi / mosei: each corpus's root and label map.
     """
 
     source: str = "synthetic"
     target: str = "synthetic"
-    folds: tuple[int, ...] = ()
+    folds: tuple[FoldName, ...] = (MAIN,)
     iemocap: IemocapParams = IemocapParams()
     meld: MeldParams = MeldParams()
     cremad: CremadParams = CremadParams()
@@ -622,14 +630,17 @@ class CorporaParams:
     _checks: ClassVar[dict] = {
         "source": _choice(*CORPORA),
         "target": _choice(*CORPORA, "none"),
-        "folds": {"subset_of": LOSO_SESSIONS},
+        "folds": {"subset_of": (MAIN_FOLD, *(str(s) for s in LOSO_SESSIONS))},
     }
 
     def __post_init__(self) -> None:
-        if self.folds and self.source != "iemocap":
+        if not self.folds:
+            raise ParamsError("corpora.folds is empty: list at least one fold, e.g. [main]")
+        sessions = [f for f in self.folds if f != MAIN_FOLD]
+        if sessions and self.source != "iemocap":
             raise ParamsError(
                 f"corpora.folds: {list(self.folds)} needs corpora.source: iemocap (leave-one-session-out); "
-                f"{self.source} is evaluated on its single protocol split, set corpora.folds: []"
+                f"{self.source} is evaluated on its single protocol split, set corpora.folds: [main]"
             )
         if self.target != "synthetic" and self.target == self.source:
             raise ParamsError(
@@ -653,10 +664,16 @@ SECTIONS: dict[str, type] = {
     "transfer": TransferParams,
 }
 
+RECIPES_SECTION = "recipes"  # named partial FusionParams: {name: {field: value}}
+
 T = TypeVar("T")
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    if annotation is FoldName:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            raise ParamsError(f"{key}: expected a fold name (main, or a session number), got {value!r}")
+        return FoldName(str(value))
     if dataclasses.is_dataclass(annotation):
         return section_from_mapping(annotation, value, key)
     origin = typing.get_origin(annotation)
@@ -688,6 +705,10 @@ def _check_value(key: str, value: Any, rule: dict) -> None:
     if "each" in rule:
         for i, item in enumerate(value):
             _check_value(f"{key}[{i}]", item, rule["each"])
+        return
+    if "distinct" in rule:
+        if len(set(value)) != len(value):
+            raise ParamsError(f"{key}: {list(value)!r} lists a name twice")
         return
     if "subset_of" in rule:
         bad = [v for v in value if v not in rule["subset_of"]]
@@ -740,7 +761,7 @@ def read_params(path: str | Path = "params.yaml") -> dict:
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS) - {RECIPES_SECTION})
     if unknown:
         raise ParamsError(f"{unknown[0]}: unknown params section (known: {', '.join(SECTIONS)})")
     return raw
@@ -751,10 +772,49 @@ def load_section(name: str, path: str | Path = "params.yaml") -> Any:
     return section_from_mapping(SECTIONS[name], read_params(path).get(name), name)
 
 
+def load_recipes(path: str | Path = "params.yaml") -> dict[str, FusionParams]:
+    """Every recipe of params.yaml's ``recipes`` section as the :class:`FusionParams` it means
+    (the fusion defaults with the recipe's values), validated key by key."""
+    raw = read_params(path).get(RECIPES_SECTION) or {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{RECIPES_SECTION}: expected a mapping of recipe names, got {raw!r}")
+    return {str(name): section_from_mapping(FusionParams, mapping, f"{RECIPES_SECTION}.{name}")
+            for name, mapping in raw.items()}  # fmt: skip
+
+
+def load_recipe(name: str, path: str | Path = "params.yaml") -> FusionParams:
+    """One named recipe (``recipes.<name>``); an unknown name fails naming the known ones."""
+    recipes = load_recipes(path)
+    if name not in recipes:
+        raise ParamsError(
+            f"recipes.{name}: no such recipe in {path} (known: {', '.join(recipes)}); add it under recipes:"
+        )
+    return recipes[name]
+
+
 def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Validate every section (used by tests and ``python -m mer.params``)."""
+    """Validate every section, the recipes and the names that refer to them (used by tests and
+    ``python -m mer.params``)."""
     raw = read_params(path)
-    return {name: section_from_mapping(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    sections = {name: section_from_mapping(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    recipes = load_recipes(path)
+    for key, names in (("train.baselines", sections["train"].baselines),
+                       ("ablation.variants", sections["ablation"].variants)):  # fmt: skip
+        unknown = [n for n in names if n not in recipes]
+        if unknown:
+            raise ParamsError(f"{key}: {unknown} not in the recipes section (known: {', '.join(recipes)})")
+    check_source_fold(sections["transfer"], sections["corpora"])
+    sections[RECIPES_SECTION] = recipes
+    return sections
+
+
+def check_source_fold(transfer: TransferParams, corpora: CorporaParams) -> None:
+    """``transfer.source_fold`` must be one of ``corpora.folds`` (its model is trained there)."""
+    if transfer.source_fold not in corpora.folds:
+        raise ParamsError(
+            f"transfer.source_fold: {transfer.source_fold!r} is not in corpora.folds {list(corpora.folds)}; "
+            "set it to one of them"
+        )
 
 
 def as_dict(cfg: Any) -> dict:

@@ -31,6 +31,11 @@ PROTOCOLS = {
     "synthetic": "official", "meld": "official", "mosi": "official", "mosei": "official",
     "iemocap": "loso", "cremad": "speakers", "ravdess": "speakers",
 }  # fmt: skip
+PROTOCOL_NAMES = {
+    "official": "official split",
+    "loso": "leave-one-session-out (fold k tests on session k)",
+    "speakers": "speaker-independent split (speakers disjoint, seeded)",
+}
 # groups that must not straddle two splits of a fold: MELD's characters appear in every official
 # split by design, so there it is the dialogue; one speaker per video in MOSI / MOSEI
 LEAKAGE_KEYS = {

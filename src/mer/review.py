@@ -4,9 +4,19 @@
 Markdown ready to paste as a pull-request comment:
 
 1. a heading naming the base revision (with its short sha) and the workspace;
-2. ``dvc metrics diff <rev> --md`` (changed metrics only) or one line saying nothing changed;
-3. ``dvc params diff <rev> --md``, likewise;
-4. the plot data that changed: every file named in ``dvc.yaml``'s top-level ``plots:``, every
+2. ``### Verdicts``: the noise-aware comparison (:func:`verdict_section`). The workspace's
+   per-fold test predictions (``data/predictions/{source,ablation}/<model>/<fold>/seed<k>.parquet``)
+   are paired by fold, seed and utterance with ``<rev>``'s, read from DVC's cache through
+   ``dvc.api.DVCFileSystem``, and :mod:`mer.uncertainty` gives each headline metric of the main
+   model (``fusion``; UA, WA, weighted F1, or MAE, r, Acc-2 for regression) and UA (MAE) of every
+   other model on both sides: base, new, Δ, the 95 % interval of Δ (test-utterance sampling and
+   seed variation) and a verdict from the interval alone (better / worse / within noise). When
+   that is impossible the section says why and what to run: the workspace has no predictions
+   (``dvc repro``), ``<rev>`` predates per-fold predictions, or its predictions are not in the
+   local cache (``dvc pull``, or ``dvc repro`` at ``<rev>``);
+3. ``dvc metrics diff <rev> --md`` (changed metrics only) or one line saying nothing changed;
+4. ``dvc params diff <rev> --md``, likewise;
+5. the plot data that changed: every file named in ``dvc.yaml``'s top-level ``plots:``, every
    ``.tsv`` curve of a dvclive run one of them belongs to, and every ``.csv`` under ``plots/``,
    compared byte for byte with ``git show <rev>:<path>``; each one that differs (or is new) gets
    a PNG in ``--out`` (curves: base dashed, workspace solid; confusion matrices: base left,
@@ -27,16 +37,24 @@ import argparse
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from dvc.api import DVCFileSystem
+
+    from mer.uncertainty import Comparison
 
 logger = logging.getLogger(__name__)
 
@@ -319,6 +337,424 @@ def _is_confusion(spec: PlotSpec, work: pd.DataFrame) -> bool:
     return spec.confusion or list(work.columns) == ["actual", "predicted"]
 
 
+# ---------------------------------------------------------------- noise-aware verdicts
+
+
+PREDICTION_ROOTS = ("data/predictions/source", "data/predictions/ablation")
+MAIN_MODEL = "fusion"  # data/predictions/source/fusion: compared first, on every headline metric
+# data/predictions/source/folds/<k>/ is the pre-fold-layout per-fold tree, not a model; <fold>/dev/
+# holds dev-split predictions
+NOT_MODELS = frozenset({"folds"})
+NOT_FOLDS = frozenset({"dev"})
+SEED_FILE = re.compile(r"seed(\d+)\.parquet")
+HEADLINE_METRICS = {
+    "classification": ("ua", "wa", "f1_weighted"),
+    "regression": ("mae", "pearson", "acc2_non0"),
+}
+OTHER_METRICS = {"classification": ("ua",), "regression": ("mae",)}
+METRIC_NAMES = {"ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1",
+                "mae": "MAE", "pearson": "Pearson r", "acc2_non0": "Acc-2 (non-0)",
+                "acc2_has0": "Acc-2 (has-0)"}  # fmt: skip
+IDENTICAL = "unchanged (identical predictions)"
+
+# {model: {fold: {seed: path relative to the repo root}}}
+Layout = dict[str, dict[str, dict[int, str]]]
+# {fold: {seed: predictions frame}} of one model
+FoldFrames = dict[str, dict[int, pd.DataFrame]]
+
+
+class BaseUnavailable(Exception):
+    """The base revision's predictions cannot be compared; ``str()`` is the Markdown to print."""
+
+
+def _missing_content_errors() -> tuple[type[Exception], ...]:
+    """What DVC raises when a revision's ``dvc.lock`` names an output whose content is not in the
+    local cache: ``DataIndexDirError`` (a directory's ``.dir`` manifest is missing),
+    ``FileNotFoundError`` ("No storage files available"), ``PathMissingError`` and the other
+    ``DvcException``s. Imported here: dvc is slow to import."""
+    from dvc.exceptions import DvcException
+    from dvc_data.index import DataIndexError, StorageError
+
+    return (FileNotFoundError, DataIndexError, StorageError, DvcException)
+
+
+def _model_key(folder: str) -> str | None:
+    """``fusion`` for ``data/predictions/source/fusion``, ``ablation/x`` for an ablation folder.
+
+    >>> _model_key("data/predictions/ablation/no_gate"), _model_key("data/predictions/source")
+    ('ablation/no_gate', None)
+    """
+    for root in PREDICTION_ROOTS:
+        if folder.startswith(root + "/"):
+            name = folder[len(root) + 1 :].split("/")[0]
+            return name if root == PREDICTION_ROOTS[0] else f"ablation/{name}"
+    return None
+
+
+def prediction_layout(paths: Iterable[str]) -> Layout:
+    """Group per-fold test prediction files by model, fold and seed.
+
+    Keeps ``data/predictions/source/<model>/<fold>/seed<k>.parquet`` (model key ``<model>``) and
+    ``data/predictions/ablation/<recipe>/<fold>/seed<k>.parquet`` (key ``ablation/<recipe>``);
+    drops dev-split files (``<fold>/dev/seed<k>.parquet``), files without a fold folder (the
+    layout before per-fold predictions) and everything else. The main model comes first.
+
+    >>> layout = prediction_layout([
+    ...     "data/predictions/source/concat/main/seed1.parquet",
+    ...     "data/predictions/source/fusion/main/seed0.parquet",
+    ...     "data/predictions/source/fusion/main/dev/seed0.parquet",
+    ...     "data/predictions/source/fusion/seed0.parquet",
+    ...     "data/predictions/ablation/no_gate/1/seed2.parquet",
+    ...     "data/predictions/source/.gitignore",
+    ... ])
+    >>> {model: {fold: sorted(seeds) for fold, seeds in folds.items()} for model, folds in layout.items()}
+    {'fusion': {'main': [0]}, 'ablation/no_gate': {'1': [2]}, 'concat': {'main': [1]}}
+    """
+    layout: Layout = {}
+    for path in paths:
+        path = path.lstrip("/")
+        model = _model_key(path)
+        if model is None:
+            continue
+        root = PREDICTION_ROOTS[1] if model.startswith("ablation/") else PREDICTION_ROOTS[0]
+        parts = path[len(root) + 1 :].split("/")  # <model>/<fold>/seed<k>.parquet
+        match = SEED_FILE.fullmatch(parts[-1])
+        if len(parts) == 3 and match and parts[0] not in NOT_MODELS and parts[1] not in NOT_FOLDS:
+            layout.setdefault(model, {}).setdefault(parts[1], {})[int(match.group(1))] = path
+    return {model: layout[model] for model in sorted(layout, key=lambda model: (model != MAIN_MODEL, model))}
+
+
+def _workspace_prediction_files(repo: Path) -> list[str]:
+    """Prediction parquet files on disk, relative to ``repo``."""
+    return [
+        path.relative_to(repo).as_posix()
+        for root in PREDICTION_ROOTS
+        if (repo / root).is_dir()
+        for path in sorted((repo / root).rglob("seed*.parquet"))
+    ]
+
+
+def _base_prediction_files(fs: DVCFileSystem) -> tuple[list[str], list[str]]:
+    """Prediction files at the revision ``fs`` reads, and the folders its ``dvc.lock`` names whose
+    listing (a directory output's ``.dir`` manifest) is not in the local cache."""
+    errors = _missing_content_errors()
+    files: list[str] = []
+    unreadable: list[str] = []
+    for root in PREDICTION_ROOTS:
+        try:
+            if not fs.isdir(root):
+                continue
+            entries = sorted(str(entry).lstrip("/") for entry in fs.ls(root, detail=False))
+        except errors:
+            unreadable.append(root)
+            continue
+        for entry in entries:
+            try:
+                if fs.isdir(entry):
+                    files += [str(path).lstrip("/") for path in fs.find(entry, detail=False)]
+            except errors:
+                unreadable.append(entry)
+    return files, unreadable
+
+
+def _read_frames(read: Callable[[str], bytes], folds: dict[str, dict[int, str]]) -> FoldFrames:
+    """``{fold: {seed: frame}}`` of one model, each parquet file's bytes from ``read(path)``."""
+    return {
+        fold: {seed: pd.read_parquet(io.BytesIO(read(path))) for seed, path in sorted(seeds.items())}
+        for fold, seeds in folds.items()
+    }
+
+
+def _has_dvc_remote(repo: Path) -> bool:
+    """True when ``dvc remote list`` names a remote (one to ``dvc pull`` from)."""
+    try:
+        listing = _run([_dvc_executable(), "remote", "list"], repo, check=False)
+    except ReviewError:
+        return False
+    return listing.returncode == 0 and bool(listing.stdout.strip())
+
+
+def missing_cache_message(rev: str, repo: Path, paths: Sequence[str]) -> str:
+    """Why there is no verdict when ``rev``'s ``dvc.lock`` names predictions whose content is not
+    in the local cache, and how to get them: ``dvc pull`` with a remote, else ``dvc repro`` at
+    ``rev`` (stashing uncommitted changes first when there are any)."""
+    named = ", ".join(f"`{path}`" for path in paths)
+    dirty = bool(_git(["status", "--porcelain", "--untracked-files=no"], repo))
+    stash, pop = ("git stash; ", "; git stash pop") if dirty else ("", "")
+    if _has_dvc_remote(repo):
+        how = (
+            f"fetch them from the DVC remote with `{stash}git checkout {rev}; dvc pull; "
+            f"git checkout -{pop}; dvc checkout`, then run the review again."
+        )
+    else:
+        how = (
+            "no DVC remote is configured (`dvc remote list` is empty), so reproduce them at that "
+            f"revision with `{stash}git checkout {rev}; dvc repro` (or `dvc exp run`), then come back "
+            f"with `git checkout -{pop}; dvc checkout` and run the review again."
+        )
+    return (
+        f"No verdict: `{rev}`'s `dvc.lock` names its test predictions ({named}) but their content is "
+        f"not in the local DVC cache; {how}"
+    )
+
+
+def predates_layout_message(rev: str) -> str:
+    """Why there is no verdict when ``rev`` has no per-fold predictions of the main model."""
+    return (
+        f"No verdict: `{rev}` predates per-fold predictions (its `dvc.lock` names no "
+        f"`{PREDICTION_ROOTS[0]}/{MAIN_MODEL}/<fold>/seed<k>.parquet`), so only the metrics diff "
+        "below compares it; re-run `dvc repro` at that revision to get them (if its code writes them; "
+        "otherwise review against a later revision)."
+    )
+
+
+def workspace_missing_message() -> str:
+    """Why there is no verdict when the workspace has no per-fold predictions of the main model."""
+    return (
+        "No verdict: the workspace has no per-fold test predictions "
+        f"(`{PREDICTION_ROOTS[0]}/{MAIN_MODEL}/<fold>/seed<k>.parquet`); run `dvc repro` first."
+    )
+
+
+def read_base_predictions(
+    rev: str, repo: Path, models: Sequence[str] | None = None
+) -> tuple[dict[str, FoldFrames], list[str]]:
+    """The per-fold test predictions at ``rev``, read through DVC's cache.
+
+    Args:
+        rev (str): git revision.
+        repo (Path): repository root.
+        models (Sequence[str] | None, None): model keys to read (``None``: every one found).
+
+    Returns:
+        ``({model: {fold: {seed: frame}}}, notes)``: every readable model, and one Markdown line
+        per other model whose predictions are not in the local cache.
+
+    Raises:
+        BaseUnavailable: the main model's predictions cannot be read (``rev`` predates per-fold
+            predictions, or their content is not in the local cache); the message says what to run.
+    """
+    from dvc.api import DVCFileSystem
+
+    try:
+        fs = DVCFileSystem(str(repo), rev=rev)
+    except _missing_content_errors() as error:
+        raise BaseUnavailable(f"No verdict: DVC cannot read `{rev}` ({error}).") from error
+    try:
+        return _read_base_predictions(fs, rev, repo, models)
+    finally:
+        fs.close()
+
+
+def _read_base_predictions(
+    fs: DVCFileSystem, rev: str, repo: Path, models: Sequence[str] | None
+) -> tuple[dict[str, FoldFrames], list[str]]:
+    """:func:`read_base_predictions` through an open ``DVCFileSystem`` of ``rev``."""
+    errors = _missing_content_errors()
+    try:
+        files, unreadable = _base_prediction_files(fs)
+    except errors as error:
+        raise BaseUnavailable(f"No verdict: DVC cannot read `{rev}` ({error}).") from error
+    layout = prediction_layout(files)
+    main_dir = f"{PREDICTION_ROOTS[0]}/{MAIN_MODEL}"
+    if MAIN_MODEL not in layout:
+        if main_dir in unreadable or PREDICTION_ROOTS[0] in unreadable:
+            raise BaseUnavailable(missing_cache_message(rev, repo, [main_dir]))
+        raise BaseUnavailable(predates_layout_message(rev))
+
+    def read(path: str) -> bytes:
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+
+    wanted = [model for model in layout if models is None or model in models]
+    missing = [path for path in unreadable if models is None or _model_key(path) in models]
+    predictions: dict[str, FoldFrames] = {}
+    for model in wanted:
+        try:
+            predictions[model] = _read_frames(read, layout[model])
+        except errors as error:
+            if model == MAIN_MODEL:
+                raise BaseUnavailable(missing_cache_message(rev, repo, [main_dir])) from error
+            missing.append(model)
+    notes = [f"- `{path}`: not compared, its `{rev}` predictions are not in the local DVC cache."
+             for path in missing]  # fmt: skip
+    return predictions, notes
+
+
+def _num_classes(frames: Iterable[pd.DataFrame]) -> int:
+    """Classes of classification prediction frames: the larger of max label / prediction id + 1
+    and the number of ``prob_<class>`` columns (0 for regression frames).
+
+    >>> _num_classes([pd.DataFrame({"label_id": [0, 2], "pred_id": [1, 1]}), pd.DataFrame({"prob_a": [1.0]})])
+    3
+    """
+    count = 0
+    for frame in frames:
+        probs = sum(1 for column in frame.columns if str(column).startswith("prob_"))
+        ids = [int(frame[c].max()) + 1 for c in ("label_id", "pred_id") if c in frame and len(frame)]
+        count = max(count, probs, *ids)
+    return count
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    """The workspace (new) against the base on one model's shared folds, seeds and utterances.
+
+    Attributes:
+        model (str): model key (``fusion``, a baseline recipe, ``ablation/<recipe>``).
+        base (dict[str, float]): each metric at the base (mean over folds and seeds).
+        new (dict[str, float]): each metric in the workspace.
+        comparisons (dict[str, Comparison]): ``new - base`` with its interval and verdict.
+        identical (bool): every compared prediction is the same on both sides.
+    """
+
+    model: str
+    base: dict[str, float]
+    new: dict[str, float]
+    comparisons: dict[str, Comparison]
+    identical: bool
+
+
+def compare_model(
+    model: str,
+    base: FoldFrames,
+    new: FoldFrames,
+    metrics: Mapping[str, Sequence[str]] | None = None,
+    n_boot: int | None = None,
+) -> ModelVerdict:
+    """One model's workspace predictions against its base predictions (:func:`mer.uncertainty.compare`).
+
+    Args:
+        model (str): model key, for the table.
+        base (FoldFrames): ``{fold: {seed: predictions frame}}`` at the base revision.
+        new (FoldFrames): the same in the workspace.
+        metrics (Mapping[str, Sequence[str]] | None, None): metrics per task (``classification``,
+            ``regression``); ``None``: :data:`HEADLINE_METRICS`.
+        n_boot (int | None, None): utterance bootstrap draws (``None``: ``mer.uncertainty.N_BOOT``).
+
+    Raises:
+        ValueError: nothing to pair (no shared fold, seed or utterance), the labels of shared
+            utterances disagree, or one side is a classifier and the other a regressor.
+    """
+    from mer.uncertainty import N_BOOT, Runs, align, compare, draws
+
+    metrics = HEADLINE_METRICS if metrics is None else metrics
+    classes = _num_classes(frame for side in (base, new) for fold in side.values() for frame in fold.values())
+    new_runs, base_runs = Runs.from_frames(new, classes), Runs.from_frames(base, classes)
+    if new_runs.task != base_runs.task:
+        raise ValueError(f"the base is a {base_runs.task} model, the workspace a {new_runs.task} model")
+    new_runs, base_runs = align(new_runs, base_runs)
+    chosen = tuple(metrics[new_runs.task])
+    comparisons = compare(new_runs, base_runs, chosen, n_boot=N_BOOT if n_boot is None else n_boot)
+    observed = [draws(runs, chosen, n_boot=0) for runs in (base_runs, new_runs)]  # {metric: (1, F, S)}
+    base_values, new_values = ({m: float(values[m][0].mean()) for m in chosen} for values in observed)
+    identical = all(
+        np.array_equal(new_runs.folds[fold].predictions, base_runs.folds[fold].predictions)
+        for fold in new_runs.folds
+    )
+    return ModelVerdict(model, base_values, new_values, comparisons, identical)
+
+
+def _verdict_rows(result: ModelVerdict) -> list[str]:
+    """One Markdown table row per metric of ``result``."""
+    rows = []
+    for metric, comparison in result.comparisons.items():
+        verdict = IDENTICAL if result.identical else comparison.verdict
+        rows.append(
+            f"| {result.model} | {METRIC_NAMES.get(metric, metric)} | {result.base[metric]:.3f} "
+            f"| {result.new[metric]:.3f} | {comparison.delta:+.3f} "
+            f"| [{comparison.low:+.3f}, {comparison.high:+.3f}] | {verdict} |"
+        )
+    return rows
+
+
+def _design(comparison: Comparison) -> str:
+    """``2 folds, 3 seeds, 800 test utterances``: what a comparison paired."""
+    folds = f"{comparison.n_folds} fold{'s' if comparison.n_folds != 1 else ''}"
+    seeds = f"{comparison.n_seeds} seed{'s' if comparison.n_seeds != 1 else ''}"
+    return f"{folds}, {seeds}, {comparison.n_test} test utterances"
+
+
+def verdict_table(
+    rev: str, base: dict[str, FoldFrames], new: dict[str, FoldFrames], n_boot: int | None = None
+) -> str:
+    """The Markdown verdict table of the workspace (``new``) against ``rev`` (``base``).
+
+    The main model gets every headline metric; every other model present on both sides gets one
+    (UA, or MAE for regression). A model that cannot be paired gets a line instead of rows, and
+    so does a model found only in the workspace.
+    """
+    rows: list[str] = []
+    notes: list[str] = []
+    designs: dict[str, str] = {}
+    for model in new:
+        if model not in base:
+            notes.append(f"- `{model}`: new in the workspace, no base to compare with.")
+            continue
+        metrics = HEADLINE_METRICS if model == MAIN_MODEL else OTHER_METRICS
+        try:
+            result = compare_model(model, base[model], new[model], metrics, n_boot)
+        except ValueError as error:
+            notes.append(f"- `{model}`: not compared ({error}).")
+            continue
+        rows += _verdict_rows(result)
+        designs[model] = _design(next(iter(result.comparisons.values())))
+    if not rows:
+        return "\n".join(["No verdict: no model could be paired with the base.", *notes])
+    main_design = designs.get(MAIN_MODEL) or next(iter(designs.values()))
+    header = (
+        f"Workspace (new) against `{rev}` (base) on the same test utterances, paired by utterance and "
+        "seed: the 95% interval of Δ = new - base covers test-utterance sampling and seed variation, "
+        "and the verdict comes from that interval alone (better or worse only when it excludes 0; "
+        f"each row on its own; see `mer.uncertainty`). Compared: {main_design}"
+        f"{f' ({MAIN_MODEL})' if MAIN_MODEL in designs else ''}."
+    )
+    notes += [f"- `{model}`: compared on {design}." for model, design in designs.items()
+              if design != main_design]  # fmt: skip
+    table = [
+        f"| Model | Metric | Base (`{rev}`) | New (workspace) | Δ | 95% interval of Δ | Verdict |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    return "\n\n".join(part for part in (header, "\n".join(table), "\n".join(notes)) if part)
+
+
+def verdict_section(rev: str, repo: str | Path = ".", n_boot: int | None = None) -> str:
+    """The body of the ``### Verdicts`` section: the workspace against ``rev``, noise included.
+
+    Reads the workspace's per-fold test predictions from disk and ``rev``'s through DVC's cache
+    (``dvc.api.DVCFileSystem``), pairs them by fold, seed and utterance and gives, per headline
+    metric, base, new, Δ, the 95 % interval of Δ and the verdict (:func:`verdict_table`). When
+    there is nothing to compare it returns the reason instead, never a traceback: the workspace
+    has no predictions (run ``dvc repro``), ``rev`` predates per-fold predictions, or ``rev``'s
+    predictions are not in the local cache (``dvc pull``, or ``dvc repro`` at ``rev``).
+
+    Args:
+        rev (str): git revision to compare with.
+        repo (str | Path, "."): the git + DVC repository.
+        n_boot (int | None, None): utterance bootstrap draws per comparison
+            (``None``: ``mer.uncertainty.N_BOOT``).
+    """
+    repo = Path(repo).resolve()
+    work_layout = prediction_layout(_workspace_prediction_files(repo))
+    messages = [] if MAIN_MODEL in work_layout else [workspace_missing_message()]
+    base: dict[str, FoldFrames] = {}
+    notes: list[str] = []
+    try:
+        base, notes = read_base_predictions(rev, repo, list(work_layout))
+    except BaseUnavailable as error:
+        messages.append(str(error))
+    if messages:
+        return "\n\n".join(messages)
+
+    def read(path: str) -> bytes:
+        return (repo / path).read_bytes()
+
+    new = {model: _read_frames(read, folds) for model, folds in work_layout.items()}
+    table = verdict_table(rev, base, new, n_boot)
+    return "\n\n".join(part for part in (table, "\n".join(notes)) if part)
+
+
 # ---------------------------------------------------------------- the review
 
 
@@ -359,7 +795,7 @@ def _plots_section(rev: str, short: str, repo: Path, out_dir: Path) -> list[str]
 
 
 def review_markdown(rev: str = "main", out_dir: str | Path = "reports/review", repo: str | Path = ".") -> str:
-    """The Markdown review of the workspace against ``rev``: heading, metrics, params, plots.
+    """The Markdown review of the workspace against ``rev``: heading, verdicts, metrics, params, plots.
 
     Args:
         rev (str, "main"): git revision to compare with (branch, tag, sha, ``HEAD~1``).
@@ -388,9 +824,12 @@ def review_markdown(rev: str = "main", out_dir: str | Path = "reports/review", r
         note = f"({provenance_rows} provenance entries changed: the numbers were recomputed.)"
         metrics = f"{metrics}\n\n{note}" if metrics else f"No metric changed against `{rev}`. {note}"
     plot_lines = _plots_section(rev, short, repo, out_dir)
+    verdicts = verdict_section(rev, repo)
 
     sections = [
         f"## mer review: `{rev}` (`{short}`) → {workspace}",
+        "### Verdicts",
+        verdicts,
         "### Metrics",
         metrics or f"No metric changed against `{rev}`.",
         "### Params",
@@ -404,7 +843,7 @@ def review_markdown(rev: str = "main", out_dir: str | Path = "reports/review", r
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m mer.review",
-        description="Print a Markdown PR-review summary of metrics, params and plots against a revision.",
+        description="Print a Markdown PR review (verdicts, metrics, params, plots) against a revision.",
     )
     parser.add_argument("--rev", default="main", help="git revision to compare with (default: main)")
     parser.add_argument("--out", default="reports/review", help="folder for the PNGs of changed plots")

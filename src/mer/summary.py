@@ -1,21 +1,29 @@
 """The report stage: ``reports/summary.md``, the results a person reads, built by ``dvc repro``.
 
-Every number is printed with its protocol beside it; reference numbers from the literature are
+Every number is printed with its protocol beside it and every number that is compared with its
+95 % interval (``mer.uncertainty``); a difference is called a gain or a loss only when its paired
+interval excludes 0, never when it is *within noise*. Reference numbers from the literature are
 marked as references, never mixed with mer's results; synthetic-corpus scores are labelled as a
 mechanics check.
+
+Inputs: ``metrics/metadata.json`` (corpus loading), the evaluate stage's ``results/`` tables
+(``models.csv``, ``comparisons.csv``, ``transfer.csv``, ``folds.csv``, ``per_class.csv``,
+``per_speaker.csv``, ``gates.json``, ``adapt.json``, ``provenance.json``; any may be missing), the
+PNGs and the metadata tables.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from mer import protocols
+from mer import protocols, uncertainty
 
+MAIN = "fusion"
 # Published numbers under honest protocols (../shared/corpora.md); references, not mer results.
 LOSO = "leave-one-session-out, 5 folds"
 REFERENCES = (
@@ -27,7 +35,7 @@ REFERENCES = (
 )  # fmt: skip
 
 MODEL_NAMES = {
-    "fusion": "main model (fusion section)",
+    MAIN: "main model (fusion section)",
     "concat": "early fusion (concat)",
     "late": "late fusion",
     "ensemble": "early + late ensemble",
@@ -36,7 +44,16 @@ MODEL_NAMES = {
     "audio": "audio only",
     "video": "video only",
     "regression": "cross-attention regression (seed 002)",
+    "cross_attention": "cross-attention baseline (seed 003)",
+    "vad_guidance": "+ VAD-guided attention",
+    "adaptive_fusion": "+ emotion-aware adaptive fusion (EAAF)",
+    "micl": "+ MICL contrastive loss",
+    "full": "full (VGA + EAAF + MICL + VAD loss + label smoothing)",
+    "decoder": "beta fusion + emotion-query decoder (seed 000)",
 }
+# the ablation table's rows, in order: seed 003's ladder, seed 000's decoder, the fusion families
+ABLATION_ORDER = ("cross_attention", "vad_guidance", "adaptive_fusion", "micl", "full", "decoder",
+                  "concat", "late", "ensemble", "multitask", MAIN)  # fmt: skip
 ADAPTER_NAMES = {
     "none": "none (target features as extracted)",
     "seed002": "seed 002 (MSE on random pairs)",
@@ -53,6 +70,201 @@ STRATEGY_NAMES = {
     "mmd": "full + MMD",
     "coral": "full + CORAL",
 }
+SWAP_NAMES = {
+    "original": "the model's own extractor (reference)",
+    "seed002": "cheap → adapter (seed 002, random pairs)",
+    "paired": "cheap → adapter (paired frames)",
+}
+METRIC_NAMES = {
+    "ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1", "mae": "MAE",
+    "pearson": "Pearson r", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0",
+    "f1_non0": "F1 non0", "acc7": "Acc-7", "sentiment_ua": "sentiment UA",
+    "sentiment_f1_weighted": "sentiment weighted F1",
+}  # fmt: skip
+PLAIN = frozenset({"mae", "pearson"})  # shown as is (3 decimals); the others are fractions, shown in %
+REGRESSION_COLUMNS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+FOLD_METRICS = ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0")
+MAX_SPEAKERS = 12
+NUMERIC = frozenset({"value", "low", "high", "seed_std", "dev", "n_seeds", "n_folds", "n_test", "n_train",
+                     "budget", "a_value", "b_value", "delta", "p", "p_holm", "best_by_dev", "recall", "n",
+                     "ua"})  # fmt: skip
+TABLES = {
+    "models": ("model", "role", "task", "metric", "value", "low", "high", "seed_std", "dev", "n_seeds",
+               "n_folds", "n_test", "folds", "protocol"),
+    "comparisons": ("table", "a", "b", "budget", "metric", "a_value", "b_value", "delta", "low", "high",
+                    "p", "p_holm", "verdict", "n_seeds", "n_folds", "n_test"),
+    "transfer": ("kind", "budget", "setting", "metric", "value", "low", "high", "seed_std", "dev",
+                 "n_seeds", "n_test", "n_train", "best_by_dev"),
+    "folds": ("model", "fold", "seed", "split", "metric", "value"),
+    "per_class": ("model", "class", "recall"),
+    "per_speaker": ("model", "group", "name", "n", "ua"),
+}  # fmt: skip
+INTERVALS = (
+    "**How to read the intervals.** A score is `value [low, high]`: the mean over the protocol folds "
+    "and training seeds with its 95% interval, which covers both test-utterance sampling (a "
+    "class-stratified bootstrap within each fold) and training-seed variation (with one seed, "
+    "utterance sampling only). Comparisons (Δ = A − B) are paired by utterance and seed; the verdict "
+    "comes from the interval alone: *better* or *worse* when it excludes 0, *within noise* when it "
+    "covers 0, and then no gain is claimed. p-values are Holm-adjusted within each table and metric. "
+    "Method: `mer.uncertainty`."
+)
+NO_TARGET = "No target corpus (`corpora.target: none`): adapt and transfer were skipped."
+
+
+@dataclass
+class Results:
+    """The evaluate stage's ``results/`` tables (empty where a file is missing)."""
+
+    models: pd.DataFrame
+    comparisons: pd.DataFrame
+    transfer: pd.DataFrame
+    folds: pd.DataFrame
+    per_class: pd.DataFrame
+    per_speaker: pd.DataFrame
+    gates: dict
+    adapt: dict
+    provenance: dict
+
+    @classmethod
+    def load(cls, results_dir: Path) -> Results:
+        tables = {name: _csv(results_dir / f"{name}.csv", columns) for name, columns in TABLES.items()}
+        files = {name: _json(results_dir / f"{name}.json") for name in ("gates", "adapt", "provenance")}
+        return cls(**tables, **files)
+
+
+def _csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A results table, strings kept as written ("none" is an adapter, not a missing value)."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        frame = pd.DataFrame(columns=list(columns), dtype=str)
+    for column in columns:
+        if column not in frame:
+            frame[column] = ""
+    for column in NUMERIC & set(frame.columns):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _num(metric: str, value: float) -> str:
+    """``0.931`` -> ``93.1`` (a fraction, in percent); MAE and r with 3 decimals; ``–`` when missing."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.3f}" if metric in PLAIN else f"{100 * value:.1f}"
+
+
+def _ci(metric: str, value: float, low: float, high: float, unit: str = "") -> str:
+    """A score with its 95 % interval.
+
+    >>> _ci("ua", 0.931, 0.91, 0.952), _ci("mae", 0.7, 0.65, 0.75), _ci("ua", 0.5, float("nan"), 1)
+    ('93.1 [91.0, 95.2]', '0.700 [0.650, 0.750]', '50.0')
+    """
+    if pd.isna(low) or pd.isna(high):
+        return _num(metric, value) + unit
+    return f"{_num(metric, value)}{unit} [{_num(metric, low)}, {_num(metric, high)}]"
+
+
+def _ci_row(row: pd.Series, unit: str = "") -> str:
+    return _ci(row["metric"], row["value"], row["low"], row["high"], unit)
+
+
+def _signed(metric: str, value: float) -> str:
+    return f"{value:+.3f}" if metric in PLAIN else f"{100 * value:+.1f}"
+
+
+def _delta(row: pd.Series) -> str:
+    """``+2.1 [+0.4, +3.8]``: Δ (points, for fractions) with its paired 95 % interval."""
+    metric = row["metric"]
+    return f"{_signed(metric, row['delta'])} [{_signed(metric, row['low'])}, {_signed(metric, row['high'])}]"
+
+
+def _verdict(row: pd.Series) -> str:
+    """better / worse / within noise from the interval of Δ alone: never a gain when it covers 0."""
+    if pd.isna(row["low"]) or pd.isna(row["high"]):
+        return "within noise"
+    return uncertainty.verdict(row["low"], row["high"], row["metric"])
+
+
+def _p(value: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _label(metric: str) -> str:
+    name = METRIC_NAMES.get(metric, metric)
+    return name if metric in PLAIN else f"{name} %"
+
+
+def _count(value: float) -> str:
+    return "?" if pd.isna(value) else str(int(value))
+
+
+def _budget(value: float, unit: str) -> str:
+    return f"{value:g}{unit}"
+
+
+def _ordered(names, order) -> list[str]:
+    order = list(order)
+    return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def _sort(rows: pd.DataFrame, column: str, order) -> pd.DataFrame:
+    """``rows`` in the order of ``order`` by ``column`` (unknown names last, by name)."""
+    ranked = _ordered(rows[column], order)
+    return rows.sort_values(column, key=lambda values: values.map(ranked.index), kind="stable")
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _md(cells: list[str]) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table, then a blank line."""
+    return [_md(header), "|" + "---|" * len(header), *(_md(r) for r in rows), ""]
+
+
+def _headline(frame: pd.DataFrame) -> str | None:
+    """The metric a table is read in: UA, else MAE, else the first one it has."""
+    metrics = list(dict.fromkeys(frame["metric"]))
+    return next((m for m in ("ua", "mae") if m in metrics), metrics[0] if metrics else None)
+
+
+def _row(models: pd.DataFrame, model: str, metric: str) -> pd.Series | None:
+    rows = models[(models["model"] == model) & (models["metric"] == metric)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _cell(models: pd.DataFrame, model: str, metric: str) -> str:
+    row = _row(models, model, metric)
+    return "–" if row is None else _ci_row(row)
+
+
+def _comparisons(results: Results, table: str, metric: str | None = None) -> pd.DataFrame:
+    """One table of ``comparisons.csv`` in its headline metric (or ``metric``)."""
+    rows = results.comparisons[results.comparisons["table"] == table]
+    metric = metric or _headline(rows)
+    return rows[rows["metric"] == metric]
+
+
+def _by_verdict(
+    rows: pd.DataFrame, column: str, names: dict, with_delta: bool = False
+) -> dict[str, list[str]]:
+    """The names in ``rows[column]`` grouped by verdict (optionally each with its Δ [interval])."""
+    groups: dict[str, list[str]] = {v: [] for v in uncertainty.VERDICTS}
+    for _, row in rows.iterrows():
+        name = names.get(row[column], row[column])
+        groups[_verdict(row)].append(f"{name} (Δ {_delta(row)})" if with_delta else name)
+    return groups
 
 
 def _protocol(table: pd.DataFrame) -> str:
@@ -70,73 +282,254 @@ def _protocol(table: pd.DataFrame) -> str:
     return f"{kind} (" + ", ".join(parts) + ")"
 
 
-def _folds_section(metrics_dir: Path) -> list[str]:
-    """Per-fold and averaged scores of the protocol folds (IEMOCAP leave-one-session-out)."""
-    path = metrics_dir / "folds.json"
-    folds = json.loads(path.read_text()) if path.is_file() else {}
-    names = sorted({k.split("/")[1] for k in folds if k.startswith("fold/")})
-    if not names:
-        return []
-    keys = [
-        k for k in ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0") if f"folds/mean/{k}" in folds
-    ]
-    lines = [f"### Protocol folds ({len(names)}; IEMOCAP fold k tests on session k)", "",
-             "| fold | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
-    for name in names:
-        cells = [f"{folds.get(f'fold/{name}/{k}', float('nan')):.4f}" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    means = [f"{folds[f'folds/mean/{k}']:.4f} ± {folds[f'folds/std/{k}']:.4f}" for k in keys]
-    return [*lines, "| **mean ± std over folds** | " + " | ".join(means) + " |", ""]
+def _protocol_cell(row: pd.Series) -> str:
+    """``speaker-independent split; folds: main; 3 seeds; 240 test utt.``"""
+    seeds = _count(row["n_seeds"])
+    seeds = "1 seed (interval: utterances only)" if seeds == "1" else f"{seeds} seeds"
+    return f"{row['protocol']}; folds: {row['folds']}; {seeds}; {_count(row['n_test'])} test utt."
 
 
-def _literature_line(source: dict, corpus: str) -> list[str]:
+def _literature_line(models: pd.DataFrame, corpus: str) -> list[str]:
     """The main model's scores in the metrics this corpus's literature reports, headline first."""
-    names = {"ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "mae": "MAE", "pearson": "Pearson r",
-             "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0", "f1_non0": "F1 non0",
-             "acc7": "Acc-7"}  # fmt: skip
     if corpus.startswith("synthetic"):
         return []  # no literature: the synthetic corpus is a mechanics check
     wanted = protocols.LITERATURE_METRICS.get(corpus, ("ua", "wa"))
-    if "source/test/mae" in source:
+    if _row(models, MAIN, "mae") is not None:
         wanted = protocols.LITERATURE_REGRESSION_METRICS
-    shown = []
-    for metric in wanted:
-        if f"source/test/{metric}" in source:
-            value = source[f"source/test/{metric}"]
-            shown.append(
-                f"{names[metric]} {value:.3f}"
-                if metric in ("mae", "pearson")
-                else f"{names[metric]} {_pm(source, f'source/test/{metric}')}%"
-            )
+    rows = [(m, _row(models, MAIN, m)) for m in wanted]
+    shown = [f"{METRIC_NAMES[m]} {_ci_row(r, '' if m in PLAIN else '%')}" for m, r in rows if r is not None]
     if not shown:
         return []
     return [f"Main model in the metrics the {corpus} literature reports: " + ", ".join(shown) + ".", ""]
 
 
+def _source_models(models: pd.DataFrame, task: str) -> list[str]:
+    rows = models[(models["task"] == task) & models["role"].isin(["main", "baseline"])]
+    return _ordered(rows["model"], MODEL_NAMES)
+
+
+def _classification_table(models: pd.DataFrame) -> list[str]:
+    """Main model and baselines: UA, WA, weighted F1 with intervals, dev UA, the protocol cell."""
+    rows = []
+    for name in _source_models(models, "classification"):
+        ua = _row(models, name, "ua")
+        if ua is not None:
+            scores = [_cell(models, name, m) for m in ("ua", "wa", "f1_weighted")]
+            rows.append([MODEL_NAMES.get(name, name), *scores, _num("ua", ua["dev"]), _protocol_cell(ua)])
+    header = ["model", "UA % [95% interval]", "WA %", "weighted F1 %", "dev UA %", "protocol"]
+    return _table(header, rows) if rows else []
+
+
+def _sentiment_lines(models: pd.DataFrame) -> list[str]:
+    """The multi-task models' 3-way sentiment head."""
+    lines = []
+    for name in _ordered(models.loc[models["metric"] == "sentiment_ua", "model"], MODEL_NAMES):
+        scores = [(m, _row(models, name, f"sentiment_{m}")) for m in ("ua", "f1_weighted")]
+        shown = ", ".join(f"{METRIC_NAMES[m]} {_ci_row(r, '%')}" for m, r in scores if r is not None)
+        head = f"{MODEL_NAMES.get(name, name)}, 3-way sentiment head (sign of the sentiment score)"
+        lines += [f"{head}: {shown}.", ""]
+    return lines
+
+
+def _regression_table(models: pd.DataFrame) -> list[str]:
+    """The regression models: MOSI-style metrics with intervals and the protocol cell."""
+    names = _source_models(models, "regression")
+    present = set(models.loc[models["model"].isin(names), "metric"])
+    metrics = [m for m in REGRESSION_COLUMNS if m in present]
+    if not names or not metrics:
+        return []
+    rows = []
+    for name in names:
+        first = next(r for r in (_row(models, name, m) for m in metrics) if r is not None)
+        rows.append([MODEL_NAMES.get(name, name), *(_cell(models, name, m) for m in metrics)])
+        rows[-1].append(_protocol_cell(first))
+    title = "Sentiment regression (score in [-3, 3]; CMU-MOSI-style metrics, 95% intervals):"
+    return [title, "", *_table(["model", *map(_label, metrics), "protocol"], rows)]
+
+
+def _source_section(results: Results, source_table: pd.DataFrame) -> list[str]:
+    corpus = str(source_table["corpus"].iloc[0])
+    lines = [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}.", ""]
+    lines += _literature_line(results.models, source_table.attrs.get("corpus", "synthetic"))
+    body = _classification_table(results.models) + _sentiment_lines(results.models)
+    body += _regression_table(results.models)
+    return lines + (body or ["_No source results (`results/models.csv` missing or empty)._", ""])
+
+
+def _baselines_section(results: Results) -> list[str]:
+    """Main model vs each baseline: Δ with its paired interval, Holm p, verdict, one sentence."""
+    rows = _sort(_comparisons(results, "baselines"), "b", MODEL_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    name = METRIC_NAMES.get(metric, metric)
+    header = ["baseline", f"baseline {_label(metric)} [95% interval]",
+              f"Δ {name} (main − baseline) [95% interval]", "p (Holm)", "verdict"]  # fmt: skip
+    table = [
+        [
+            MODEL_NAMES.get(r["b"], r["b"]),
+            _cell(results.models, r["b"], metric),
+            *_delta_cells(rows.loc[[i]]),
+        ]
+        for i, r in rows.iterrows()
+    ]
+    return ["### Main model vs baselines", "", *_table(header, table), _baseline_sentence(rows, name), ""]
+
+
+def _baseline_sentence(rows: pd.DataFrame, name: str) -> str:
+    """What the main model beats, what beats it, and what it is only within noise of."""
+    groups = _by_verdict(rows, "b", MODEL_NAMES)
+    parts = []
+    if groups["better"]:
+        parts.append(f"beats {_join(groups['better'])}")
+    if groups["worse"]:
+        parts.append(f"is worse than {_join(groups['worse'])}")
+    if groups["within noise"]:
+        noise = _join(groups["within noise"])
+        parts.append(f"is within noise of {noise} (the interval of Δ covers 0: no gain is claimed)")
+    return f"In {name}, the main model " + "; ".join(parts) + "."
+
+
+def _reference_sentence(rows: pd.DataFrame, reference: str, names: dict, metric: str) -> str:
+    """Which rows are better than, worse than and within noise of a fixed reference."""
+    groups = {v: _join(n) if n else "none" for v, n in _by_verdict(rows, "a", names).items()}
+    return (
+        f"In {METRIC_NAMES.get(metric, metric)} vs {reference}: better: {groups['better']}; "
+        f"worse: {groups['worse']}; within noise (no gain claimed): {groups['within noise']}."
+    )
+
+
+def _delta_cells(matches: pd.DataFrame, reference: bool = False) -> list[str]:
+    """Δ [interval], Holm p and verdict of the one comparison in ``matches``."""
+    if reference:
+        return ["reference", "–", "–"]
+    if matches.empty:
+        return ["–", "–", "–"]
+    row = matches.iloc[0]
+    return [_delta(row), _p(row["p_holm"]), _verdict(row)]
+
+
+def _ablation_section(results: Results) -> list[str]:
+    """Each configuration's score and its Δ vs seed 003's cross-attention baseline."""
+    rows, models = _comparisons(results, "ablation"), results.models
+    extra = models.loc[models["role"] == "ablation", "model"]
+    if rows.empty and extra.empty:
+        return []
+    metric = rows["metric"].iloc[0] if len(rows) else "ua"
+    candidates = _ordered({*rows["a"], *extra, "cross_attention"}, ABLATION_ORDER)
+    names = [n for n in candidates if _row(models, n, metric) is not None or n in set(rows["a"])]
+    table = []
+    for model in names:
+        score = _row(models, model, metric)
+        counts = "–" if score is None else f"{_count(score['n_seeds'])} / {_count(score['n_test'])}"
+        delta = _delta_cells(rows[rows["a"] == model], model == "cross_attention")
+        table.append([MODEL_NAMES.get(model, model), _cell(models, model, metric), *delta, counts])
+    name = METRIC_NAMES.get(metric, metric)
+    delta = f"Δ {name} vs cross-attention [95% interval]"
+    header = [
+        "configuration",
+        f"{_label(metric)} [95% interval]",
+        delta,
+        "p (Holm)",
+        "verdict",
+        "seeds / test utt.",
+    ]
+    sentence = _reference_sentence(rows, MODEL_NAMES["cross_attention"], MODEL_NAMES, metric)
+    return [
+        "### Ablation (vs the cross-attention baseline, seed 003)",
+        "",
+        *_table(header, table),
+        sentence,
+        "",
+    ]
+
+
+def _fold_key(fold: str) -> tuple:
+    return (not fold.isdigit(), int(fold) if fold.isdigit() else 0, fold)
+
+
+def _folds_section(results: Results, corpus: str) -> list[str]:
+    """The main model's test scores per protocol fold (mean over seeds) when there are several."""
+    folds = results.folds
+    test = folds[(folds["split"] == "test") & (folds["model"] == MAIN)]
+    names = sorted(set(test["fold"]), key=_fold_key)
+    if len(names) < 2:
+        return []
+    metrics = [m for m in FOLD_METRICS if m in set(test["metric"])]
+    means = test.groupby(["fold", "metric"])["value"].mean()
+    seeds = test.groupby("fold")["seed"].nunique()
+    rows = [[fold, str(seeds[fold]), *(_num(m, means.get((fold, m))) for m in metrics)] for fold in names]
+    rows.append(["**all folds [95% interval]**", "", *(_cell(results.models, MAIN, m) for m in metrics)])
+    note = "; IEMOCAP fold k tests on session k" if corpus == "iemocap" else ""
+    text = ("The main model's test score per fold, mean over its seeds; the last row is the reported number "
+            "(mean over folds and seeds) with its 95% interval.")  # fmt: skip
+    header = ["fold", "seeds", *map(_label, metrics)]
+    return [f"### Protocol folds ({len(names)}{note})", "", text, "", *_table(header, rows)]
+
+
+def _groups_section(results: Results) -> list[str]:
+    """The main model's per-class recall and per-gender / per-speaker UA (descriptive, no intervals)."""
+    per_class = results.per_class[results.per_class["model"] == MAIN]
+    per_speaker = results.per_speaker[results.per_speaker["model"] == MAIN]
+    if per_class.empty and per_speaker.empty:
+        return []
+    lines = ["### Per class and per speaker (main model)", ""]
+    lines += ["Descriptive: mean over folds and seeds, without intervals (small groups); not compared.", ""]
+    if len(per_class):
+        recalls = [_num("recall", v) for v in per_class["recall"]]
+        lines += _table(["", *per_class["class"]], [["recall %", *recalls]])
+    return lines + _speaker_table(per_speaker)
+
+
+def _speaker_table(per_speaker: pd.DataFrame) -> list[str]:
+    """Per gender, then the largest speakers by test utterances (at most ``MAX_SPEAKERS``)."""
+    if per_speaker.empty:
+        return []
+    genders = per_speaker[per_speaker["group"] == "gender"]
+    speakers = per_speaker[per_speaker["group"] == "speaker"]
+    speakers = speakers.sort_values(["n", "name"], ascending=[False, True])
+    shown = pd.concat([genders, speakers.head(MAX_SPEAKERS)])
+    rows = [[r["group"], r["name"], _count(r["n"]), _num("ua", r["ua"])] for _, r in shown.iterrows()]
+    lines = _table(["group", "name", "test utt.", "UA %"], rows)
+    if len(speakers) > MAX_SPEAKERS:
+        lines += [f"{len(speakers) - MAX_SPEAKERS} more speakers in `results/per_speaker.csv`.", ""]
+    return lines
+
+
+def _gates_section(gates: dict, png_dir: Path, report_dir: Path) -> list[str]:
+    """The main model's modality weights, reliable vs unreliable and per emotion (``gates.json``)."""
+    if not gates:
+        return []
+    lines = ["### Reliability gates", ""]
+    # reliable vs unreliable needs the corpus's reliability columns (the synthetic corpus's)
+    with_drop = [m for m in sorted(gates) if all(k in gates[m] for k in ("reliable", "unreliable", "drop"))]
+    if with_drop:
+        lines += ["Mean modality weight of the main model on test utterances where the modality is reliable",
+                  "vs unreliable (by the corpus's reliability columns):", ""]  # fmt: skip
+        rows = [[m, *(f"{gates[m][k]:.3f}" for k in ("reliable", "unreliable")), f"{gates[m]['drop']:+.3f}"]
+                for m in with_drop]  # fmt: skip
+        lines += _table(["modality", "reliable", "unreliable", "drop"], rows)
+    emotions = sorted({e for g in gates.values() for e in g.get("by_emotion", {})})
+    if emotions:
+        weight = {m: gates[m].get("by_emotion", {}) for m in sorted(gates)}
+        rows = [[m, *(f"{w.get(e, float('nan')):.3f}" for e in emotions)] for m, w in weight.items()]
+        lines += ["Mean modality weight per emotion:", "", *_table(["modality", *emotions], rows)]
+    return [*lines, _image(png_dir / "gates.png", report_dir, "gates"), ""]
+
+
 def _loading_section(metrics_dir: Path) -> list[str]:
     """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``)."""
-    path = metrics_dir / "metadata.json"
-    counts = json.loads(path.read_text()) if path.is_file() else {}
+    counts = _json(metrics_dir / "metadata.json")
     rows = []
     for role, entry in counts.items():
         issues = {k: v for k, v in entry.items() if k.startswith(("quarantine/", "repaired/"))}
         detail = ", ".join(f"{k.split('/', 1)[1]} {v} ({k.split('/')[0]})" for k, v in sorted(issues.items()))
-        rows.append(f"| {role} | {entry.get('corpus')} | {entry.get('utterances')} | {detail or 'none'} |")
+        rows.append([role, str(entry.get("corpus")), str(entry.get("utterances")), detail or "none"])
     if not rows:
         return []
-    header = "| role | corpus | utterances kept | quarantined / repaired |"
+    header = ["role", "corpus", "utterances kept", "quarantined / repaired"]
     title = "### Corpus loading (`metrics/metadata.json`, `data/metadata/quarantine.csv`)"
-    return [title, "", header, "|---|---|---|---|", *rows, ""]
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
-
-
-def _pm(metrics: dict, key: str) -> str:
-    """``93.1 ± 0.4`` (percent) when the std over seeds is there, else ``93.1``."""
-    std = metrics.get(f"{key}_std")
-    return _pct(metrics[key]) + (f" ± {_pct(std)}" if std is not None else "")
+    return [title, "", *_table(header, rows)]
 
 
 def _image(path: Path, report_dir: Path, alt: str) -> str:
@@ -145,185 +538,193 @@ def _image(path: Path, report_dir: Path, alt: str) -> str:
     return f"![{alt}]({os.path.relpath(path, report_dir)})"
 
 
+def _transfer_rows(results: Results, kind: str) -> pd.DataFrame:
+    """One kind of ``transfer.csv`` in its headline metric."""
+    rows = results.transfer[results.transfer["kind"] == kind]
+    return rows[rows["metric"] == _headline(rows)]
+
+
+def _counts(rows: pd.DataFrame) -> str:
+    """``3 seeds; 120 test utt.`` (the most any row of ``rows`` has)."""
+    seeds, n_test = _count(rows["n_seeds"].max()), _count(rows["n_test"].max())
+    return f"{seeds} seed{'' if seeds == '1' else 's'}; {n_test} test utt."
+
+
+def _selected(rows: pd.DataFrame, names: dict) -> list[str]:
+    return [names.get(s, s) for s in rows.loc[rows["best_by_dev"] == 1, "setting"]]
+
+
+def _distances(adapt: dict, method: str) -> list[str]:
+    """Mean over modalities of the CORAL distance before → after, and the linear CKA kept."""
+    modalities = sorted({k.split("/")[2] for k in adapt if k.startswith(f"adapt/{method}/")})
+    if not modalities:
+        return ["–", "–"]
+    mean = {
+        name: sum(adapt.get(f"adapt/{method}/{m}/{name}", float("nan")) for m in modalities) / len(modalities)
+        for name in ("coral_before", "coral_after", "cka_kept")
+    }
+    return [f"{mean['coral_before']:.4f} → {mean['coral_after']:.4f}", f"{mean['cka_kept']:.3f}"]
+
+
+def _zeroshot_section(results: Results) -> list[str]:
+    """Each feature adapter on the target test split, vs no adapter; the dev-selected one marked."""
+    rows = _sort(_transfer_rows(results, "zeroshot"), "setting", ADAPTER_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    comparisons = _comparisons(results, "zeroshot", metric)
+    table = []
+    for _, row in rows.iterrows():
+        setting = row["setting"]
+        name = ADAPTER_NAMES.get(setting, setting) + (
+            " (**selected on dev**)" if row["best_by_dev"] == 1 else ""
+        )
+        delta = _delta_cells(comparisons[comparisons["a"] == setting], setting == "none")
+        table.append(
+            [name, _ci_row(row), *delta, _num(metric, row["dev"]), *_distances(results.adapt, setting)]
+        )
+    header = ["feature adapter", f"target {_label(metric)} [95% interval]", "Δ vs none [95% interval]",
+              "p (Holm)", "verdict", f"dev {_label(metric)}",
+              "CORAL distance to source, before → after (mean over modalities)",
+              "linear CKA kept"]  # fmt: skip
+    sentence = _reference_sentence(comparisons, "no adapter", ADAPTER_NAMES, metric)
+    selected = _selected(rows, ADAPTER_NAMES)
+    sentence += f" The target dev split selects {_join(selected)}." if selected else ""
+    title = ["### Zero-shot feature adapters", "", f"No target labels; {_counts(rows)}", ""]
+    return [*title, *_table(header, table), sentence, ""]
+
+
+def _swap_section(results: Results) -> list[str]:
+    """Seed 002's extractor swap: the cheap extractor's audio mapped by each adapter, and the Δs."""
+    rows = _sort(_transfer_rows(results, "swap"), "setting", SWAP_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    text = ("Seed 002's real-time scenario: the main model, unchanged, on the *source* test split with its "
+            "audio from the cheap extractor (`extract.audio_swap`) mapped into the model's audio space by an "
+            f"adapter trained on the source train split; {_counts(rows)}")  # fmt: skip
+    scores = [[SWAP_NAMES.get(r["setting"], r["setting"]), _ci_row(r)] for _, r in rows.iterrows()]
+    lines = ["### Extractor swap", "", text, ""]
+    lines += _table(["audio features", f"source test {_label(metric)} [95% interval]"], scores)
+    comparisons = _comparisons(results, "swap", metric)
+    pairs = [
+        [
+            f"{SWAP_NAMES.get(r['a'], r['a'])} vs {SWAP_NAMES.get(r['b'], r['b'])}",
+            *_delta_cells(comparisons.loc[[i]]),
+        ]
+        for i, r in comparisons.iterrows()
+    ]
+    header = ["comparison", f"Δ {METRIC_NAMES.get(metric, metric)} [95% interval]", "p (Holm)", "verdict"]
+    return lines + (_table(header, pairs) if pairs else [])
+
+
+BUDGETS = (
+    ("fraction", "fewshot", "%", "Few-shot: a fraction of the target train split"),
+    ("kshot", "kshot", " per class", "k-shot: k labelled target utterances per class"),
+)
+
+
+def _budget_section(results: Results, kind: str, table: str, unit: str, title: str) -> list[str]:
+    """Strategy × budget scores, then per budget the dev-selected strategy and the verdicts vs full."""
+    rows = _transfer_rows(results, kind)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    strategies = _ordered(rows["setting"], STRATEGY_NAMES)
+    budgets = sorted(set(rows["budget"].dropna()))
+    scores = []
+    for budget in budgets:
+        at = rows[rows["budget"] == budget]
+        data = f"{_budget(budget, unit)} ({_count(at['n_train'].max())} train utt.)"
+        scores.append([data, *(_strategy_cell(at[at["setting"] == s]) for s in strategies)])
+    header = ["target data", *(f"{STRATEGY_NAMES.get(s, s)} {_label(metric)}" for s in strategies)]
+    text = f"{_counts(rows)} Bold: the strategy the target dev split selects at that budget."
+    verdicts = _budget_verdicts(rows, _comparisons(results, table, metric), budgets, unit)
+    return [f"### {title}", "", text, "", *_table(header, scores), *verdicts]
+
+
+def _strategy_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "–"
+    row = rows.iloc[0]
+    return f"**{_ci_row(row)}**" if row["best_by_dev"] == 1 else _ci_row(row)
+
+
+def _budget_verdicts(rows: pd.DataFrame, comparisons: pd.DataFrame, budgets: list, unit: str) -> list[str]:
+    """Per budget: the dev-selected strategy and each strategy's verdict vs full fine-tuning, with Δs."""
+    table = []
+    for budget in budgets:
+        selected = _selected(rows[rows["budget"] == budget], STRATEGY_NAMES)
+        at = comparisons[comparisons["budget"] == budget]
+        groups = _by_verdict(at, "a", STRATEGY_NAMES, with_delta=True)
+        cells = [", ".join(groups[v]) or "–" for v in uncertainty.VERDICTS]
+        table.append([_budget(budget, unit), _join(selected) if selected else "–", *cells])
+    full = STRATEGY_NAMES["full"]
+    header = ["target data", "selected on dev", f"better than {full}", f"worse than {full}",
+              f"within noise of {full} (no gain claimed)"]  # fmt: skip
+    return _table(header, table)
+
+
+TRANSFER_PROTOCOL = (
+    "Protocol: the source model on the target test split ({split}). Zero-shot: no target labels, target "
+    "features as extracted or mapped by each feature adapter. Few-shot: each strategy trained on the same "
+    "stratified, nested fraction (or k per class) of the target train split, early stopping on the target "
+    "dev split; each seed draws its own subset. Scores carry 95% intervals, Δs are paired by utterance and "
+    "seed, and *selected on dev* marks the setting the target dev split picks within its kind and budget "
+    "(the test split plays no part in the choice)."
+)
+
+
+def _transfer_section(
+    results: Results, target_table: pd.DataFrame, png_dir: Path, report_dir: Path
+) -> list[str]:
+    if target_table.empty:
+        return ["## Transfer", "", NO_TARGET, ""]
+    target_corpus = str(target_table["corpus"].iloc[0])
+    lines = [
+        f"## Transfer to `{target_corpus}`",
+        "",
+        TRANSFER_PROTOCOL.format(split=_protocol(target_table)),
+        "",
+    ]
+    body = _zeroshot_section(results) + _swap_section(results)
+    for kind, table, unit, title in BUDGETS:
+        body += _budget_section(results, kind, table, unit, title)
+    lines += body or ["_No transfer results (`results/transfer.csv` missing or empty)._", ""]
+    lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
+    return [*lines, _image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
+
+
 def build_summary(
-    metrics_dir: str | Path, png_dir: str | Path, metadata_dir: str | Path, out: str | Path
+    metrics_dir: str | Path,
+    results_dir: str | Path,
+    png_dir: str | Path,
+    metadata_dir: str | Path,
+    out: str | Path,
 ) -> Path:
-    """Write the Markdown summary from the metrics files, PNGs and metadata tables."""
+    """Write the Markdown summary from the metadata counts, the evaluate stage's results, PNGs and tables."""
     metrics_dir, png_dir, out = Path(metrics_dir), Path(png_dir), Path(out)
-    report_dir = out.parent
-    source = json.loads((metrics_dir / "source.json").read_text())
-    transfer = json.loads((metrics_dir / "transfer.json").read_text())
-    adapt_path = metrics_dir / "adapt.json"
-    adapt = json.loads(adapt_path.read_text()) if adapt_path.is_file() else {}
+    results = Results.load(Path(results_dir))
     source_table = pd.read_parquet(Path(metadata_dir) / "source.parquet")
     target_table = pd.read_parquet(Path(metadata_dir) / "target.parquet")
-    corpus = str(source_table["corpus"].iloc[0])
-    synthetic = corpus.startswith("synthetic")
-    provenance = source.get("provenance", {})
-
     lines = ["# mer results summary", ""]
-    if synthetic:
+    if str(source_table["corpus"].iloc[0]).startswith("synthetic"):
         lines += [
             "> **Synthetic corpus: a mechanics check, not an emotion-recognition result.** The built-in",
             "> corpus is generated so that fusion must win; these scores show that the pipeline learns",
             "> what it was designed to learn and say nothing about accuracy on real emotional speech.",
             "",
         ]
-    seeds = source.get("source/test/n_seeds", 1)
-    lines += [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}; "
-              f"mean ± std over {seeds} training seed(s).", ""]  # fmt: skip
-    lines += _literature_line(source, source_table.attrs.get("corpus", "synthetic"))
-    lines += ["| model | UA % | WA % | weighted F1 % | macro F1 % | protocol |", "|---|---|---|---|---|---|"]
-    names = {key.split("/")[3] for key in source if key.startswith("source/test/baselines/")}
-    order = list(MODEL_NAMES)
-    baselines = {
-        name: f"source/test/baselines/{name}"
-        for name in sorted(names, key=lambda n: order.index(n) if n in order else len(order))
-    }
-    models = {"fusion": "source/test"} | baselines
-    classifiers = {name: prefix for name, prefix in models.items() if f"{prefix}/ua" in source}
-    for name, prefix in classifiers.items():
-        values = [_pm(source, f"{prefix}/{m}") for m in ("ua", "wa", "f1_weighted", "f1_macro")]
-        lines.append(f"| {MODEL_NAMES.get(name, name)} | " + " | ".join(values) + f" | {corpus} test |")
-    gains = []
-    if "source/test/gain_over_best_unimodal/ua" in source:
-        gain = 100 * source["source/test/gain_over_best_unimodal/ua"]
-        gains.append(f"{gain:+.1f} UA points over the best unimodal model")
-    if "source/test/gain_over_concat/ua" in source:
-        gains.append(f"{100 * source['source/test/gain_over_concat/ua']:+.1f} over concatenation")
-    if gains:
-        lines += ["", "The main model scores " + ", ".join(gains) + "."]
-    recalls = [
-        f"{k.rsplit('/', 1)[1]} {_pct(v)}%" for k, v in source.items() if k.startswith("source/test/recall/")
-    ]
-    if recalls:
-        lines += ["", "Per-class recall of the main model: " + ", ".join(recalls) + "."]
-    sentiment = [n for n, p in classifiers.items() if f"{p}/sentiment/ua" in source]
-    for name in sentiment:
-        prefix = classifiers[name]
-        ua, f1 = _pm(source, f"{prefix}/sentiment/ua"), _pm(source, f"{prefix}/sentiment/f1_weighted")
-        lines += [
-            "",
-            f"{MODEL_NAMES.get(name, name)}, 3-way sentiment head (sign of the sentiment score): "
-            f"UA {ua}%, weighted F1 {f1}%.",
-        ]
-    regressors = {name: prefix for name, prefix in models.items() if f"{prefix}/mae" in source}
-    if regressors:
-        lines += ["", "Sentiment regression (score in [-3, 3]; CMU-MOSI-style metrics):", ""]
-        lines += ["| model | MAE | Pearson r | Acc-2 has0 % | Acc-2 non0 % | F1 non0 % | Acc-7 % |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name, prefix in regressors.items():
-            cells = [f"{source[f'{prefix}/mae']:.3f}", f"{source[f'{prefix}/pearson']:.3f}"]
-            cells += [_pm(source, f"{prefix}/{m}") for m in ("acc2_has0", "acc2_non0", "f1_non0", "acc7")]
-            lines.append(f"| {MODEL_NAMES.get(name, name)} | " + " | ".join(cells) + " |")
-    ablation_md = metrics_dir / "ablation.md"
-    if ablation_md.is_file():
-        table = ablation_md.read_text().split("\n", 2)[-1].strip()
-        lines += ["", "### Ablation (`metrics/ablation.md`)", "", table, ""]
-
-    gate_keys = sorted({k.split("/")[3] for k in source if k.startswith("source/test/gates/")})
-    if gate_keys:
-        lines += ["### Reliability gates"]
-        # reliable vs unreliable needs the corpus's reliability columns (the synthetic corpus's)
-        with_drop = [m for m in gate_keys if f"source/test/gates/{m}/drop" in source]
-        if with_drop:
-            lines += [
-                "",
-                "Mean modality weight of the main model on test utterances where the modality is reliable",
-                "vs unreliable (by the corpus's reliability columns):",
-                "",
-                "| modality | reliable | unreliable | drop |",
-                "|---|---|---|---|",
-            ]
-        for modality in with_drop:
-            g = {c: source[f"source/test/gates/{modality}/{c}"] for c in ("reliable", "unreliable", "drop")}
-            lines.append(f"| {modality} | {g['reliable']:.3f} | {g['unreliable']:.3f} | {g['drop']:+.3f} |")
-        emotions = sorted({k.rsplit("/", 1)[1] for k in source if "/by_emotion/" in k})
-        by_emotion = [
-            f"| {modality} | "
-            + " | ".join(
-                f"{source.get(f'source/test/gates/{modality}/by_emotion/{e}', float('nan')):.3f}"
-                for e in emotions
-            )
-            + " |"
-            for modality in gate_keys
-        ]
-        lines += ["", "Mean modality weight per emotion:", "", "| modality | " + " | ".join(emotions) + " |",
-                  "|---|" + "---|" * len(emotions), *by_emotion]  # fmt: skip
-        lines += ["", _image(png_dir / "gates.png", report_dir, "gates"), ""]
+    lines += [INTERVALS, ""]
+    lines += _source_section(results, source_table) + _baselines_section(results) + _ablation_section(results)
+    lines += _gates_section(results.gates, png_dir, out.parent)
     lines += ["### Confusion matrix and training curves", ""]
-    lines += [_image(png_dir / "confusion_source_test.png", report_dir, "confusion matrix"), ""]
-    lines += [_image(png_dir / "training_curves.png", report_dir, "training curves"), ""]
-    lines += _folds_section(metrics_dir)
-    lines += _loading_section(metrics_dir)
-
-    if target_table.empty:
-        lines += [
-            "## Transfer",
-            "",
-            "No target corpus (`corpora.target: none`): adapt and transfer were skipped.",
-            "",
-        ]
-        return _finish(lines, out, provenance)
-    target_corpus = str(target_table["corpus"].iloc[0])
-    lines += [f"## Transfer to `{target_corpus}`", ""]
-    lines += [
-        f"Protocol: the source model (first training seed) on the target test split "
-        f"({_protocol(target_table)}). Zero-shot: no target labels, target features as extracted or "
-        "mapped by each feature adapter. Few-shot: each strategy trained on the same stratified, nested "
-        "fraction (or k per class) of the target train split, early stopping on the target dev split, "
-        "mean ± std over `transfer.seeds` (each seed draws its own subset).",
-        "",
-    ]
-    zeroshot = {k.split("/")[2]: v for k, v in transfer.items() if re.fullmatch(r"target/zeroshot/\w+/ua", k)}
-    if zeroshot:
-        lines += [
-            "| zero-shot feature adapter | target UA % | CORAL distance to source, before → after "
-            "(mean over modalities) | linear CKA kept |",
-            "|---|---|---|---|",
-        ]
-        for method, ua in sorted(zeroshot.items(), key=lambda item: list(ADAPTER_NAMES).index(item[0])):
-            distances = "– | –"
-            modalities = sorted({k.split("/")[2] for k in adapt if k.startswith(f"adapt/{method}/")})
-            if modalities:
-                mean = {
-                    name: sum(adapt[f"adapt/{method}/{m}/{name}"] for m in modalities) / len(modalities)
-                    for name in ("coral_before", "coral_after", "cka_kept")
-                }
-                distances = f"{mean['coral_before']:.4f} → {mean['coral_after']:.4f} | {mean['cka_kept']:.3f}"
-            lines.append(f"| {ADAPTER_NAMES.get(method, method)} | {_pct(ua)} | {distances} |")
-        lines.append("")
-    swap = {k.split("/")[2]: v for k, v in transfer.items() if re.fullmatch(r"target/swap/\w+/ua", k)}
-    if swap:
-        lines += [
-            "Extractor swap (seed 002's real-time scenario): the main model, unchanged, on the *source* test "
-            "split with its audio from the cheap extractor (`extract.audio_swap`) mapped into the model's "
-            "audio space by an adapter trained on the source train split:",
-            "",
-            "| audio features | source test UA % |",
-            "|---|---|",
-        ]
-        names = {
-            "original": "the model's own extractor (reference)",
-            "seed002": "cheap → adapter (seed 002, random pairs)",
-            "paired": "cheap → adapter (paired frames)",
-        }
-        lines += [f"| {names.get(m, m)} | {_pct(ua)} |" for m, ua in swap.items()] + [""]
-    for kind, unit in (("fewshot", "%"), ("kshot", " per class")):
-        budgets = sorted({int(k.split("/")[2]) for k in transfer if k.startswith(f"target/{kind}/")})
-        if not budgets:
-            continue
-        strategies = [s for s in STRATEGY_NAMES if f"target/{kind}/{budgets[0]}/{s}/ua" in transfer]
-        lines += ["| target data | " + " | ".join(f"{STRATEGY_NAMES[s]} UA %" for s in strategies) + " |"]
-        lines += ["|---|" + "---|" * len(strategies)]
-        for budget in budgets:
-            row = [_pm(transfer, f"target/{kind}/{budget}/{s}/ua") for s in strategies]
-            lines.append(f"| {budget}{unit} | " + " | ".join(row) + " |")
-        lines.append("")
-    lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
-    lines += [_image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
-
-    return _finish(lines, out, provenance)
+    lines += [_image(png_dir / "confusion_source_test.png", out.parent, "confusion matrix"), ""]
+    lines += [_image(png_dir / "training_curves.png", out.parent, "training curves"), ""]
+    lines += _folds_section(results, source_table.attrs.get("corpus", "synthetic"))
+    lines += _groups_section(results) + _loading_section(metrics_dir)
+    lines += _transfer_section(results, target_table, png_dir, out.parent)
+    return _finish(lines, out, results.provenance)
 
 
 def _finish(lines: list[str], out: Path, provenance: dict) -> Path:
@@ -346,6 +747,8 @@ def _finish(lines: list[str], out: Path, provenance: dict) -> Path:
             f"- params hash: `{provenance.get('params_hash')}`",
             f"- device: {provenance.get('device')}",
         ]
+        if provenance.get("python"):
+            lines += [f"- python: {provenance['python']}"]
         packages = provenance.get("packages", {})
         lines += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items())]
         for name, origin in provenance.get("encoders", {}).items():

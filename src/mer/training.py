@@ -311,8 +311,9 @@ def train_source_model(
     splits_path: str | Path | None = None,
 ) -> list[FitResult]:
     """Train one ``fusion`` model per seed in ``train.seeds`` on the source train split (early
-    stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first) and the
-    source-test predictions ``predictions_dir/seed<k>.parquet``. Rank 0 writes under torchrun.
+    stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first), the
+    source-test predictions ``predictions_dir/seed<k>.parquet`` and the dev predictions
+    ``predictions_dir/dev/seed<k>.parquet``. Rank 0 writes under torchrun.
     ``fold`` / ``splits_path``: train and test on that protocol fold (``mer.protocols``)."""
     # every model (main and baselines) sees the same rows: those with features in all of
     # model.modalities, so their scores compare; a unimodal baseline then keeps its modality only
@@ -347,10 +348,13 @@ def train_source_model(
         if rank != 0:
             continue
         save_model(model, model_dir / f"seed{seed}.pt")
-        predictions = predict(model, splits["test"])
-        predictions["n_missing_features"] = splits["test"].n_missing
-        predictions_dir.mkdir(parents=True, exist_ok=True)
-        predictions.to_parquet(predictions_dir / f"seed{seed}.parquet", index=False)
+        # test predictions are what is reported; dev predictions are what models are selected on
+        for split, path in (("test", predictions_dir / f"seed{seed}.parquet"),
+                            ("dev", predictions_dir / "dev" / f"seed{seed}.parquet")):  # fmt: skip
+            predictions = predict(model, splits[split])
+            predictions["n_missing_features"] = splits[split].n_missing
+            path.parent.mkdir(parents=True, exist_ok=True)
+            predictions.to_parquet(path, index=False)
     if rank == 0:
         index = {"models": [f"seed{s}.pt" for s in train_params.seeds], "fusion": fusion.__dict__}
         (model_dir / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

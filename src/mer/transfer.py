@@ -117,7 +117,8 @@ def transfer_to_target(
     out_dir: str | Path,
     swap_features: str | Path | None = None,
 ) -> dict:
-    """Write ``out_dir/zeroshot/<method>/seed0.parquet`` and
+    """Write ``out_dir/zeroshot/<method>/seed0.parquet`` (+ ``dev/seed0.parquet``, the target dev
+    split, on which the adapter is selected) and
     ``out_dir/<fraction|kshot>/<budget>/<strategy>/seed<k>.parquet`` (target-test predictions) and
     return ``{budget: {strategy: {seed: record}}}`` (subset size, best epoch, dev score).
 
@@ -146,10 +147,12 @@ def transfer_to_target(
     def save(frame: pd.DataFrame, *parts: str) -> None:
         _save(frame, out_dir, *parts)
 
-    save(predict(model, splits["test"]), "zeroshot", "none", "seed0.parquet")
-    for method in adapt_methods:
-        adapters = load_adapters(adapters_dir, method, modalities)
-        save(predict(model, apply_adapters(splits["test"], adapters)), "zeroshot", method, "seed0.parquet")
+    # zero-shot on the target test split, and on its dev split: the adapter is chosen on dev
+    for method in ("none", *adapt_methods):
+        adapters = {} if method == "none" else load_adapters(adapters_dir, method, modalities)
+        for split, parts in (("test", ()), ("dev", ("dev",))):
+            predictions = predict(model, apply_adapters(splits[split], adapters))
+            save(predictions, "zeroshot", method, *parts, "seed0.parquet")
 
     records: dict = {}
     for seed in params.seeds:

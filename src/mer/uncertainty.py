@@ -57,6 +57,8 @@ N_BOOT = 1000
 CLASSIFICATION_METRICS = ("ua", "wa", "f1_weighted", "f1_macro")
 REGRESSION_METRICS = ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7")
 LOWER_IS_BETTER = frozenset({"mae"})
+# where each metric lives: intervals are clipped to it (a t quantile with few seeds can reach past)
+RANGES = {"mae": (0.0, np.inf), "pearson": (-1.0, 1.0)}  # every other metric: a rate in [0, 1]
 VERDICTS = ("better", "worse", "within noise")
 
 
@@ -327,11 +329,18 @@ def _quantile(df: float, confidence: float) -> float:
     return float(stats.norm.ppf(level) if not np.isfinite(df) else stats.t.ppf(level, df))
 
 
-def summarize(values: np.ndarray, runs: Runs, confidence: float = CONFIDENCE) -> Estimate:
+def _bounds(metric: str, delta: bool = False) -> tuple[float, float]:
+    lo, hi = RANGES.get(metric.split("/")[-1], (0.0, 1.0))
+    return (lo - hi, hi - lo) if delta else (lo, hi)
+
+
+def summarize(values: np.ndarray, runs: Runs, confidence: float = CONFIDENCE, metric: str = "ua") -> Estimate:
     """The :class:`Estimate` of draws ``(1 + n_boot, F, S)`` of one metric of ``runs``."""
     value, variance, df, seed_std = _variance(values)
     half = _quantile(df, confidence) * np.sqrt(variance)
-    return Estimate(value, value - half, value + half, float(np.sqrt(variance)), df, seed_std,
+    lo, hi = _bounds(metric)
+    low, high = max(value - half, lo), min(value + half, hi)
+    return Estimate(value, low, high, float(np.sqrt(variance)), df, seed_std,
                     values.shape[2], values.shape[1], runs.n_test)  # fmt: skip
 
 
@@ -339,7 +348,7 @@ def estimate(
     runs: Runs, metrics: Sequence[str], n_boot: int = N_BOOT, seed: int = 0, confidence: float = CONFIDENCE
 ) -> dict[str, Estimate]:
     """Each metric of ``runs`` with its interval (one set of utterance draws for all metrics)."""
-    return {m: summarize(v, runs, confidence) for m, v in draws(runs, metrics, n_boot, seed).items()}
+    return {m: summarize(v, runs, confidence, m) for m, v in draws(runs, metrics, n_boot, seed).items()}
 
 
 def verdict(low: float, high: float, metric: str = "ua") -> str:
@@ -409,7 +418,8 @@ def compare(
             p = float(2 * (stats.norm.sf(statistic) if not np.isfinite(df) else stats.t.sf(statistic, df)))
         else:
             p = 1.0 if delta == 0 else 0.0
-        low, high = delta - half, delta + half
+        lo, hi = _bounds(metric, delta=True)
+        low, high = max(delta - half, lo), min(delta + half, hi)
         out[metric] = Comparison(delta, low, high, se, df, p, verdict(low, high, metric),
                                  difference.shape[2], difference.shape[1], a.n_test)  # fmt: skip
     return out

@@ -140,7 +140,8 @@ def build_metadata(
         for reason, n in result.quarantine["reason"].value_counts().items():
             logger.warning("%s (%s): %d utterances quarantined: %s", role, result.corpus, n, reason)
     pd.concat(quarantine, ignore_index=True).to_csv(out / "quarantine.csv", index=False, lineterminator="\n")
-    counts = {role: {"corpus": r.corpus, **r.counts} for role, r in built.items()}
+    # numbers only (a declared DVC metrics file); the corpus names are in params.yaml and the tables
+    counts = {role: dict(r.counts) for role, r in built.items()}
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
     return built
