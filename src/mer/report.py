@@ -219,7 +219,8 @@ def models_rows(results: list[ModelResult], protocol: str) -> list[dict]:
                 "model": result.name, "role": result.role, "task": result.task, "metric": metric,
                 "value": _r(est.value), "low": _r(est.low), "high": _r(est.high),
                 "seed_std": _r(est.seed_std), "dev": _r(result.dev.get(metric, float("nan"))),
-                "n_seeds": est.n_seeds, "n_folds": est.n_folds, "n_test": est.n_test, "folds": " ".join(result.folds), "protocol": protocol,
+                "n_seeds": est.n_seeds, "n_folds": est.n_folds, "n_test": est.n_test,
+                "folds": " ".join(result.folds), "protocol": protocol,
             })  # fmt: skip
     return rows
 
