@@ -29,7 +29,12 @@ def _stages() -> dict[str, dict]:
     for name, stage in stages.items():
         if "matrix" in stage:
             body = {k: v for k, v in stage.items() if k != "matrix"}
-            first = {key: values[0] for key, values in stage["matrix"].items()}
+            first = {}
+            for key, values in stage["matrix"].items():
+                if isinstance(values, str):  # ${section.key}
+                    section, entry = values.strip("${}").split(".")
+                    values = params[section][entry]
+                first[key] = values[0]
             text = yaml.safe_dump(body)
             for key, value in first.items():
                 text = text.replace("${item." + key + "}", str(value))
@@ -109,10 +114,17 @@ def test_declared_params_exist_and_are_read(name):
         declared.add(section)
     text = _script(stage).read_text()
     loaded = set(re.findall(r'load_section\("(\w+)"\)', text))
+    if re.search(r"load_recipes?\(", text):  # params.yaml's recipes section
+        loaded.add("recipes")
     if re.search(r"load_section\(name\)\) for name in SECTIONS", text):  # loads every section
         loaded |= set(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert declared <= loaded, f"{name}: declares {declared - loaded} but its script never loads them"
-    optional = {"fusion"} if "--recipe" in stage["cmd"] else set()
+    # stages/train.py reads `fusion` for the main model and one recipe with --recipe
+    optional = {"fusion", "recipes"} if "stages/train.py" in stage["cmd"] else set()
+    if "--recipe" in stage["cmd"]:  # its own recipe only: editing one recipe re-runs its stages alone
+        recipe = re.search(r"--recipe (\S+)", stage["cmd"]).group(1)
+        assert f"recipes.{recipe}" in stage["params"], f"{name}: does not depend on recipes.{recipe}"
+        assert "recipes" not in stage["params"] and "fusion" not in stage["params"], name
     assert loaded - optional <= declared, f"{name}: loads {loaded - declared} without declaring them"
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mer.recipes import RECIPES, recipe
 
 from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.models.attention import AttentionBlock, VADGuidedBias
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
 from mer.models.losses import correlation_loss, info_nce, masked_mse, micl_loss
+from mer.params import load_recipe as recipe
+from mer.params import load_recipes
 
 DIMS = {"text": 12, "audio": 10, "video": 8}
 
@@ -139,7 +140,7 @@ def _targets(batch: int = 3):
     return {"labels": labels, "vad": vad, "sentiment": sentiment}
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", sorted(load_recipes()))
 def test_every_recipe_forward_backward_and_its_loss_terms(name):
     torch.manual_seed(0)
     model = _recipe_model(name)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_validate():
     sections = validate_all(REPO / "params.yaml")
-    assert set(sections) == set(SECTIONS)
+    assert set(sections) == {*SECTIONS, "recipes"}
     assert sections["fusion"].mode == "crossmodal"
 
 
@@ -27,7 +27,7 @@ def test_repo_params_validate():
         ("fusion", {"beta_learnable": 1}, "fusion.beta_learnable: expected true or false"),
         ("train", {"epochs": 0}, "train.epochs: 0 is out of range"),
         ("train", {"lr": 0.0}, "train.lr: 0.0 is out of range"),
-        ("train", {"baselines": ["concat", "sum"]}, "train.baselines"),
+        ("train", {"baselines": ["concat", "concat"]}, "train.baselines: .* lists a name twice"),
         ("transfer", {"fractions": [10, 120]}, "transfer.fractions[1]: 120 is out of range"),
         ("model", {"d_model": 30, "num_heads": 4}, "model.d_model (30) must be divisible"),
         ("model", {"modalities": ["text", "smell"]}, "model.modalities"),
@@ -56,17 +56,39 @@ def test_unknown_section_and_missing_file(tmp_path):
         load_section("fusion", tmp_path / "absent.yaml")
 
 
-def test_recipe_names_in_params_match_the_recipes_module():
-    from mer.recipes import RECIPES, recipe
+def test_recipes_section_is_validated_and_referenced_names_exist(tmp_path):
+    from mer.params import load_recipe, load_recipes, validate_all
 
-    from mer.params import RECIPE_NAMES
+    recipes = load_recipes()
+    assert recipes["decoder"].decoder_layers == 1 and recipes["concat"].mode == "concat"
+    assert recipes["full"].micl_weight == 0.2 and recipes["full"].beta == 0.5  # fusion defaults underneath
+    with pytest.raises(ParamsError, match=r"recipes\.x: no such recipe"):
+        load_recipe("x")
+    path = tmp_path / "params.yaml"
+    raw = yaml.safe_load(open("params.yaml").read())
+    raw["train"]["baselines"] = ["concat", "conact"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"train\.baselines: \['conact'\] not in the recipes section"):
+        validate_all(path)
+    raw["train"]["baselines"] = ["concat"]
+    raw["recipes"]["concat"] = {"mode": "conkat"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"recipes\.concat\.mode"):
+        validate_all(path)
+    raw["recipes"]["concat"] = {"mode": "concat"}
+    raw["transfer"]["source_fold"] = 3
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"transfer\.source_fold: '3' is not in corpora\.folds"):
+        validate_all(path)
 
-    assert set(RECIPE_NAMES) == set(RECIPES)
-    for name in RECIPES:
-        recipe(name)  # every recipe is a valid FusionParams
-    from mer.params import TrainParams
 
-    with pytest.raises(ParamsError, match=r"train\.baselines"):
-        section_from_mapping(TrainParams, {"baselines": ["concat", "conact"]}, "train")
-    with pytest.raises(ParamsError, match="unknown recipe 'x'"):
-        recipe("x")
+def test_folds_default_to_main_and_sessions_need_iemocap():
+    from mer.params import CorporaParams
+
+    assert section_from_mapping(CorporaParams, {}, "corpora").folds == ("main",)
+    loso = section_from_mapping(CorporaParams, {"source": "iemocap", "folds": [1, 2, 3, 4, 5]}, "corpora")
+    assert loso.folds == ("1", "2", "3", "4", "5")
+    with pytest.raises(ParamsError, match=r"needs corpora\.source: iemocap"):
+        section_from_mapping(CorporaParams, {"folds": [1]}, "corpora")
+    with pytest.raises(ParamsError, match=r"corpora\.folds is empty"):
+        section_from_mapping(CorporaParams, {"folds": []}, "corpora")
