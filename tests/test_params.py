@@ -27,7 +27,7 @@ def test_repo_params_validate():
         ("fusion", {"beta_learnable": 1}, "fusion.beta_learnable: expected true or false"),
         ("train", {"epochs": 0}, "train.epochs: 0 is out of range"),
         ("train", {"lr": 0.0}, "train.lr: 0.0 is out of range"),
-        ("train", {"baselines": ["concat", "concat"]}, "train.baselines: .* lists a name twice"),
+        ("train", {"baselines": ["concat", "concat"]}, "lists a name twice"),
         ("transfer", {"fractions": [10, 120]}, "transfer.fractions[1]: 120 is out of range"),
         ("model", {"d_model": 30, "num_heads": 4}, "model.d_model (30) must be divisible"),
         ("model", {"modalities": ["text", "smell"]}, "model.modalities"),
