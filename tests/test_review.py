@@ -6,11 +6,13 @@ param change, a changed metric and PNGs of the changed plots; a fresh copy revie
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from mer.review import ReviewError, _plot_specs, review_markdown
 from tests.pipeline_utils import copy_repo, run
@@ -28,6 +30,10 @@ def table_rows(table: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
 
 
+def flat_leaves(tree: dict) -> list:
+    return [v for x in tree.values() for v in (flat_leaves(x) if isinstance(x, dict) else [x])]
+
+
 def is_nonzero_number(cell: str) -> bool:
     try:
         return float(cell) != 0.0
@@ -42,7 +48,24 @@ def test_review_after_experiment_shows_params_metrics_and_plots(reproduced_repo,
 
     markdown = review_markdown("HEAD", repo / "reports/review", repo=repo)
     parts = sections(markdown)
-    assert set(parts) == {"Metrics", "Params", "Plots"}, markdown
+    assert set(parts) == {"Verdicts", "Metrics", "Params", "Plots"}, markdown
+    # a verdict per headline metric of the main model, from the paired interval
+    verdicts = {(row[0], row[1]): row for row in table_rows(parts["Verdicts"])}
+    for metric in ("UA", "WA", "weighted F1"):
+        row = verdicts[("fusion", metric)]
+        assert row[-1] in {"better", "worse", "within noise"}, row
+        low, high = (float(x) for x in row[5].strip("[]").split(","))
+        assert low <= float(row[4]) <= high
+        assert (row[-1] == "within noise") == (low <= 0 <= high)
+    assert verdicts[("concat", "UA")][-1] == "unchanged (identical predictions)"  # not re-trained
+
+    # point 6: the declared metrics hold <= 150 numeric leaves and no strings; the diff <= 150 rows
+    declared = [m for s in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values()
+                for entry in s.get("metrics", []) for m in (entry if isinstance(entry, dict) else [entry])]
+    leaves = [v for path in declared for v in flat_leaves(json.loads((repo / path).read_text()))]
+    assert all(isinstance(v, (int, float)) for v in leaves) and len(leaves) <= 150, len(leaves)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
+    assert 0 < sum(len(rows) for rows in diff.values()) <= 150
     short = run(["git", "rev-parse", "--short", "HEAD"], repo).strip()
     assert markdown.startswith("## ") and "`HEAD`" in markdown.splitlines()[0]
     assert short in markdown.splitlines()[0] and "workspace" in markdown.splitlines()[0]
@@ -66,7 +89,7 @@ def test_review_after_experiment_shows_params_metrics_and_plots(reproduced_repo,
         assert png.is_file() and png.stat().st_size > 1000, link
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the main model's curves (a dvclive run named in dvc.yaml's plots) changed with beta
-    assert "`dvclive/fusion/seed0/plots/metrics/" in parts["Plots"], parts["Plots"]
+    assert "`dvclive/fusion/main/seed0/plots/metrics/" in parts["Plots"], parts["Plots"]
 
     # the command line prints the same review (PNGs are rewritten in place)
     cli = run([sys.executable, "-m", "mer.review", "--rev", "HEAD", "--out", "reports/review"], repo)
@@ -78,6 +101,7 @@ def test_review_without_changes_says_so_and_draws_nothing(reproduced_repo, tmp_p
     repo = copy_repo(reproduced_repo, tmp_path / "repo")
     markdown = review_markdown("HEAD", repo / "reports/review", repo=repo)
     parts = sections(markdown)
+    assert all(row[-1] == "unchanged (identical predictions)" for row in table_rows(parts.pop("Verdicts")))
     assert parts == {
         "Metrics": "No metric changed against `HEAD`.",
         "Params": "No param changed against `HEAD`.",
