@@ -113,7 +113,7 @@ def test_every_stage_writes_what_it_declares(pipeline):
                        & (grid["setting"] == strategy) & (grid["metric"] == "ua")]  # fmt: skip
             assert len(row) == 1 and row["n_seeds"].iloc[0] == 2
         kshot = grid[(grid["kind"] == "kshot") & (grid["setting"] == strategy) & (grid["metric"] == "ua")]
-        assert kshot["n_train"].iloc[0] == 8  # 2 per class, 4 classes
+        assert float(kshot["n_train"].iloc[0]) == 8  # 2 per class, 4 classes
     ua = grid[grid["metric"] == "ua"]
     for kind, budget in (("fraction", "50"), ("fraction", "100"), ("kshot", "2"), ("zeroshot", "")):
         assert ua.loc[(ua["kind"] == kind) & (ua["budget"] == budget), "best_by_dev"].sum() == 1

@@ -517,14 +517,16 @@ def _gates_section(gates: dict, png_dir: Path, report_dir: Path) -> list[str]:
     return [*lines, _image(png_dir / "gates.png", report_dir, "gates"), ""]
 
 
-def _loading_section(metrics_dir: Path) -> list[str]:
-    """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``)."""
+def _loading_section(metrics_dir: Path, corpora: dict[str, str]) -> list[str]:
+    """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``);
+    ``corpora`` names each role's corpus (the metrics file holds numbers only)."""
     counts = _json(metrics_dir / "metadata.json")
     rows = []
     for role, entry in counts.items():
         issues = {k: v for k, v in entry.items() if k.startswith(("quarantine/", "repaired/"))}
         detail = ", ".join(f"{k.split('/', 1)[1]} {v} ({k.split('/')[0]})" for k, v in sorted(issues.items()))
-        rows.append([role, str(entry.get("corpus")), str(entry.get("utterances")), detail or "none"])
+        corpus = corpora.get(role) or str(entry.get("corpus", "none"))
+        rows.append([role, corpus, str(entry.get("utterances")), detail or "none"])
     if not rows:
         return []
     header = ["role", "corpus", "utterances kept", "quarantined / repaired"]
@@ -722,7 +724,9 @@ def build_summary(
     lines += [_image(png_dir / "confusion_source_test.png", out.parent, "confusion matrix"), ""]
     lines += [_image(png_dir / "training_curves.png", out.parent, "training curves"), ""]
     lines += _folds_section(results, source_table.attrs.get("corpus", "synthetic"))
-    lines += _groups_section(results) + _loading_section(metrics_dir)
+    corpora = {role: str(t["corpus"].iloc[0]) if not t.empty else "none"
+               for role, t in (("source", source_table), ("target", target_table))}  # fmt: skip
+    lines += _groups_section(results) + _loading_section(metrics_dir, corpora)
     lines += _transfer_section(results, target_table, png_dir, out.parent)
     return _finish(lines, out, results.provenance)
 
