@@ -53,10 +53,11 @@ def test_review_after_experiment_shows_params_metrics_and_plots(reproduced_repo,
     verdicts = {(row[0], row[1]): row for row in table_rows(parts["Verdicts"])}
     for metric in ("UA", "WA", "weighted F1"):
         row = verdicts[("fusion", metric)]
-        assert row[-1] in {"better", "worse", "within noise"}, row
+        # 12 test utterances: a changed beta may leave every predicted class as it was
+        assert row[-1] in {"better", "worse", "within noise", "unchanged (identical predictions)"}, row
         low, high = (float(x) for x in row[5].strip("[]").split(","))
         assert low <= float(row[4]) <= high
-        assert (row[-1] == "within noise") == (low <= 0 <= high)
+        assert (row[-1] in {"better", "worse"}) == (not low <= 0 <= high)
     assert verdicts[("concat", "UA")][-1] == "unchanged (identical predictions)"  # not re-trained
 
     # point 6: the declared metrics hold <= 150 numeric leaves and no strings; the diff <= 150 rows
