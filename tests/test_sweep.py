@@ -364,7 +364,8 @@ def test_each_queued_experiment_reruns_only_train_transfer_evaluate(swept):
         ran = ran_stages(run(["dvc", "queue", "logs", name], repo))
         assert {"train@main", "transfer", "evaluate"} <= ran, ran
         # nothing upstream of train; stages downstream of evaluate (a report) may follow it
-        upstream = {s for s in ran if s.split("@")[0] in ("metadata", "extract", "adapt", "baseline", "ablation")}
+        stages = ("metadata", "extract", "adapt", "baseline", "ablation")
+        upstream = {s for s in ran if s.split("@")[0] in stages}
         assert not upstream, f"fusion.beta re-ran {sorted(upstream)}"
 
 
