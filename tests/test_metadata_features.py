@@ -146,7 +146,7 @@ def test_gate_analysis_reports_the_drop_and_the_weight_per_emotion():
     frame = pd.DataFrame({"gate_audio": [1.5, 1.4, 0.2, 0.4], "audio_reliable": [True, True, False, False],
                           "gate_text": [1.0] * 4, "text_reliable": [True] * 4,
                           "label_id": [0, 1, 0, 1]})  # fmt: skip
-    analysis = gate_analysis(frame)
+    analysis = gate_analysis({"main": {0: frame}}, ("anger", "happiness", "neutral", "sadness"))
     assert analysis["audio"] == {
         "reliable": 1.45, "unreliable": 0.3, "drop": 1.15,
         "by_emotion": {"anger": 0.85, "happiness": 0.9},
