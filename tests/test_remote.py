@@ -74,7 +74,8 @@ def test_push_clone_pull_reruns_nothing(reproduced_repo, tmp_path):
             feature
         )
         assert (clone / feature / "meta.json").read_bytes() == (origin / feature / "meta.json").read_bytes()
-    assert (clone / "models/fusion/seed0.pt").read_bytes() == (origin / "models/fusion/seed0.pt").read_bytes()
+    model = "models/fusion/main/seed0.pt"
+    assert (clone / model).read_bytes() == (origin / model).read_bytes()
     assert (clone / "data/metadata/source.parquet").is_file() and (clone / "models/adapters").is_dir()
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone)
 
