@@ -583,9 +583,9 @@ def evaluate(
         raise FileNotFoundError(
             f"{source_dir}/{MAIN}/<fold>/seed*.parquet: no predictions for folds {missing}; run `dvc repro`"
         )
-    main = model_result(MAIN, "main", main_test, read_frames(source_dir / MAIN, folds, "dev"))
-    fold_table = fold_rows(MAIN, {"test": main_test, "dev": read_frames(source_dir / MAIN, folds, "dev")},
-                           main.classes)  # fmt: skip
+    main_dev = read_frames(source_dir / MAIN, folds, "dev")
+    main = model_result(MAIN, "main", main_test, main_dev)
+    fold_table = fold_rows(MAIN, {"test": main_test, "dev": main_dev}, main.classes)
     results, extra = [main], []
     for role, root, names in (("baseline", source_dir, baselines), ("ablation", ablation_dir, variants)):
         for name in names:
