@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from mer.evaluate import evaluate
 from mer.logs import setup_logging
 from mer.params import SECTIONS, as_dict, load_recipes, load_section
 from mer.protocols import PROTOCOL_NAMES, PROTOCOLS
-from mer.report import evaluate
 
 
 def main() -> None:

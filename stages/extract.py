@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from mer import metadata
+from mer import schema
 from mer.extract import extract_modality
 from mer.logs import setup_logging
-from mer.params import MODALITIES, load_section
+from mer.params import load_section
+from mer.vocab import MODALITIES
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     cfg = load_section("extract")
     if args.section:
         cfg = dataclasses.replace(cfg, **{args.modality: getattr(cfg, args.section)})
-    extract_modality(metadata.read(args.metadata), args.modality, cfg, args.out)
+    extract_modality(schema.read(args.metadata), args.modality, cfg, args.out)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mer.corpora.build import build_metadata
 from mer.logs import setup_logging
+from mer.metadata import build_metadata
 from mer.params import load_section
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import setup_logging
-from mer.summary import build_summary
+from mer.report import build_summary
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import argparse
 
 from mer.logs import setup_logging
 from mer.params import load_recipe, load_section
-from mer.training import train_source_model
+from mer.train import train_source_model
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import argparse
 
 from mer.logs import setup_logging
 from mer.params import check_source_fold, load_section
-from mer.training import loop_config
+from mer.train import loop_config
 from mer.transfer import transfer_to_target
 
 

@@ -13,7 +13,7 @@ import pytest
 from mer.corpora import cremad
 from mer.corpora.common import LayoutError
 from mer.corpora.labels import SHARED4, label_map
-from mer.metadata import COLUMNS
+from mer.schema import COLUMNS
 from tests import fixtures_cremad as fixture
 from tests.corpus_media import write_corrupt
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer import media, metadata
+from mer import media, schema
 from mer.corpora import common, iemocap
 from mer.corpora.labels import SHARED4, label_map
 from tests import fixtures_iemocap as fx
@@ -46,7 +46,7 @@ def reasons(res: common.LoadResult) -> dict[str, str]:
 
 def test_table_matches_the_contract(result):
     table = result.table
-    assert list(table.columns) == [*metadata.COLUMNS, *iemocap.EXTRA_COLUMNS]
+    assert list(table.columns) == [*schema.COLUMNS, *iemocap.EXTRA_COLUMNS]
     for column in ("utt_id", "corpus", "speaker", "session", "text", "label", "raw_label", "dialog"):
         assert table[column].map(type).eq(str).all(), column
     for column in ("valence", "arousal", "dominance", "sentiment", "start", "end", "duration",

@@ -11,7 +11,7 @@ import pytest
 from mer.corpora import meld
 from mer.corpora.common import QUARANTINE_COLUMNS, LayoutError
 from mer.corpora.labels import label_map
-from mer.metadata import COLUMNS
+from mer.schema import COLUMNS
 from tests import fixtures_meld
 
 EMOTIONS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")

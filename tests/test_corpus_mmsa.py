@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer import metadata
+from mer import schema
 from mer.corpora import mmsa
 from mer.corpora.common import QUARANTINE_COLUMNS, LayoutError
 from mer.corpora.labels import label_map
@@ -61,7 +61,7 @@ def utt(split: str, video: int, clip: int) -> str:
 
 def test_table_matches_the_contract(loaded):
     table = loaded.table
-    assert list(table.columns) == [*metadata.COLUMNS, *mmsa.EXTRA_COLUMNS]
+    assert list(table.columns) == [*schema.COLUMNS, *mmsa.EXTRA_COLUMNS]
     for column in STR_COLUMNS:
         assert pd.api.types.is_string_dtype(table[column]), column
         assert all(isinstance(value, str) for value in table[column]), column
@@ -322,5 +322,5 @@ def test_header_only_label_csv_gives_an_empty_typed_table(trees, tmp_path):
     (root / "label.csv").write_text(",".join(fx.HEADER) + "\n")
     result = mmsa.load(root)
     assert result.table.empty and result.quarantine.empty
-    assert list(result.table.columns) == [*metadata.COLUMNS, *mmsa.EXTRA_COLUMNS]
+    assert list(result.table.columns) == [*schema.COLUMNS, *mmsa.EXTRA_COLUMNS]
     assert result.table["label_id"].dtype == np.int64 and result.table["sentiment"].dtype == np.float64

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer import metadata
+from mer import schema
 from mer.corpora import synthetic
 from mer.extract import ExtractionError, bucket_batches, extract_modality
 from mer.features import FeatureStore
@@ -28,7 +28,7 @@ def table(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     synthetic.generate(CORPUS, "source", root / "raw")
     frame = synthetic.load(root / "raw", "tiny")
-    metadata.write(frame, root / "meta.parquet")
+    schema.write(frame, root / "meta.parquet")
     return frame
 
 
@@ -101,7 +101,7 @@ def test_nan_features_fail_the_stage_naming_the_utterance(table, tmp_path, monke
 @pytest.mark.slow
 def test_killed_extraction_resumes_without_redoing_complete_shards(table, tmp_path):
     work = _params_file(tmp_path, shard_size=2)
-    metadata.write(table, work / "meta.parquet")
+    schema.write(table, work / "meta.parquet")
     command = [sys.executable, str(REPO / "stages/extract.py"), "--metadata", "meta.parquet",
                "--modality", "audio", "--out", "features"]  # fmt: skip
     process = subprocess.Popen(command, cwd=work, env=_stage_env(), stderr=subprocess.DEVNULL)
@@ -131,7 +131,7 @@ def test_killed_extraction_resumes_without_redoing_complete_shards(table, tmp_pa
 @pytest.mark.slow
 def test_torchrun_two_ranks_write_disjoint_shards_and_merge(table, tmp_path):
     work = _params_file(tmp_path, shard_size=5)
-    metadata.write(table, work / "meta.parquet")
+    schema.write(table, work / "meta.parquet")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                str(REPO / "stages/extract.py"), "--metadata", "meta.parquet", "--modality", "text",
                "--out", "features"]  # fmt: skip

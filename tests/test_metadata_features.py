@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer import features, metadata
+from mer import features, schema
 from mer.corpora import synthetic
 from mer.data import MultimodalData
+from mer.evaluate import gate_analysis
 from mer.extract import extract_modality
+from mer.files import write_json
 from mer.params import ExtractParams, SyntheticParams
-from mer.report import gate_analysis
 
 TINY = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=4,
                        target_utterances_per_speaker=4, video_frames=4, video_size=32,
@@ -29,30 +30,30 @@ def corpus(tmp_path_factory):
 
 
 def test_synthetic_table_validates_and_roundtrips(corpus, tmp_path):
-    metadata.validate(corpus, "tiny")
-    path = metadata.write(corpus, tmp_path / "m.parquet")
-    back = metadata.read(path)
-    assert list(back.columns[: len(metadata.COLUMNS)]) == list(metadata.COLUMNS)
+    schema.validate(corpus, "tiny")
+    path = schema.write(corpus, tmp_path / "m.parquet")
+    back = schema.read(path)
+    assert list(back.columns[: len(schema.COLUMNS)]) == list(schema.COLUMNS)
     assert back["utt_id"].tolist() == corpus["utt_id"].tolist()
 
 
 def test_validation_names_duplicates_leaks_and_missing_files(corpus):
     duplicated = pd.concat([corpus, corpus.iloc[:1]])
-    with pytest.raises(metadata.MetadataError, match=corpus["utt_id"].iloc[0]):
-        metadata.validate(duplicated, "tiny")
+    with pytest.raises(schema.MetadataError, match=corpus["utt_id"].iloc[0]):
+        schema.validate(duplicated, "tiny")
     leaking = corpus.copy()
     speaker = leaking.loc[leaking["split"] == "train", "speaker"].iloc[0]
     leaking.loc[leaking.index[leaking["speaker"] == speaker][0], "split"] = "test"
-    with pytest.raises(metadata.MetadataError, match=f"speaker leakage.*{speaker}"):
-        metadata.validate(leaking, "tiny")
+    with pytest.raises(schema.MetadataError, match=f"speaker leakage.*{speaker}"):
+        schema.validate(leaking, "tiny")
     missing = corpus.copy()
     missing.loc[missing.index[2], "audio_path"] = "/nonexistent/a.wav"
-    with pytest.raises(metadata.MetadataError, match=r"audio_path missing.*/nonexistent/a\.wav"):
-        metadata.validate(missing, "tiny")
-    with pytest.raises(metadata.MetadataError, match="missing columns"):
-        metadata.validate(corpus.drop(columns=["speaker"]), "tiny")
+    with pytest.raises(schema.MetadataError, match=r"audio_path missing.*/nonexistent/a\.wav"):
+        schema.validate(missing, "tiny")
+    with pytest.raises(schema.MetadataError, match="missing columns"):
+        schema.validate(corpus.drop(columns=["speaker"]), "tiny")
     with pytest.raises(FileNotFoundError, match="dvc repro metadata"):
-        metadata.read("/nonexistent/table.parquet")
+        schema.read("/nonexistent/table.parquet")
 
 
 def _write_store(directory, arrays: dict, shard_size: int) -> None:
@@ -65,7 +66,7 @@ def _write_store(directory, arrays: dict, shard_size: int) -> None:
         {"file": m["file"], "manifest": f"shard-{m['index']:05d}.json", "sha256": m["sha256"]}
         for m in manifests
     ]
-    features.write_json(directory / "meta.json", {"hidden_dim": 4, "shards": shards})
+    write_json(directory / "meta.json", {"hidden_dim": 4, "shards": shards})
 
 
 def test_shards_roundtrip_ragged_memory_mapped_and_verified(tmp_path):
@@ -157,9 +158,9 @@ def test_gate_analysis_reports_the_drop_and_the_weight_per_emotion():
 def test_validation_rejects_label_ids_that_do_not_match_labels(corpus):
     wrong = corpus.copy()
     wrong.loc[wrong.index[0], "label_id"] = (wrong["label_id"].iloc[0] + 1) % 4
-    with pytest.raises(metadata.MetadataError, match="label_id does not match"):
-        metadata.validate(wrong, "tiny", check_files=False)
+    with pytest.raises(schema.MetadataError, match="label_id does not match"):
+        schema.validate(wrong, "tiny", check_files=False)
     unknown = corpus.copy()
     unknown.loc[unknown.index[1], "label"] = "boredom"
-    with pytest.raises(metadata.MetadataError, match="label not in"):
-        metadata.validate(unknown, "tiny", check_files=False)
+    with pytest.raises(schema.MetadataError, match="label not in"):
+        schema.validate(unknown, "tiny", check_files=False)

@@ -86,7 +86,7 @@ def test_every_stage_writes_what_it_declares(pipeline):
         if row != "cross_attention":
             low, delta, high = (ablation[f"{row}/delta_ua{x}"] for x in ("_low", "", "_high"))
             assert low <= delta <= high
-    from mer.training import load_model
+    from mer.train import load_model
 
     index = json.loads((pipeline / "models/fusion/main/index.json").read_text())
     assert index["models"] == ["seed0.pt", "seed1.pt"]

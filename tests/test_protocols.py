@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mer import metadata, protocols
-from mer.metadata import MetadataError
+from mer import protocols, schema
 from mer.params import CremadParams
+from mer.schema import MetadataError
 
 
 def _iemocap_like() -> pd.DataFrame:
@@ -120,10 +120,10 @@ def test_apply_fold_replaces_the_split_and_rejects_unknown_folds() -> None:
 
 
 def test_validate_uses_the_tables_own_classes() -> None:
-    table = pd.DataFrame({c: [None] for c in metadata.COLUMNS})
+    table = pd.DataFrame({c: [None] for c in schema.COLUMNS})
     table = table.assign(utt_id="u1", speaker="s", split="train", label="joy", label_id=1)
     table.attrs["classes"] = ["neutral", "joy"]
-    metadata.validate(table, "t", check_files=False)
+    schema.validate(table, "t", check_files=False)
     table.attrs["classes"] = ["joy", "neutral"]
     with pytest.raises(MetadataError, match="label_id does not match"):
-        metadata.validate(table, "t", check_files=False)
+        schema.validate(table, "t", check_files=False)

@@ -61,8 +61,12 @@ def test_review_after_experiment_shows_params_metrics_and_plots(reproduced_repo,
     assert verdicts[("concat", "UA")][-1] == "unchanged (identical predictions)"  # not re-trained
 
     # point 6: the declared metrics hold <= 150 numeric leaves and no strings; the diff <= 150 rows
-    declared = [m for s in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values()
-                for entry in s.get("metrics", []) for m in (entry if isinstance(entry, dict) else [entry])]
+    declared = [
+        m
+        for s in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values()
+        for entry in s.get("metrics", [])
+        for m in (entry if isinstance(entry, dict) else [entry])
+    ]
     leaves = [v for path in declared for v in flat_leaves(json.loads((repo / path).read_text()))]
     assert all(isinstance(v, (int, float)) for v in leaves) and len(leaves) <= 150, len(leaves)
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))

@@ -19,7 +19,8 @@ except ImportError:  # run without PYTHONPATH=src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mer.corpora import synthetic
-from mer.params import EMOTIONS, MODALITIES, SyntheticParams
+from mer.params import SyntheticParams
+from mer.vocab import EMOTIONS, MODALITIES
 
 TINY = SyntheticParams(
     train_speakers=2,

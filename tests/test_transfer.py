@@ -14,7 +14,7 @@ from mer.models.fusion import FusionConfig, FusionModel
 from mer.params import AdaptParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions
-from mer.training import LoopConfig, fit
+from mer.train import LoopConfig, fit
 from mer.transfer import prepare
 
 LOOP = LoopConfig(epochs=4, batch_size=8, lr=3e-3, weight_decay=0.0, patience=10, grad_clip=1.0, seed=0)
@@ -106,7 +106,7 @@ def test_strategies_train_exactly_their_weights(tiny_data, strategy):
 
 
 def test_input_adapters_start_as_identity_and_reload(tiny_data, tmp_path):
-    from mer.training import load_model, save_model
+    from mer.train import load_model, save_model
 
     model = _source_model(tiny_data["train"]).eval()
     batch = next(tiny_data["test"].batches(8))

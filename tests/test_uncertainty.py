@@ -1,5 +1,5 @@
 """``mer.uncertainty``: the interval covers the truth at its nominal rate, a real effect is found,
-seed noise is not called a gain, and the numbers match ``mer.evaluation`` exactly."""
+seed noise is not called a gain, and the numbers match ``mer.metrics`` exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mer.evaluation import classification_metrics, regression_metrics
+from mer.metrics import classification_metrics, regression_metrics
 from mer.uncertainty import CLASSIFICATION_METRICS, REGRESSION_METRICS, Runs, compare, estimate, holm
 
 CLASSES = 4

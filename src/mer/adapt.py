@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from mer import metadata
+from mer import schema
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.models.domain import DomainClassifier, coral_distance, coral_loss, dann_loss, linear_cka, mmd_loss
@@ -231,7 +231,7 @@ def train_adapters(
     corpus, ``corpora.target: none``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if metadata.read(target_metadata).empty:
+    if schema.read(target_metadata).empty:
         logger.info("%s: no target corpus, no domain adapters", target_metadata)
         return {}
     source = load_splits(source_metadata, source_features, modalities)["train"]

@@ -1,6 +1,6 @@
 """Domain alignment during fine-tuning: an extra loss between the fused embeddings of a
 source-train batch and an (unlabelled) target-train batch, added to every training step of
-:func:`mer.training.fit` (seed 003's DANN, MMD and CORAL).
+:func:`mer.train.fit` (seed 003's DANN, MMD and CORAL).
 
 >>> import numpy as np, pandas as pd
 >>> table = pd.DataFrame({"utt_id": ["a", "b", "c"], "label_id": [0, 1, 2]})

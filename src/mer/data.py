@@ -105,8 +105,8 @@ class MultimodalData:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """Class names in ``label_id`` order (from the metadata table, see ``mer.metadata``)."""
-        from mer.metadata import label_classes
+        """Class names in ``label_id`` order (from the metadata table, see ``mer.schema``)."""
+        from mer.schema import label_classes
 
         return label_classes(self.table)
 
@@ -194,9 +194,9 @@ def load_splits(
     With ``fold`` the splits come from that fold of the split file ``splits_path`` (e.g. an
     IEMOCAP leave-one-session-out fold) instead of the table's ``split`` column.
     """
-    from mer import metadata, protocols
+    from mer import protocols, schema
 
-    table = metadata.read(metadata_path)
+    table = schema.read(metadata_path)
     if fold is not None:
         if splits_path is None:
             raise ValueError(f"fold {fold!r} needs the split file (splits_path)")

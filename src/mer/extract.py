@@ -41,7 +41,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mer import distributed, features, media
+from mer.devices import resolve_device
 from mer.encoders import build_encoder
+from mer.files import write_json
 from mer.params import ExtractParams, as_dict
 
 logger = logging.getLogger(__name__)
@@ -241,12 +243,10 @@ def _modality_params(cfg: ExtractParams, modality: str) -> dict:
     return asdict(getattr(cfg, modality))
 
 
-def resolve_device(cfg: ExtractParams) -> tuple[str, bool]:
+def _device(cfg: ExtractParams) -> tuple[str, bool]:
     """(torch device, whether to autocast to bf16) for ``extract.device`` / ``extract.bf16``."""
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ExtractionError("extract.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
-    return device, device == "cuda" and cfg.bf16
+    device = resolve_device(cfg.device, "extract.device")
+    return str(device), device.type == "cuda" and cfg.bf16
 
 
 CODE_FILES = ("extract.py", "encoders.py", "media.py", "acoustic.py", "features.py")
@@ -282,7 +282,7 @@ def shard_fingerprint(
     media_column = {"audio": "audio_path", "video": "video_path"}.get(modality)
     payload = {
         "encoder": [info.model, info.weights, info.config_hash, code_hash],
-        "precision": "bf16" if resolve_device(cfg)[1] else "fp32",
+        "precision": "bf16" if _device(cfg)[1] else "fp32",
         "init_seed": cfg.init_seed,
         "params": _modality_params(cfg, modality),
         "rows": [[str(row.get(c)) for c in INPUT_COLUMNS] for row in rows],
@@ -314,7 +314,7 @@ def extract_modality(
     rank, world = distributed.setup("gloo")  # the collectives here move CPU tensors
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    device, bf16 = resolve_device(cfg)
+    device, bf16 = _device(cfg)
     if encoder is None:
         encoder = build_encoder(
             modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device
@@ -432,8 +432,8 @@ def _merge(
         "hidden_dim": stored_dim,
         "layer_dim": info.hidden_dim,
         "dtype": "float16",
-        "device": resolve_device(cfg)[0],
-        "precision": "bf16 autocast" if resolve_device(cfg)[1] else "fp32",
+        "device": _device(cfg)[0],
+        "precision": "bf16 autocast" if _device(cfg)[1] else "fp32",
         "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
         "count": sum(m["count"] for m in manifests),
         "n_quarantined": len(quarantined),
@@ -459,9 +459,9 @@ def _merge(
     }
     other_modalities = {"text", "audio", "video"} - {modality}
     meta["params"] = {k: v for k, v in meta["params"].items() if k not in other_modalities}
-    features.write_json(out_dir / "meta.json", meta)
+    write_json(out_dir / "meta.json", meta)
     record = features.verify(out_dir, table["utt_id"].tolist(), quarantined)
-    features.write_json(out_dir / "verify.json", record)
+    write_json(out_dir / "verify.json", record)
     if not record["ok"]:
         raise ExtractionError(f"{out_dir}: verification failed: {record['problems']}")
     logger.info("%s: %d stored, %d quarantined", modality, record["n_stored"], record["n_quarantined"])

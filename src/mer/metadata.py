@@ -1,124 +1,148 @@
-"""The uniform metadata table every corpus loader produces, and its validation.
+"""The metadata stage's work: load the source and target corpora, split them by protocol,
+check for leakage, and write the tables, split files, quarantine and counts.
 
-One row per utterance. Real-corpus loaders and the synthetic corpus share this schema, so the
-extract, train and evaluate code never needs to know which corpus it reads.
+Every check that can fail on the user's setup (a root that is missing, a file a layout needs,
+a label map the corpus lacks, source and target with different classes) runs for both roles
+before any corpus is read.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from mer import protocols, schema
+from mer.corpora import cremad, iemocap, meld, mmsa, ravdess, synthetic
+from mer.corpora.common import QUARANTINE_COLUMNS, LoadResult
+from mer.corpora.labels import label_map
+from mer.params import CorporaParams, ParamsError, SyntheticParams
+from mer.vocab import EMOTIONS
+
 logger = logging.getLogger(__name__)
 
-#: Columns every metadata table has, in this order.
-COLUMNS = (
-    "utt_id", "corpus", "speaker", "session", "split", "label", "label_id",
-    "valence", "arousal", "dominance", "sentiment", "text", "audio_path", "video_path",
-    "start", "end", "duration",
-)  # fmt: skip
-#: Optional: ``video_start`` / ``video_end`` (seconds) cut an utterance's window out of a longer
-#: ``video_path`` (IEMOCAP's dialog videos); absent or null means the whole clip.
-#: Optional columns recording which modalities carry a usable cue (the synthetic corpus has them).
-RELIABILITY_COLUMNS = ("text_reliable", "audio_reliable", "video_reliable")
-SPLITS = ("train", "dev", "test")
+ROLES = ("source", "target")
+LOADERS = {
+    "iemocap": iemocap,
+    "meld": meld,
+    "cremad": cremad,
+    "ravdess": ravdess,
+    "mosi": mmsa,
+    "mosei": mmsa,
+}
 
 
-class MetadataError(ValueError):
-    """The metadata table breaks an invariant; the message names the offending ids."""
+@dataclass
+class Built:
+    """One role's corpus after the protocol: table (``split`` = main fold), split file, quarantine."""
+
+    corpus: str
+    table: pd.DataFrame
+    splits: pd.DataFrame
+    quarantine: pd.DataFrame
+    counts: dict
 
 
-def _preview(values: list, limit: int = 5) -> str:
-    shown = ", ".join(map(str, values[:limit]))
-    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+def classes_of(cfg: CorporaParams, corpus: str) -> tuple[str, ...]:
+    """The class names a corpus gets under its configured label map."""
+    if corpus == "synthetic":
+        return EMOTIONS
+    return label_map(corpus, cfg.corpus(corpus).labels).classes
 
 
-def label_classes(table: pd.DataFrame) -> tuple[str, ...]:
-    """The table's class names in ``label_id`` order.
-
-    The metadata stage stores them in ``table.attrs["classes"]`` (kept in the Parquet file and
-    through row selections), because a split need not contain every class. Tables built in code
-    without a label map (tests, the synthetic corpus's loader) have the shared four.
-    """
-    from mer.params import EMOTIONS
-
-    return tuple(table.attrs.get("classes", EMOTIONS))
-
-
-def check_leakage(table: pd.DataFrame, name: str, keys: tuple[str, ...] = ("speaker",)) -> None:
-    """Fail if any value of a group column in ``keys`` (speaker, dialog, ...) is in two splits.
+def preflight(cfg: CorporaParams) -> None:
+    """Check roots, layouts, label maps and that source and target share their classes.
 
     Raises:
-        MetadataError: naming each leaking id and its splits.
+        mer.corpora.common.LayoutError: a root or an expected file is missing (names the path).
+        ValueError / ParamsError: a label map the corpus does not have, or mismatched classes.
     """
-    for key in keys:
-        leaking = table.groupby(key)["split"].nunique()
-        leaking = leaking[leaking > 1].index.tolist()
-        if leaking:
-            detail = [f"{v} in {sorted(table.loc[table[key] == v, 'split'].unique())}" for v in leaking]
-            raise MetadataError(f"{name}: {key}s in more than one split ({key} leakage): {_preview(detail)}")
+    for corpus in (cfg.source, cfg.target):
+        if corpus in LOADERS:
+            section = cfg.corpus(corpus)
+            label_map(corpus, section.labels)
+            LOADERS[corpus].check_layout(Path(section.root))
+    if cfg.target != "none":
+        source, target = classes_of(cfg, cfg.source), classes_of(cfg, cfg.target)
+        if source != target:
+            raise ParamsError(
+                f"corpora.target: {cfg.target} has classes {list(target)} but the source {cfg.source} has "
+                f"{list(source)}; transfer needs one label set: use the shared4 label map on both "
+                f"(corpora.<name>.labels: shared4) or corpora.target: none"
+            )
 
 
-def validate(
-    table: pd.DataFrame, name: str, check_files: bool = True, leakage_keys: tuple[str, ...] = ("speaker",)
-) -> None:
-    """Check a metadata table: schema, unique ids, labels in its classes, known splits, files
-    exist, and no ``leakage_keys`` group (speaker by default) in two splits.
-
-    Raises:
-        MetadataError: naming the table and the offending ids / speakers / paths.
-    """
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise MetadataError(f"{name}: missing columns {missing}; a loader must produce {list(COLUMNS)}")
-    if table.empty:
-        raise MetadataError(f"{name}: no utterances")
-    dup = table.loc[table["utt_id"].duplicated(), "utt_id"].tolist()
-    if dup:
-        raise MetadataError(f"{name}: duplicated utt_id: {_preview(dup)}")
-    classes = label_classes(table)
-    unknown = table.loc[~table["label"].isin(classes), "utt_id"].tolist()
-    if unknown:
-        raise MetadataError(f"{name}: label not in {classes} for utt_id {_preview(unknown)}")
-    expected_ids = table["label"].map({label: i for i, label in enumerate(classes)})
-    mismatched = table.loc[table["label_id"] != expected_ids, "utt_id"].tolist()
-    if mismatched:
-        raise MetadataError(
-            f"{name}: label_id does not match the label's index in {classes} for {_preview(mismatched)}"
-        )
-    bad_split = table.loc[~table["split"].isin(SPLITS), "utt_id"].tolist()
-    if bad_split:
-        raise MetadataError(f"{name}: split not in {SPLITS} for utt_id {_preview(bad_split)}")
-    check_leakage(table, name, leakage_keys)
-    if check_files:
-        for column in ("audio_path", "video_path"):
-            paths = table[column].dropna()
-            absent = table.loc[paths.index[~paths.map(lambda p: Path(p).is_file())], "utt_id"]
-            if len(absent):
-                first = table.loc[table["utt_id"] == absent.iloc[0], column].iloc[0]
-                raise MetadataError(
-                    f"{name}: {column} missing on disk for utt_id {_preview(absent.tolist())} "
-                    f"(first: {first})"
-                )
-    logger.info("%s: %d utterances, %d speakers validated", name, len(table), table["speaker"].nunique())
+def _load_real(corpus: str, cfg: CorporaParams) -> LoadResult:
+    section = cfg.corpus(corpus)
+    options: dict = {"labels": section.labels}
+    if corpus == "meld":
+        options["max_overrun_seconds"] = section.max_overrun_seconds
+    if corpus in ("mosi", "mosei"):
+        options["corpus"] = corpus
+    return LOADERS[corpus].load(Path(section.root), **options)
 
 
-def write(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a validated table to Parquet with the schema columns first."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ordered = list(COLUMNS) + [c for c in table.columns if c not in COLUMNS]
-    frame = table[ordered].reset_index(drop=True)
-    frame.attrs = dict(table.attrs)  # the class names and corpus travel in the Parquet file
-    frame.to_parquet(path, index=False)
-    return path
+def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, raw_root: Path) -> Built:
+    """Load, split and validate the corpus playing ``role`` (source or target)."""
+    corpus = cfg.source if role == "source" else cfg.target
+    name = f"{role} ({corpus})"
+    marker = raw_root / role
+    if corpus != "synthetic":
+        # the extract stage depends on data/raw/synthetic/<role>: leave a note saying why it is empty
+        marker.mkdir(parents=True, exist_ok=True)
+        section = None if corpus == "none" else cfg.corpus(corpus)
+        note = "no target (corpora.target: none)\n" if section is None else f"{corpus}: {section.root}\n"
+        (marker / "NOT_SYNTHETIC.txt").write_text(f"{role} is not synthetic; it reads {note}")
+    if corpus == "none":
+        table = pd.DataFrame({c: pd.Series(dtype=object) for c in schema.COLUMNS})
+        table.attrs["classes"] = list(classes_of(cfg, cfg.source))
+        empty = pd.DataFrame(columns=list(protocols.SPLIT_COLUMNS))
+        return Built(corpus, table, empty, pd.DataFrame(columns=list(QUARANTINE_COLUMNS)), {"utterances": 0})
+    if corpus == "synthetic":
+        synthetic.generate(synthetic_cfg, role, marker)
+        result = LoadResult(synthetic.load(marker, corpus=f"synthetic_{role}"))
+    else:
+        result = _load_real(corpus, cfg)
+    table = result.table.reset_index(drop=True)
+    splits = protocols.assign_splits(table, corpus, None if corpus == "synthetic" else cfg.corpus(corpus))
+    protocols.check_folds(table, splits, corpus, name)
+    main = splits[splits["fold"] == protocols.MAIN_FOLD]
+    table["split"] = table["utt_id"].map(dict(zip(main["utt_id"], main["split"], strict=True)))
+    table.attrs["classes"] = list(classes_of(cfg, corpus))
+    table.attrs["corpus"] = corpus
+    schema.validate(table, name, leakage_keys=protocols.leakage_keys(corpus))
+    counts = result.counts()
+    counts |= {f"split/{s}": int((table["split"] == s).sum()) for s in schema.SPLITS}
+    counts["speakers"] = int(table["speaker"].nunique())
+    counts["classes"] = len(table.attrs["classes"])
+    return Built(corpus, table, splits, result.quarantine, counts)
 
 
-def read(path: str | Path) -> pd.DataFrame:
-    """Read a metadata table written by :func:`write`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: metadata table not found; run `dvc repro metadata` first")
-    return pd.read_parquet(path)
+def build_metadata(
+    cfg: CorporaParams,
+    synthetic_cfg: SyntheticParams,
+    raw_root: Path,
+    out: Path,
+    splits_dir: Path,
+    metrics_path: Path,
+) -> dict[str, Built]:
+    """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts."""
+    preflight(cfg)
+    built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root)) for role in ROLES}
+    splits_dir.mkdir(parents=True, exist_ok=True)
+    quarantine = []
+    for role, result in built.items():
+        schema.write(result.table, out / f"{role}.parquet")
+        result.splits.to_csv(splits_dir / f"{role}.csv", index=False, lineterminator="\n")
+        quarantine.append(result.quarantine.assign(role=role))
+        for reason, n in result.quarantine["reason"].value_counts().items():
+            logger.warning("%s (%s): %d utterances quarantined: %s", role, result.corpus, n, reason)
+    pd.concat(quarantine, ignore_index=True).to_csv(out / "quarantine.csv", index=False, lineterminator="\n")
+    # numbers only (a declared DVC metrics file); the corpus names are in params.yaml and the tables
+    counts = {role: dict(r.counts) for role, r in built.items()}
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    return built

@@ -19,11 +19,8 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-MODALITIES = ("text", "audio", "video")
-EMOTIONS = ("anger", "happiness", "neutral", "sadness")
-FUSION_MODES = ("crossmodal", "concat", "late", "ensemble", "text", "audio", "video")
-GATES = ("modality", "vector", "none")
-TASKS = ("classification", "regression")
+from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
+
 MAIN_FOLD = "main"  # the corpus's own split (every split file has it; see mer.protocols)
 
 

@@ -42,7 +42,7 @@ def plot_confusion(confusion: np.ndarray | list, labels: Sequence[str], path: st
 
     Args:
         confusion (`int` array-like of shape `(C, C)`): rows true, columns predicted, as in
-            :func:`mer.evaluation.confusion_matrix` or the ``confusion`` entry of the metrics.
+            :func:`mer.metrics.confusion_matrix` or the ``confusion`` entry of the metrics.
         labels (sequence of str): ``C`` class names for both axes.
         path (str | Path): PNG to write.
         title (str): figure title.

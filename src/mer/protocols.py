@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mer.metadata import MetadataError, check_leakage
+from mer.schema import MetadataError, check_leakage
 
 SPLIT_COLUMNS = ("utt_id", "fold", "split")
 MAIN_FOLD = "main"

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from mer.files import write_json
+
 PACKAGES = ("torch", "torchaudio", "transformers", "numpy", "dvc", "mer")
 
 
@@ -115,6 +117,4 @@ def write_metrics(
     feature_root: str | Path | None = "data/features",
 ) -> Path:
     """Write a metrics file: flat metric keys plus the ``provenance`` block."""
-    from mer.features import write_json
-
     return write_json(path, {**flatten(metrics), "provenance": provenance(sections, feature_root)})

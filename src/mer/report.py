@@ -1,635 +1,762 @@
-"""The evaluate stage: prediction files in; headline metrics, result tables and plots out.
+"""The report stage: ``reports/summary.md``, the results a person reads, built by ``dvc repro``.
 
-Every number is the mean over the protocol folds (``corpora.folds``) and seeds, with a 95 %
-interval, and every stated comparison is a paired difference with its interval and a verdict,
-all by the one method of :mod:`mer.uncertainty`.
+Every number is printed with its protocol beside it and every number that is compared with its
+95 % interval (``mer.uncertainty``); a difference is called a gain or a loss only when its paired
+interval excludes 0, never when it is *within noise*. Reference numbers from the literature are
+marked as references, never mixed with mer's results; synthetic-corpus scores are labelled as a
+mechanics check.
 
-Inputs (per model, fold and seed): ``<source>/<model>/<fold>/seed<k>.parquet`` (test) and
-``.../<fold>/dev/seed<k>.parquet`` (dev) for the main model (``fusion``) and the baselines,
-``<ablation>/<recipe>/<fold>/...`` for the ablation variants, and the transfer stage's
-``<transfer>/{zeroshot/<method>,fraction/<pct>/<strategy>,kshot/<k>/<strategy>,swap/<method>}/``.
-
-Declared DVC metrics (numbers only, the headline keys; ``dvc metrics diff`` reads these):
-
-- ``metrics/source.json``: ``main/<m>``, ``main/<m>_low`` / ``_high`` for UA, WA, weighted F1
-  (regression: MAE, r, Acc-2 non0), ``main/dev_ua`` (``dev_mae``), ``main/n_seeds`` /
-  ``n_folds`` / ``n_test``; ``baselines/<name>/ua`` with ``delta_ua`` (main minus baseline)
-  and ``delta_ua_low`` / ``_high``.
-- ``metrics/ablation.json``: ``<row>/ua`` with ``delta_ua`` (row minus cross-attention) and its
-  interval.
-- ``metrics/transfer.json``: ``zeroshot/none/ua`` and the adapter chosen on target dev
-  (``zeroshot/best_by_dev/<method>/...``, delta vs none); per budget (``fraction/<pct>``,
-  ``kshot/<k>``) full fine-tuning with its interval and the strategy chosen on dev with its
-  delta vs full.
-
-Data files in ``results/`` (read by the report, ``mer.review`` and ``dvc plots``):
-``models.csv`` (every model x metric: value, interval, seed std, dev score, design),
-``comparisons.csv`` (every paired comparison, Holm-adjusted p and verdict), ``transfer.csv``
-(the whole few-shot grid), ``folds.csv`` (each fold, seed and split), ``per_class.csv``,
-``per_speaker.csv``, ``gates.json`` and ``provenance.json``.
+Inputs: ``metrics/metadata.json`` (corpus loading), the evaluate stage's ``results/`` tables
+(``models.csv``, ``comparisons.csv``, ``transfer.csv``, ``folds.csv``, ``per_class.csv``,
+``per_speaker.csv``, ``gates.json``, ``adapt.json``, ``provenance.json``; any may be missing), the
+PNGs and the metadata tables.
 """
 
 from __future__ import annotations
 
-import csv
-import logging
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mer import plots
-from mer.evaluation import classification_metrics, regression_metrics
-from mer.features import write_json
-from mer.params import EMOTIONS, MODALITIES
-from mer.provenance import provenance
-from mer.uncertainty import (
-    CLASSIFICATION_METRICS,
-    REGRESSION_METRICS,
-    Comparison,
-    Estimate,
-    Runs,
-    compare,
-    estimate,
-    holm,
-    lower_is_better,
-)
-
-logger = logging.getLogger(__name__)
+from mer import protocols, uncertainty
 
 MAIN = "fusion"
-HEADLINE = {"classification": ("ua", "wa", "f1_weighted"), "regression": ("mae", "pearson", "acc2_non0")}
-PRIMARY = {"classification": "ua", "regression": "mae"}
-REFERENCE_ROW = "cross_attention"  # seed 003's baseline: the ablation rows are compared with it
-ABLATION_BASELINES = ("concat", "late", "ensemble")  # fusion families shown in the ablation table
-TRANSFER_FOLD = "target"  # transfer runs have one "fold": the target corpus's test split
-SWAP_PAIRS = (("paired", "seed002"), ("seed002", "original"), ("paired", "original"))
-Frames = dict[str, dict[int, pd.DataFrame]]  # {fold: {seed: predictions}}
+# Published numbers under honest protocols (../shared/corpora.md); references, not mer results.
+LOSO = "leave-one-session-out, 5 folds"
+REFERENCES = (
+    ("IEMOCAP 4-class", "frozen WavLM Base+ + small head (SUPERB ER)", LOSO, "accuracy ≈ 68.7%"),
+    ("IEMOCAP 4-class", "frozen WavLM Large + small head (SUPERB ER)", LOSO, "accuracy ≈ 70.6%"),
+    ("MELD 7-class", "text-only RoBERTa with dialogue context", "official split", "weighted F1 ≈ 64–66"),
+    ("MELD 7-class", "multimodal systems", "official split", "weighted F1 ≈ 65–69"),
+    ("CMU-MOSI", "Self-MM (MMSA, 5 seeds)", "official split", "Acc-2 (non0) 84.8, MAE 0.724, Corr 0.789"),
+)  # fmt: skip
+
+MODEL_NAMES = {
+    MAIN: "main model (fusion section)",
+    "concat": "early fusion (concat)",
+    "late": "late fusion",
+    "ensemble": "early + late ensemble",
+    "multitask": "ensemble + sentiment head (multi-task)",
+    "text": "text only",
+    "audio": "audio only",
+    "video": "video only",
+    "regression": "cross-attention regression (seed 002)",
+    "cross_attention": "cross-attention baseline (seed 003)",
+    "vad_guidance": "+ VAD-guided attention",
+    "adaptive_fusion": "+ emotion-aware adaptive fusion (EAAF)",
+    "micl": "+ MICL contrastive loss",
+    "full": "full (VGA + EAAF + MICL + VAD loss + label smoothing)",
+    "decoder": "beta fusion + emotion-query decoder (seed 000)",
+}
+# the ablation table's rows, in order: seed 003's ladder, seed 000's decoder, the fusion families
+ABLATION_ORDER = ("cross_attention", "vad_guidance", "adaptive_fusion", "micl", "full", "decoder",
+                  "concat", "late", "ensemble", "multitask", MAIN)  # fmt: skip
+ADAPTER_NAMES = {
+    "none": "none (target features as extracted)",
+    "seed002": "seed 002 (MSE on random pairs)",
+    "coral": "CORAL (moment matching, residual)",
+    "mmd": "MMD (residual)",
+    "adversarial": "adversarial (domain classifier, residual)",
+}
+STRATEGY_NAMES = {
+    "full": "full fine-tune",
+    "head": "head only",
+    "adapters": "input adapters only",
+    "scratch": "from scratch",
+    "dann": "full + DANN",
+    "mmd": "full + MMD",
+    "coral": "full + CORAL",
+}
+SWAP_NAMES = {
+    "original": "the model's own extractor (reference)",
+    "seed002": "cheap → adapter (seed 002, random pairs)",
+    "paired": "cheap → adapter (paired frames)",
+}
+METRIC_NAMES = {
+    "ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1", "mae": "MAE",
+    "pearson": "Pearson r", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0",
+    "f1_non0": "F1 non0", "acc7": "Acc-7", "sentiment_ua": "sentiment UA",
+    "sentiment_f1_weighted": "sentiment weighted F1",
+}  # fmt: skip
+PLAIN = frozenset({"mae", "pearson"})  # shown as is (3 decimals); the others are fractions, shown in %
+REGRESSION_COLUMNS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+FOLD_METRICS = ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0")
+MAX_SPEAKERS = 12
+NUMERIC = frozenset({"value", "low", "high", "seed_std", "dev", "n_seeds", "n_folds", "n_test", "n_train",
+                     "budget", "a_value", "b_value", "delta", "p", "p_holm", "best_by_dev", "recall", "n",
+                     "ua"})  # fmt: skip
+TABLES = {
+    "models": ("model", "role", "task", "metric", "value", "low", "high", "seed_std", "dev", "n_seeds",
+               "n_folds", "n_test", "folds", "protocol"),
+    "comparisons": ("table", "a", "b", "budget", "metric", "a_value", "b_value", "delta", "low", "high",
+                    "p", "p_holm", "verdict", "n_seeds", "n_folds", "n_test"),
+    "transfer": ("kind", "budget", "setting", "metric", "value", "low", "high", "seed_std", "dev",
+                 "n_seeds", "n_test", "n_train", "best_by_dev"),
+    "folds": ("model", "fold", "seed", "split", "metric", "value"),
+    "per_class": ("model", "class", "recall"),
+    "per_speaker": ("model", "group", "name", "n", "ua"),
+}  # fmt: skip
+INTERVALS = (
+    "**How to read the intervals.** A score is `value [low, high]`: the mean over the protocol folds "
+    "and training seeds with its 95% interval, which covers both test-utterance sampling (a "
+    "class-stratified bootstrap within each fold) and training-seed variation (with one seed, "
+    "utterance sampling only). Comparisons (Δ = A − B) are paired by utterance and seed; the verdict "
+    "comes from the interval alone: *better* or *worse* when it excludes 0, *within noise* when it "
+    "covers 0, and then no gain is claimed. p-values are Holm-adjusted within each table and metric. "
+    "Method: `mer.uncertainty`."
+)
+NO_TARGET = "No target corpus (`corpora.target: none`): adapt and transfer were skipped."
 
 
 @dataclass
-class ModelResult:
-    """One model over its folds and seeds: estimates on test, mean scores on dev."""
+class Results:
+    """The evaluate stage's ``results/`` tables (empty where a file is missing)."""
 
-    name: str
-    role: str  # main | baseline | ablation | zeroshot | fraction | kshot | swap
-    runs: Runs
-    classes: tuple[str, ...]
-    estimates: dict[str, Estimate]
-    dev: dict[str, float] = field(default_factory=dict)
-    folds: tuple[str, ...] = ()
+    models: pd.DataFrame
+    comparisons: pd.DataFrame
+    transfer: pd.DataFrame
+    folds: pd.DataFrame
+    per_class: pd.DataFrame
+    per_speaker: pd.DataFrame
+    gates: dict
+    adapt: dict
+    provenance: dict
 
-    @property
-    def task(self) -> str:
-        return self.runs.task
-
-    @property
-    def primary(self) -> str:
-        return PRIMARY[self.task]
-
-
-# ---------------------------------------------------------------- reading predictions
+    @classmethod
+    def load(cls, results_dir: Path) -> Results:
+        tables = {name: _csv(results_dir / f"{name}.csv", columns) for name, columns in TABLES.items()}
+        files = {name: _json(results_dir / f"{name}.json") for name in ("gates", "adapt", "provenance")}
+        return cls(**tables, **files)
 
 
-def _seed_files(directory: Path) -> dict[int, Path]:
-    return {int(p.stem.removeprefix("seed")): p for p in sorted(directory.glob("seed*.parquet"))}
+def _csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A results table, strings kept as written ("none" is an adapter, not a missing value)."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        frame = pd.DataFrame(columns=list(columns), dtype=str)
+    for column in columns:
+        if column not in frame:
+            frame[column] = ""
+    for column in NUMERIC & set(frame.columns):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
 
 
-def read_frames(model_dir: Path, folds: list[str], split: str = "test") -> Frames:
-    """``{fold: {seed: frame}}`` of ``model_dir/<fold>/[dev/]seed<k>.parquet`` for each fold
-    that has predictions (``folds`` order)."""
-    frames: Frames = {}
-    for fold in folds:
-        directory = model_dir / fold / ("dev" if split == "dev" else "")
-        files = _seed_files(directory)
-        if files:
-            frames[fold] = {seed: pd.read_parquet(path) for seed, path in files.items()}
-    return frames
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def class_names(frame: pd.DataFrame) -> tuple[str, ...]:
-    """Class names from a classifier's ``prob_<class>`` columns (``label_id`` order)."""
-    names = tuple(c.removeprefix("prob_") for c in frame.columns if c.startswith("prob_"))
-    return names or EMOTIONS
+def _num(metric: str, value: float) -> str:
+    """``0.931`` -> ``93.1`` (a fraction, in percent); MAE and r with 3 decimals; ``–`` when missing."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.3f}" if metric in PLAIN else f"{100 * value:.1f}"
 
 
-def _runs(frames: Frames) -> tuple[Runs, tuple[str, ...]]:
-    first = next(iter(next(iter(frames.values())).values()))
-    classes = class_names(first) if "pred_id" in first else ()
-    return Runs.from_frames(frames, num_classes=len(classes)), classes
+def _ci(metric: str, value: float, low: float, high: float, unit: str = "") -> str:
+    """A score with its 95 % interval.
+
+    >>> _ci("ua", 0.931, 0.91, 0.952), _ci("mae", 0.7, 0.65, 0.75), _ci("ua", 0.5, float("nan"), 1)
+    ('93.1 [91.0, 95.2]', '0.700 [0.650, 0.750]', '50.0')
+    """
+    if pd.isna(low) or pd.isna(high):
+        return _num(metric, value) + unit
+    return f"{_num(metric, value)}{unit} [{_num(metric, low)}, {_num(metric, high)}]"
 
 
-def _run_metrics(frame: pd.DataFrame, classes: tuple[str, ...]) -> dict:
-    """One run's metrics (``mer.evaluation``), the per-fold / per-seed rows of ``folds.csv``."""
-    if "pred_id" not in frame:
-        metrics = regression_metrics(frame["sentiment"], frame["sentiment_pred"])
-        return {m: metrics[m] for m in REGRESSION_METRICS}
-    metrics = classification_metrics(frame["label_id"], frame["pred_id"], classes)
-    return {m: metrics[m] for m in CLASSIFICATION_METRICS}
+def _ci_row(row: pd.Series, unit: str = "") -> str:
+    return _ci(row["metric"], row["value"], row["low"], row["high"], unit)
 
 
-def model_result(name: str, role: str, test: Frames, dev: Frames | None = None) -> ModelResult:
-    """Estimates of every metric of the model's task on test; the mean dev score per metric."""
-    runs, classes = _runs(test)
-    metrics = CLASSIFICATION_METRICS if runs.task == "classification" else REGRESSION_METRICS
-    dev_scores: dict[str, float] = {}
-    if dev:
-        per_run = [_run_metrics(f, classes) for by_seed in dev.values() for f in by_seed.values()]
-        dev_scores = {m: round(float(np.mean([r[m] for r in per_run])), 4) for m in metrics}
-    return ModelResult(name, role, runs, classes, estimate(runs, metrics), dev_scores, tuple(test))
+def _signed(metric: str, value: float) -> str:
+    return f"{value:+.3f}" if metric in PLAIN else f"{100 * value:+.1f}"
 
 
-def sentiment_result(name: str, test: Frames) -> ModelResult | None:
-    """A multi-task model's 3-way sentiment head as its own classification result."""
-    first = next(iter(next(iter(test.values())).values()))
-    if "sentiment_pred_id" not in first:
-        return None
-    renamed = {
-        fold: {
-            seed: frame.loc[frame["sentiment_label_id"] >= 0, ["utt_id"]].assign(
-                label_id=frame["sentiment_label_id"], pred_id=frame["sentiment_pred_id"]
-            )
-            for seed, frame in by_seed.items()
-        }
-        for fold, by_seed in test.items()
-    }
-    runs = Runs.from_frames(renamed, num_classes=3)
-    classes = ("negative", "neutral", "positive")
-    estimates = estimate(runs, ("ua", "f1_weighted"))
-    return ModelResult(f"{name}/sentiment", "baseline", runs, classes, estimates, folds=tuple(test))
+def _delta(row: pd.Series) -> str:
+    """``+2.1 [+0.4, +3.8]``: Δ (points, for fractions) with its paired 95 % interval."""
+    metric = row["metric"]
+    return f"{_signed(metric, row['delta'])} [{_signed(metric, row['low'])}, {_signed(metric, row['high'])}]"
 
 
-# ---------------------------------------------------------------- comparisons
+def _verdict(row: pd.Series) -> str:
+    """better / worse / within noise from the interval of Δ alone: never a gain when it covers 0."""
+    if pd.isna(row["low"]) or pd.isna(row["high"]):
+        return "within noise"
+    return uncertainty.verdict(row["low"], row["high"], row["metric"])
 
 
-@dataclass
-class ComparisonRow:
-    table: str
-    a: str
-    b: str
-    metric: str
-    result: Comparison
-    a_value: float
-    b_value: float
-    budget: str = ""
-    p_holm: float = float("nan")
+def _p(value: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def compare_models(table: str, a: ModelResult, b: ModelResult, metrics, budget: str = "") -> list:
-    """Paired comparisons ``a - b`` (same task) for ``metrics``."""
-    results = compare(a.runs, b.runs, metrics)
-    return [ComparisonRow(table, a.name, b.name, m, results[m], a.estimates[m].value, b.estimates[m].value,
-                          budget) for m in metrics]  # fmt: skip
+def _label(metric: str) -> str:
+    name = METRIC_NAMES.get(metric, metric)
+    return name if metric in PLAIN else f"{name} %"
 
 
-def adjust(rows: list[ComparisonRow]) -> list[ComparisonRow]:
-    """Holm-adjust the p-values within each (table, metric)."""
-    groups: dict[tuple[str, str], list[ComparisonRow]] = {}
-    for row in rows:
-        groups.setdefault((row.table, row.metric), []).append(row)
-    for group in groups.values():
-        for row, p in zip(group, holm([r.result.p for r in group]), strict=True):
-            row.p_holm = float(p)
-    return rows
+def _count(value: float) -> str:
+    return "?" if pd.isna(value) else str(int(value))
 
 
-# ---------------------------------------------------------------- files
+def _budget(value: float, unit: str) -> str:
+    return f"{value:g}{unit}"
 
 
-def _r(value: float) -> float | str:
-    return "" if value is None or not np.isfinite(value) else round(float(value), 4)
+def _ordered(names, order) -> list[str]:
+    order = list(order)
+    return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(key for row in rows for key in row)) if rows else ["empty"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def _sort(rows: pd.DataFrame, column: str, order) -> pd.DataFrame:
+    """``rows`` in the order of ``order`` by ``column`` (unknown names last, by name)."""
+    ranked = _ordered(rows[column], order)
+    return rows.sort_values(column, key=lambda values: values.map(ranked.index), kind="stable")
 
 
-def models_rows(results: list[ModelResult], protocol: str) -> list[dict]:
-    """``results/models.csv``: one row per model and metric."""
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _md(cells: list[str]) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table, then a blank line."""
+    return [_md(header), "|" + "---|" * len(header), *(_md(r) for r in rows), ""]
+
+
+def _headline(frame: pd.DataFrame) -> str | None:
+    """The metric a table is read in: UA, else MAE, else the first one it has."""
+    metrics = list(dict.fromkeys(frame["metric"]))
+    return next((m for m in ("ua", "mae") if m in metrics), metrics[0] if metrics else None)
+
+
+def _row(models: pd.DataFrame, model: str, metric: str) -> pd.Series | None:
+    rows = models[(models["model"] == model) & (models["metric"] == metric)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _cell(models: pd.DataFrame, model: str, metric: str) -> str:
+    row = _row(models, model, metric)
+    return "–" if row is None else _ci_row(row)
+
+
+def _comparisons(results: Results, table: str, metric: str | None = None) -> pd.DataFrame:
+    """One table of ``comparisons.csv`` in its headline metric (or ``metric``)."""
+    rows = results.comparisons[results.comparisons["table"] == table]
+    metric = metric or _headline(rows)
+    return rows[rows["metric"] == metric]
+
+
+def _by_verdict(
+    rows: pd.DataFrame, column: str, names: dict, with_delta: bool = False
+) -> dict[str, list[str]]:
+    """The names in ``rows[column]`` grouped by verdict (optionally each with its Δ [interval])."""
+    groups: dict[str, list[str]] = {v: [] for v in uncertainty.VERDICTS}
+    for _, row in rows.iterrows():
+        name = names.get(row[column], row[column])
+        groups[_verdict(row)].append(f"{name} (Δ {_delta(row)})" if with_delta else name)
+    return groups
+
+
+def _protocol(table: pd.DataFrame) -> str:
+    speakers = table.groupby("split")["speaker"].nunique()
+    counts = table["split"].value_counts()
+    parts = [f"{s} {speakers.get(s, 0)} speakers / {counts.get(s, 0)} utt" for s in ("train", "dev", "test")]
+    corpus = table.attrs.get("corpus", "synthetic")
+    kind = {
+        "official": "official split",
+        "loso": "leave-one-session-out, the session-5 fold (sessions 1-3 train, 4 dev, 5 test)",
+        "speakers": "speaker-independent split (actors disjoint, seeded; `splits/`)",
+    }[protocols.PROTOCOLS.get(corpus, "official")]
+    if corpus.startswith("synthetic"):
+        kind = "speaker-independent split"
+    return f"{kind} (" + ", ".join(parts) + ")"
+
+
+def _protocol_cell(row: pd.Series) -> str:
+    """``speaker-independent split; folds: main; 3 seeds; 240 test utt.``"""
+    seeds = _count(row["n_seeds"])
+    seeds = "1 seed (interval: utterances only)" if seeds == "1" else f"{seeds} seeds"
+    return f"{row['protocol']}; folds: {row['folds']}; {seeds}; {_count(row['n_test'])} test utt."
+
+
+def _literature_line(models: pd.DataFrame, corpus: str) -> list[str]:
+    """The main model's scores in the metrics this corpus's literature reports, headline first."""
+    if corpus.startswith("synthetic"):
+        return []  # no literature: the synthetic corpus is a mechanics check
+    wanted = protocols.LITERATURE_METRICS.get(corpus, ("ua", "wa"))
+    if _row(models, MAIN, "mae") is not None:
+        wanted = protocols.LITERATURE_REGRESSION_METRICS
+    rows = [(m, _row(models, MAIN, m)) for m in wanted]
+    shown = [f"{METRIC_NAMES[m]} {_ci_row(r, '' if m in PLAIN else '%')}" for m, r in rows if r is not None]
+    if not shown:
+        return []
+    return [f"Main model in the metrics the {corpus} literature reports: " + ", ".join(shown) + ".", ""]
+
+
+def _source_models(models: pd.DataFrame, task: str) -> list[str]:
+    rows = models[(models["task"] == task) & models["role"].isin(["main", "baseline"])]
+    return _ordered(rows["model"], MODEL_NAMES)
+
+
+def _classification_table(models: pd.DataFrame) -> list[str]:
+    """Main model and baselines: UA, WA, weighted F1 with intervals, dev UA, the protocol cell."""
     rows = []
-    for result in results:
-        for metric, est in result.estimates.items():
-            rows.append({
-                "model": result.name, "role": result.role, "task": result.task, "metric": metric,
-                "value": _r(est.value), "low": _r(est.low), "high": _r(est.high),
-                "seed_std": _r(est.seed_std), "dev": _r(result.dev.get(metric, float("nan"))),
-                "n_seeds": est.n_seeds, "n_folds": est.n_folds, "n_test": est.n_test,
-                "folds": " ".join(result.folds), "protocol": protocol,
-            })  # fmt: skip
-    return rows
+    for name in _source_models(models, "classification"):
+        ua = _row(models, name, "ua")
+        if ua is not None:
+            scores = [_cell(models, name, m) for m in ("ua", "wa", "f1_weighted")]
+            rows.append([MODEL_NAMES.get(name, name), *scores, _num("ua", ua["dev"]), _protocol_cell(ua)])
+    header = ["model", "UA % [95% interval]", "WA %", "weighted F1 %", "dev UA %", "protocol"]
+    return _table(header, rows) if rows else []
 
 
-def comparison_rows(rows: list[ComparisonRow]) -> list[dict]:
-    """``results/comparisons.csv``."""
-    return [{
-        "table": r.table, "a": r.a, "b": r.b, "budget": r.budget, "metric": r.metric,
-        "a_value": _r(r.a_value), "b_value": _r(r.b_value), "delta": _r(r.result.delta),
-        "low": _r(r.result.low), "high": _r(r.result.high), "p": _r(r.result.p), "p_holm": _r(r.p_holm),
-        "verdict": r.result.verdict, "n_seeds": r.result.n_seeds, "n_folds": r.result.n_folds,
-        "n_test": r.result.n_test,
-    } for r in rows]  # fmt: skip
+def _sentiment_lines(models: pd.DataFrame) -> list[str]:
+    """The multi-task models' 3-way sentiment head."""
+    lines = []
+    for name in _ordered(models.loc[models["metric"] == "sentiment_ua", "model"], MODEL_NAMES):
+        scores = [(m, _row(models, name, f"sentiment_{m}")) for m in ("ua", "f1_weighted")]
+        shown = ", ".join(f"{METRIC_NAMES[m]} {_ci_row(r, '%')}" for m, r in scores if r is not None)
+        head = f"{MODEL_NAMES.get(name, name)}, 3-way sentiment head (sign of the sentiment score)"
+        lines += [f"{head}: {shown}.", ""]
+    return lines
 
 
-def fold_rows(name: str, frames: dict[str, Frames], classes: tuple[str, ...]) -> list[dict]:
-    """``results/folds.csv`` rows of one model: every fold, seed, split and metric."""
+def _regression_table(models: pd.DataFrame) -> list[str]:
+    """The regression models: MOSI-style metrics with intervals and the protocol cell."""
+    names = _source_models(models, "regression")
+    present = set(models.loc[models["model"].isin(names), "metric"])
+    metrics = [m for m in REGRESSION_COLUMNS if m in present]
+    if not names or not metrics:
+        return []
     rows = []
-    for split, by_fold in frames.items():
-        for fold, by_seed in by_fold.items():
-            for seed, frame in by_seed.items():
-                for metric, value in _run_metrics(frame, classes).items():
-                    rows.append({"model": name, "fold": fold, "seed": seed, "split": split,
-                                 "metric": metric, "value": round(float(value), 4)})  # fmt: skip
-    return rows
+    for name in names:
+        first = next(r for r in (_row(models, name, m) for m in metrics) if r is not None)
+        rows.append([MODEL_NAMES.get(name, name), *(_cell(models, name, m) for m in metrics)])
+        rows[-1].append(_protocol_cell(first))
+    title = "Sentiment regression (score in [-3, 3]; CMU-MOSI-style metrics, 95% intervals):"
+    return [title, "", *_table(["model", *map(_label, metrics), "protocol"], rows)]
 
 
-def per_class_rows(result: ModelResult) -> list[dict]:
-    """Per-class recall of a classifier (mean over folds and seeds)."""
-    recalls: dict[str, list[float]] = {}
-    for fold in result.runs.folds.values():
-        for predictions in fold.predictions:
-            metrics = classification_metrics(fold.labels, predictions, result.classes)
-            for name, value in metrics["recall"].items():
-                recalls.setdefault(name, []).append(value)
+def _source_section(results: Results, source_table: pd.DataFrame) -> list[str]:
+    corpus = str(source_table["corpus"].iloc[0])
+    lines = [f"## Source domain: `{corpus}`", "", f"Protocol: {_protocol(source_table)}.", ""]
+    lines += _literature_line(results.models, source_table.attrs.get("corpus", "synthetic"))
+    body = _classification_table(results.models) + _sentiment_lines(results.models)
+    body += _regression_table(results.models)
+    return lines + (body or ["_No source results (`results/models.csv` missing or empty)._", ""])
+
+
+def _baselines_section(results: Results) -> list[str]:
+    """Main model vs each baseline: Δ with its paired interval, Holm p, verdict, one sentence."""
+    rows = _sort(_comparisons(results, "baselines"), "b", MODEL_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    name = METRIC_NAMES.get(metric, metric)
+    header = ["baseline", f"baseline {_label(metric)} [95% interval]",
+              f"Δ {name} (main − baseline) [95% interval]", "p (Holm)", "verdict"]  # fmt: skip
+    table = [
+        [
+            MODEL_NAMES.get(r["b"], r["b"]),
+            _cell(results.models, r["b"], metric),
+            *_delta_cells(rows.loc[[i]]),
+        ]
+        for i, r in rows.iterrows()
+    ]
+    return ["### Main model vs baselines", "", *_table(header, table), _baseline_sentence(rows, name), ""]
+
+
+def _baseline_sentence(rows: pd.DataFrame, name: str) -> str:
+    """What the main model beats, what beats it, and what it is only within noise of."""
+    groups = _by_verdict(rows, "b", MODEL_NAMES)
+    parts = []
+    if groups["better"]:
+        parts.append(f"beats {_join(groups['better'])}")
+    if groups["worse"]:
+        parts.append(f"is worse than {_join(groups['worse'])}")
+    if groups["within noise"]:
+        noise = _join(groups["within noise"])
+        parts.append(f"is within noise of {noise} (the interval of Δ covers 0: no gain is claimed)")
+    return f"In {name}, the main model " + "; ".join(parts) + "."
+
+
+def _reference_sentence(rows: pd.DataFrame, reference: str, names: dict, metric: str) -> str:
+    """Which rows are better than, worse than and within noise of a fixed reference."""
+    groups = {v: _join(n) if n else "none" for v, n in _by_verdict(rows, "a", names).items()}
+    return (
+        f"In {METRIC_NAMES.get(metric, metric)} vs {reference}: better: {groups['better']}; "
+        f"worse: {groups['worse']}; within noise (no gain claimed): {groups['within noise']}."
+    )
+
+
+def _delta_cells(matches: pd.DataFrame, reference: bool = False) -> list[str]:
+    """Δ [interval], Holm p and verdict of the one comparison in ``matches``."""
+    if reference:
+        return ["reference", "–", "–"]
+    if matches.empty:
+        return ["–", "–", "–"]
+    row = matches.iloc[0]
+    return [_delta(row), _p(row["p_holm"]), _verdict(row)]
+
+
+def _ablation_section(results: Results) -> list[str]:
+    """Each configuration's score and its Δ vs seed 003's cross-attention baseline."""
+    rows, models = _comparisons(results, "ablation"), results.models
+    extra = models.loc[models["role"] == "ablation", "model"]
+    if rows.empty and extra.empty:
+        return []
+    metric = rows["metric"].iloc[0] if len(rows) else "ua"
+    candidates = _ordered({*rows["a"], *extra, "cross_attention"}, ABLATION_ORDER)
+    names = [n for n in candidates if _row(models, n, metric) is not None or n in set(rows["a"])]
+    table = []
+    for model in names:
+        score = _row(models, model, metric)
+        counts = "–" if score is None else f"{_count(score['n_seeds'])} / {_count(score['n_test'])}"
+        delta = _delta_cells(rows[rows["a"] == model], model == "cross_attention")
+        table.append([MODEL_NAMES.get(model, model), _cell(models, model, metric), *delta, counts])
+    name = METRIC_NAMES.get(metric, metric)
+    delta = f"Δ {name} vs cross-attention [95% interval]"
+    header = [
+        "configuration",
+        f"{_label(metric)} [95% interval]",
+        delta,
+        "p (Holm)",
+        "verdict",
+        "seeds / test utt.",
+    ]
+    sentence = _reference_sentence(rows, MODEL_NAMES["cross_attention"], MODEL_NAMES, metric)
     return [
-        {"model": result.name, "class": c, "recall": round(float(np.mean(v)), 4)} for c, v in recalls.items()
+        "### Ablation (vs the cross-attention baseline, seed 003)",
+        "",
+        *_table(header, table),
+        sentence,
+        "",
     ]
 
 
-def per_speaker_rows(result: ModelResult, table: pd.DataFrame) -> list[dict]:
-    """UA per test speaker (and per gender where the table has one), over folds and seeds."""
-    columns = [c for c in ("speaker", "gender") if c in table]
-    if result.task != "classification" or not columns:
+def _fold_key(fold: str) -> tuple:
+    return (not fold.isdigit(), int(fold) if fold.isdigit() else 0, fold)
+
+
+def _folds_section(results: Results, corpus: str) -> list[str]:
+    """The main model's test scores per protocol fold (mean over seeds) when there are several."""
+    folds = results.folds
+    test = folds[(folds["split"] == "test") & (folds["model"] == MAIN)]
+    names = sorted(set(test["fold"]), key=_fold_key)
+    if len(names) < 2:
         return []
-    lookup = table.set_index(table["utt_id"].astype(str))[columns]
+    metrics = [m for m in FOLD_METRICS if m in set(test["metric"])]
+    means = test.groupby(["fold", "metric"])["value"].mean()
+    seeds = test.groupby("fold")["seed"].nunique()
+    rows = [[fold, str(seeds[fold]), *(_num(m, means.get((fold, m))) for m in metrics)] for fold in names]
+    rows.append(["**all folds [95% interval]**", "", *(_cell(results.models, MAIN, m) for m in metrics)])
+    note = "; IEMOCAP fold k tests on session k" if corpus == "iemocap" else ""
+    text = ("The main model's test score per fold, mean over its seeds; the last row is the reported number "
+            "(mean over folds and seeds) with its 95% interval.")  # fmt: skip
+    header = ["fold", "seeds", *map(_label, metrics)]
+    return [f"### Protocol folds ({len(names)}{note})", "", text, "", *_table(header, rows)]
+
+
+def _groups_section(results: Results) -> list[str]:
+    """The main model's per-class recall and per-gender / per-speaker UA (descriptive, no intervals)."""
+    per_class = results.per_class[results.per_class["model"] == MAIN]
+    per_speaker = results.per_speaker[results.per_speaker["model"] == MAIN]
+    if per_class.empty and per_speaker.empty:
+        return []
+    lines = ["### Per class and per speaker (main model)", ""]
+    lines += ["Descriptive: mean over folds and seeds, without intervals (small groups); not compared.", ""]
+    if len(per_class):
+        recalls = [_num("recall", v) for v in per_class["recall"]]
+        lines += _table(["", *per_class["class"]], [["recall %", *recalls]])
+    return lines + _speaker_table(per_speaker)
+
+
+def _speaker_table(per_speaker: pd.DataFrame) -> list[str]:
+    """Per gender, then the largest speakers by test utterances (at most ``MAX_SPEAKERS``)."""
+    if per_speaker.empty:
+        return []
+    genders = per_speaker[per_speaker["group"] == "gender"]
+    speakers = per_speaker[per_speaker["group"] == "speaker"]
+    speakers = speakers.sort_values(["n", "name"], ascending=[False, True])
+    shown = pd.concat([genders, speakers.head(MAX_SPEAKERS)])
+    rows = [[r["group"], r["name"], _count(r["n"]), _num("ua", r["ua"])] for _, r in shown.iterrows()]
+    lines = _table(["group", "name", "test utt.", "UA %"], rows)
+    if len(speakers) > MAX_SPEAKERS:
+        lines += [f"{len(speakers) - MAX_SPEAKERS} more speakers in `results/per_speaker.csv`.", ""]
+    return lines
+
+
+def _gates_section(gates: dict, png_dir: Path, report_dir: Path) -> list[str]:
+    """The main model's modality weights, reliable vs unreliable and per emotion (``gates.json``)."""
+    if not gates:
+        return []
+    lines = ["### Reliability gates", ""]
+    # reliable vs unreliable needs the corpus's reliability columns (the synthetic corpus's)
+    with_drop = [m for m in sorted(gates) if all(k in gates[m] for k in ("reliable", "unreliable", "drop"))]
+    if with_drop:
+        lines += ["Mean modality weight of the main model on test utterances where the modality is reliable",
+                  "vs unreliable (by the corpus's reliability columns):", ""]  # fmt: skip
+        rows = [[m, *(f"{gates[m][k]:.3f}" for k in ("reliable", "unreliable")), f"{gates[m]['drop']:+.3f}"]
+                for m in with_drop]  # fmt: skip
+        lines += _table(["modality", "reliable", "unreliable", "drop"], rows)
+    emotions = sorted({e for g in gates.values() for e in g.get("by_emotion", {})})
+    if emotions:
+        weight = {m: gates[m].get("by_emotion", {}) for m in sorted(gates)}
+        rows = [[m, *(f"{w.get(e, float('nan')):.3f}" for e in emotions)] for m, w in weight.items()]
+        lines += ["Mean modality weight per emotion:", "", *_table(["modality", *emotions], rows)]
+    return [*lines, _image(png_dir / "gates.png", report_dir, "gates"), ""]
+
+
+def _loading_section(metrics_dir: Path, corpora: dict[str, str]) -> list[str]:
+    """What the metadata stage quarantined or repaired, per role (``metrics/metadata.json``);
+    ``corpora`` names each role's corpus (the metrics file holds numbers only)."""
+    counts = _json(metrics_dir / "metadata.json")
     rows = []
-    for column in columns:
-        scores: dict[str, list[float]] = {}
-        counts: dict[str, int] = {}
-        for fold in result.runs.folds.values():
-            groups = lookup.reindex(fold.utt_ids)[column].astype(str).to_numpy()
-            for group in np.unique(groups):
-                mask = groups == group
-                counts[group] = counts.get(group, 0) + int(mask.sum())
-                for predictions in fold.predictions:
-                    ua = classification_metrics(fold.labels[mask], predictions[mask], result.classes)["ua"]
-                    scores.setdefault(group, []).append(ua)
-        rows += [{"model": result.name, "group": column, "name": g, "n": counts[g],
-                  "ua": round(float(np.mean(v)), 4)} for g, v in sorted(scores.items())]  # fmt: skip
-    return rows
+    for role, entry in counts.items():
+        issues = {k: v for k, v in entry.items() if k.startswith(("quarantine/", "repaired/"))}
+        detail = ", ".join(f"{k.split('/', 1)[1]} {v} ({k.split('/')[0]})" for k, v in sorted(issues.items()))
+        corpus = corpora.get(role) or str(entry.get("corpus", "none"))
+        rows.append([role, corpus, str(entry.get("utterances")), detail or "none"])
+    if not rows:
+        return []
+    header = ["role", "corpus", "utterances kept", "quarantined / repaired"]
+    title = "### Corpus loading (`metrics/metadata.json`, `data/metadata/quarantine.csv`)"
+    return [title, "", *_table(header, rows)]
 
 
-def gate_analysis(frames: Frames, classes: tuple[str, ...]) -> dict:
-    """Mean gate per modality where that modality is reliable vs unreliable (``drop`` > 0: the
-    model trusts a modality less when it carries no cue), and per emotion."""
-    predictions = pd.concat([f for by_seed in frames.values() for f in by_seed.values()], ignore_index=True)
-    analysis: dict = {}
-    for modality in MODALITIES:
-        gate, reliable = f"gate_{modality}", f"{modality}_reliable"
-        if gate not in predictions:
-            continue
-        entry: dict = {}
-        if reliable in predictions:
-            flags = predictions[reliable].astype(bool)
-            if flags.any() and not flags.all():
-                on, off = predictions.loc[flags, gate].mean(), predictions.loc[~flags, gate].mean()
-                entry |= {"reliable": round(float(on), 4), "unreliable": round(float(off), 4),
-                          "drop": round(float(on - off), 4)}  # fmt: skip
-        by_emotion = predictions.groupby("label_id")[gate].mean()
-        entry["by_emotion"] = {classes[int(i)]: round(float(v), 4) for i, v in by_emotion.items()}
-        analysis[modality] = entry
-    return analysis
+def _image(path: Path, report_dir: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"_{alt}: not produced in this run_"
+    return f"![{alt}]({os.path.relpath(path, report_dir)})"
 
 
-# ---------------------------------------------------------------- declared metrics
+def _transfer_rows(results: Results, kind: str) -> pd.DataFrame:
+    """One kind of ``transfer.csv`` in its headline metric."""
+    rows = results.transfer[results.transfer["kind"] == kind]
+    return rows[rows["metric"] == _headline(rows)]
 
 
-def _interval(prefix: str, est: Estimate | Comparison, value: float) -> dict:
-    return {prefix: round(value, 4), f"{prefix}_low": round(est.low, 4), f"{prefix}_high": round(est.high, 4)}
+def _counts(rows: pd.DataFrame) -> str:
+    """``3 seeds; 120 test utt.`` (the most any row of ``rows`` has)."""
+    seeds, n_test = _count(rows["n_seeds"].max()), _count(rows["n_test"].max())
+    return f"{seeds} seed{'' if seeds == '1' else 's'}; {n_test} test utt."
 
 
-def source_metrics(main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow]) -> dict:
-    """The headline keys of ``metrics/source.json``."""
-    out: dict = {}
-    for metric in HEADLINE[main.task]:
-        est = main.estimates[metric]
-        out |= _interval(f"main/{metric}", est, est.value)
-    out[f"main/dev_{main.primary}"] = main.dev.get(main.primary)
-    out |= {
-        "main/n_seeds": main.runs.n_seeds,
-        "main/n_folds": len(main.runs.folds),
-        "main/n_test": main.runs.n_test,
+def _selected(rows: pd.DataFrame, names: dict) -> list[str]:
+    return [names.get(s, s) for s in rows.loc[rows["best_by_dev"] == 1, "setting"]]
+
+
+def _distances(adapt: dict, method: str) -> list[str]:
+    """Mean over modalities of the CORAL distance before → after, and the linear CKA kept."""
+    modalities = sorted({k.split("/")[2] for k in adapt if k.startswith(f"adapt/{method}/")})
+    if not modalities:
+        return ["–", "–"]
+    mean = {
+        name: sum(adapt.get(f"adapt/{method}/{m}/{name}", float("nan")) for m in modalities) / len(modalities)
+        for name in ("coral_before", "coral_after", "cka_kept")
     }
-    deltas = {r.b: r.result for r in rows if r.table == "baselines" and r.metric == main.primary}
-    for baseline in baselines:
-        metric = baseline.primary
-        est = baseline.estimates[metric]
-        if baseline.name in deltas:
-            out[f"baselines/{baseline.name}/{metric}"] = round(est.value, 4)
-            result = deltas[baseline.name]
-            out |= _interval(f"baselines/{baseline.name}/delta_{metric}", result, result.delta)
-        else:  # another task (the regression baseline of a classifier): its own interval
-            out |= _interval(f"baselines/{baseline.name}/{metric}", est, est.value)
-    return {k: v for k, v in out.items() if v is not None}
+    return [f"{mean['coral_before']:.4f} → {mean['coral_after']:.4f}", f"{mean['cka_kept']:.3f}"]
 
 
-def ablation_metrics(rows_results: dict[str, ModelResult], rows: list[ComparisonRow]) -> dict:
-    """``metrics/ablation.json``: each row's UA and its delta vs the cross-attention baseline."""
-    out: dict = {}
-    deltas = {r.a: r.result for r in rows if r.table == "ablation" and r.metric == "ua"}
-    for name, result in rows_results.items():
-        out[f"{name}/ua"] = round(result.estimates["ua"].value, 4)
-        if name in deltas:
-            out |= _interval(f"{name}/delta_ua", deltas[name], deltas[name].delta)
-    return out
-
-
-def _best_by_dev(results: dict[str, ModelResult], metric: str) -> str | None:
-    scored = {n: r.dev[metric] for n, r in results.items() if metric in r.dev}
-    if not scored:
-        return None
-    pick = min if lower_is_better(metric) else max
-    return pick(scored, key=lambda n: (scored[n], -list(results).index(n)))  # first listed wins ties
-
-
-# ---------------------------------------------------------------- transfer
-
-
-def _single(directory: Path) -> Frames:
-    files = _seed_files(directory)
-    return {TRANSFER_FOLD: {s: pd.read_parquet(p) for s, p in files.items()}} if files else {}
-
-
-def transfer_results(transfer_dir: Path) -> dict[tuple[str, str], dict[str, ModelResult]]:
-    """``{(kind, budget): {setting: result}}`` for zeroshot, swap, fraction and kshot runs; the
-    dev score of a few-shot strategy is its target-dev score (``records.json``)."""
-    records_path = transfer_dir / "records.json"
-    records = pd.read_json(records_path, typ="series").to_dict() if records_path.is_file() else {}
-    out: dict[tuple[str, str], dict[str, ModelResult]] = {}
-    for kind in ("zeroshot", "swap"):
-        for method_dir in sorted(p for p in (transfer_dir / kind).glob("*") if p.is_dir()):
-            test = _single(method_dir)
-            if test:
-                dev = _single(method_dir / "dev")
-                out.setdefault((kind, ""), {})[method_dir.name] = model_result(
-                    method_dir.name, kind, test, dev
-                )
-    for kind in ("fraction", "kshot"):
-        budgets = sorted(
-            (p for p in (transfer_dir / kind).glob("*") if p.is_dir()), key=lambda p: int(p.name)
+def _zeroshot_section(results: Results) -> list[str]:
+    """Each feature adapter on the target test split, vs no adapter; the dev-selected one marked."""
+    rows = _sort(_transfer_rows(results, "zeroshot"), "setting", ADAPTER_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    comparisons = _comparisons(results, "zeroshot", metric)
+    table = []
+    for _, row in rows.iterrows():
+        setting = row["setting"]
+        name = ADAPTER_NAMES.get(setting, setting) + (
+            " (**selected on dev**)" if row["best_by_dev"] == 1 else ""
         )
-        for budget_dir in budgets:
-            for strategy_dir in sorted(p for p in budget_dir.glob("*") if p.is_dir()):
-                test = _single(strategy_dir)
-                if not test:
-                    continue
-                result = model_result(strategy_dir.name, kind, test)
-                runs = (records.get(f"{kind}/{budget_dir.name}") or {}).get(strategy_dir.name) or {}
-                if runs:  # fit's dev score: UA, or -MAE for regression
-                    score = float(np.mean([r["dev"] for r in runs.values()]))
-                    result.dev = {
-                        result.primary: round(abs(score) if result.task == "regression" else score, 4)
-                    }
-                    result.dev["n_train"] = float(np.mean([r["n_train"] for r in runs.values()]))
-                out.setdefault((kind, budget_dir.name), {})[strategy_dir.name] = result
-    return out
-
-
-def transfer_comparisons(groups: dict[tuple[str, str], dict[str, ModelResult]]) -> list[ComparisonRow]:
-    """Each adapter vs none, each strategy vs full at its budget, the swap adapters."""
-    rows: list[ComparisonRow] = []
-    for (kind, budget), results in groups.items():
-        if kind == "swap":
-            pairs = [(a, b) for a, b in SWAP_PAIRS if a in results and b in results]
-        else:
-            reference = "none" if kind == "zeroshot" else "full"
-            pairs = [(name, reference) for name in results if name != reference and reference in results]
-        for a, b in pairs:
-            table = "fewshot" if kind == "fraction" else kind
-            rows += compare_models(table, results[a], results[b], (results[a].primary,), budget)
-    return rows
-
-
-def transfer_rows(groups: dict[tuple[str, str], dict[str, ModelResult]]) -> list[dict]:
-    """``results/transfer.csv``: the whole grid with intervals and the dev-selected setting."""
-    rows = []
-    for (kind, budget), results in groups.items():
-        metric = next(iter(results.values())).primary
-        best = _best_by_dev(results, metric) if kind != "swap" else None
-        for name, result in results.items():
-            for m, est in result.estimates.items():
-                rows.append({
-                    "kind": kind, "budget": budget, "setting": name, "metric": m, "value": _r(est.value),
-                    "low": _r(est.low), "high": _r(est.high), "seed_std": _r(est.seed_std),
-                    "dev": _r(result.dev.get(m, float("nan"))), "n_seeds": est.n_seeds, "n_test": est.n_test,
-                    "n_train": _r(result.dev.get("n_train", float("nan"))), "best_by_dev": int(name == best),
-                })  # fmt: skip
-    return rows
-
-
-def transfer_metrics(
-    groups: dict[tuple[str, str], dict[str, ModelResult]], rows: list[ComparisonRow]
-) -> dict:
-    """The transfer headline of ``metrics/transfer.json`` (see the module doc)."""
-    out: dict = {}
-    deltas = {(r.table, r.budget, r.a): r.result for r in rows}
-    for (kind, budget), results in groups.items():
-        if kind == "swap":
-            continue
-        reference = "none" if kind == "zeroshot" else "full"
-        table = "fewshot" if kind == "fraction" else kind
-        prefix = "zeroshot" if kind == "zeroshot" else f"{kind}/{budget}"
-        metric = next(iter(results.values())).primary
-        if reference in results:
-            est = results[reference].estimates[metric]
-            out |= _interval(f"{prefix}/{reference}/{metric}", est, est.value)
-        best = _best_by_dev(results, metric)
-        if best is not None and best != reference:
-            out[f"{prefix}/best_by_dev/{best}/{metric}"] = round(results[best].estimates[metric].value, 4)
-            result = deltas.get((table, budget, best))
-            if result is not None:
-                out |= _interval(f"{prefix}/best_by_dev/{best}/delta_{metric}", result, result.delta)
-    return out
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _plots(main: ModelResult, main_frames: Frames, results: list[ModelResult], live_root: Path,
-           plots_dir: Path, groups: dict) -> None:  # fmt: skip
-    """Confusion matrix (main model, first fold and seed), UA bars with 95 % intervals, gates,
-    training curves, the few-shot curve and zero-shot bars."""
-    png_dir = plots_dir / "png"
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    first = next(iter(next(iter(main_frames.values())).values()))
-    if main.task == "classification":
-        labels = list(main.classes)
-        actual = [labels[i] for i in first["label_id"]]
-        predicted = [labels[i] for i in first["pred_id"]]
-    else:  # regression: the 7 Acc-7 classes (scores clipped to [-3, 3], rounded)
-        labels = [str(v) for v in range(-3, 4)]
-        known = first[first["sentiment"].notna()]
-        actual = [str(int(v)) for v in np.round(np.clip(known["sentiment"], -3, 3))]
-        predicted = [str(int(v)) for v in np.round(np.clip(known["sentiment_pred"], -3, 3))]
-    with open(plots_dir / "confusion_source_test.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows(zip(actual, predicted, strict=True))
-    confusion = classification_metrics(
-        [labels.index(a) for a in actual], [labels.index(p) for p in predicted], labels
-    )["confusion"]
-    title = f"Source test confusion (main model, fold {next(iter(main_frames))}, first seed)"
-    plots.plot_confusion(confusion, labels, png_dir / "confusion_source_test.png", title)
-    classifiers = {r.name: r.estimates["ua"] for r in results if r.task == "classification"}
-    if classifiers:
-        plots.plot_bars({n: e.value for n, e in classifiers.items()}, png_dir / "source_ua.png",
-                        "Source test UA by model (mean over folds and seeds, 95% interval)", "UA",
-                        {n: (e.high - e.low) / 2 for n, e in classifiers.items()})  # fmt: skip
-    gates = gate_analysis(main_frames, main.classes)
-    if gates:
-        groups_ = {c: {m: g[c] for m, g in gates.items() if c in g} for c in ("reliable", "unreliable")}
-        groups_ |= {e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]}
-                    for e in main.classes}  # fmt: skip
-        plots.plot_grouped_bars({k: v for k, v in groups_.items() if v}, png_dir / "gates.png",
-                                "Mean modality weight by reliability condition and emotion (main model)",
-                                "gate")  # fmt: skip
-    curves = {}
-    for result in results:
-        runs = sorted((live_root / result.name / main.folds[0]).glob("seed*"))
-        for metric, relative in (("dev UA", "dev/ua.tsv"), ("train loss", "train/loss.tsv")):
-            path = runs[0] / "plots" / "metrics" / relative if runs else None
-            if path is not None and path.is_file():
-                curves.setdefault(result.name, {})[metric] = pd.read_csv(path, sep="\t").iloc[:, -1].tolist()
-    if curves:
-        plots.plot_curves(curves, png_dir / "training_curves.png",
-                          f"Training curves (source, fold {main.folds[0]}, first seed)")  # fmt: skip
-    fewshot_csv(groups, plots_dir / "fewshot.csv", png_dir / "fewshot.png")
-    zeroshot = groups.get(("zeroshot", ""), {})
-    if zeroshot:
-        metric = next(iter(zeroshot.values())).primary
-        plots.plot_bars({n: r.estimates[metric].value for n, r in zeroshot.items()}, png_dir / "zeroshot.png",
-                        f"Target test {metric.upper()} zero-shot, by feature adapter (95% interval)", metric,
-                        {n: (r.estimates[metric].high - r.estimates[metric].low) / 2
-                         for n, r in zeroshot.items()})  # fmt: skip
-
-
-def fewshot_csv(groups: dict, path: Path, png: Path) -> None:
-    """``plots/fewshot.csv`` (``fraction``, ``<strategy>_ua`` and its ``_low`` / ``_high``; 0 is
-    the zero-shot model) and its PNG with 95 % intervals."""
-    fractions = {int(b): r for (k, b), r in groups.items() if k == "fraction"}
-    zero = groups.get(("zeroshot", ""), {}).get("none")
-    strategies = sorted({s for r in fractions.values() for s in r})
-    table: dict[int, dict[str, Estimate]] = {}
-    for fraction, results in sorted(fractions.items()):
-        for strategy, result in results.items():
-            table.setdefault(fraction, {})[strategy] = result.estimates[result.primary]
-    if zero is not None and strategies:
-        table[0] = {s: zero.estimates[zero.primary] for s in strategies if s != "scratch"}
-    metric = "ua"
-    if fractions:
-        metric = next(iter(next(iter(fractions.values())).values())).primary
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["fraction", *(f"{s}_{metric}{x}" for s in strategies for x in ("", "_low", "_high"))]
+        delta = _delta_cells(comparisons[comparisons["a"] == setting], setting == "none")
+        table.append(
+            [name, _ci_row(row), *delta, _num(metric, row["dev"]), *_distances(results.adapt, setting)]
         )
-        for fraction in sorted(table):
-            cells = []
-            for s in strategies:
-                est = table[fraction].get(s)
-                cells += ["", "", ""] if est is None else [_r(est.value), _r(est.low), _r(est.high)]
-            writer.writerow([fraction, *cells])
-    rows = [{"fraction": f, "setting": s, metric: e.value, f"{metric}_std": (e.high - e.low) / 2}
-            for f, by in table.items() for s, e in by.items()]  # fmt: skip
-    if rows:
-        title = f"Target test {metric.upper()} vs fine-tuning data (mean over seeds, 95% interval)"
-        plots.plot_fewshot(sorted(rows, key=lambda r: (r["setting"], r["fraction"])), png, title, metric)
+    header = ["feature adapter", f"target {_label(metric)} [95% interval]", "Δ vs none [95% interval]",
+              "p (Holm)", "verdict", f"dev {_label(metric)}",
+              "CORAL distance to source, before → after (mean over modalities)",
+              "linear CKA kept"]  # fmt: skip
+    sentence = _reference_sentence(comparisons, "no adapter", ADAPTER_NAMES, metric)
+    selected = _selected(rows, ADAPTER_NAMES)
+    sentence += f" The target dev split selects {_join(selected)}." if selected else ""
+    title = ["### Zero-shot feature adapters", "", f"No target labels; {_counts(rows)}", ""]
+    return [*title, *_table(header, table), sentence, ""]
 
 
-# ---------------------------------------------------------------- the stage
+def _swap_section(results: Results) -> list[str]:
+    """Seed 002's extractor swap: the cheap extractor's audio mapped by each adapter, and the Δs."""
+    rows = _sort(_transfer_rows(results, "swap"), "setting", SWAP_NAMES)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    text = ("Seed 002's real-time scenario: the main model, unchanged, on the *source* test split with its "
+            "audio from the cheap extractor (`extract.audio_swap`) mapped into the model's audio space by an "
+            f"adapter trained on the source train split; {_counts(rows)}")  # fmt: skip
+    scores = [[SWAP_NAMES.get(r["setting"], r["setting"]), _ci_row(r)] for _, r in rows.iterrows()]
+    lines = ["### Extractor swap", "", text, ""]
+    lines += _table(["audio features", f"source test {_label(metric)} [95% interval]"], scores)
+    comparisons = _comparisons(results, "swap", metric)
+    pairs = [
+        [
+            f"{SWAP_NAMES.get(r['a'], r['a'])} vs {SWAP_NAMES.get(r['b'], r['b'])}",
+            *_delta_cells(comparisons.loc[[i]]),
+        ]
+        for i, r in comparisons.iterrows()
+    ]
+    header = ["comparison", f"Δ {METRIC_NAMES.get(metric, metric)} [95% interval]", "p (Holm)", "verdict"]
+    return lines + (_table(header, pairs) if pairs else [])
 
 
-def evaluate(
-    *,
-    source_dir: str | Path,
-    ablation_dir: str | Path,
-    transfer_dir: str | Path,
-    metadata_path: str | Path,
-    live_root: str | Path,
+BUDGETS = (
+    ("fraction", "fewshot", "%", "Few-shot: a fraction of the target train split"),
+    ("kshot", "kshot", " per class", "k-shot: k labelled target utterances per class"),
+)
+
+
+def _budget_section(results: Results, kind: str, table: str, unit: str, title: str) -> list[str]:
+    """Strategy × budget scores, then per budget the dev-selected strategy and the verdicts vs full."""
+    rows = _transfer_rows(results, kind)
+    if rows.empty:
+        return []
+    metric = rows["metric"].iloc[0]
+    strategies = _ordered(rows["setting"], STRATEGY_NAMES)
+    budgets = sorted(set(rows["budget"].dropna()))
+    scores = []
+    for budget in budgets:
+        at = rows[rows["budget"] == budget]
+        data = f"{_budget(budget, unit)} ({_count(at['n_train'].max())} train utt.)"
+        scores.append([data, *(_strategy_cell(at[at["setting"] == s]) for s in strategies)])
+    header = ["target data", *(f"{STRATEGY_NAMES.get(s, s)} {_label(metric)}" for s in strategies)]
+    text = f"{_counts(rows)} Bold: the strategy the target dev split selects at that budget."
+    verdicts = _budget_verdicts(rows, _comparisons(results, table, metric), budgets, unit)
+    return [f"### {title}", "", text, "", *_table(header, scores), *verdicts]
+
+
+def _strategy_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "–"
+    row = rows.iloc[0]
+    return f"**{_ci_row(row)}**" if row["best_by_dev"] == 1 else _ci_row(row)
+
+
+def _budget_verdicts(rows: pd.DataFrame, comparisons: pd.DataFrame, budgets: list, unit: str) -> list[str]:
+    """Per budget: the dev-selected strategy and each strategy's verdict vs full fine-tuning, with Δs."""
+    table = []
+    for budget in budgets:
+        selected = _selected(rows[rows["budget"] == budget], STRATEGY_NAMES)
+        at = comparisons[comparisons["budget"] == budget]
+        groups = _by_verdict(at, "a", STRATEGY_NAMES, with_delta=True)
+        cells = [", ".join(groups[v]) or "–" for v in uncertainty.VERDICTS]
+        table.append([_budget(budget, unit), _join(selected) if selected else "–", *cells])
+    full = STRATEGY_NAMES["full"]
+    header = ["target data", "selected on dev", f"better than {full}", f"worse than {full}",
+              f"within noise of {full} (no gain claimed)"]  # fmt: skip
+    return _table(header, table)
+
+
+TRANSFER_PROTOCOL = (
+    "Protocol: the source model on the target test split ({split}). Zero-shot: no target labels, target "
+    "features as extracted or mapped by each feature adapter. Few-shot: each strategy trained on the same "
+    "stratified, nested fraction (or k per class) of the target train split, early stopping on the target "
+    "dev split; each seed draws its own subset. Scores carry 95% intervals, Δs are paired by utterance and "
+    "seed, and *selected on dev* marks the setting the target dev split picks within its kind and budget "
+    "(the test split plays no part in the choice)."
+)
+
+
+def _transfer_section(
+    results: Results, target_table: pd.DataFrame, png_dir: Path, report_dir: Path
+) -> list[str]:
+    if target_table.empty:
+        return ["## Transfer", "", NO_TARGET, ""]
+    target_corpus = str(target_table["corpus"].iloc[0])
+    lines = [
+        f"## Transfer to `{target_corpus}`",
+        "",
+        TRANSFER_PROTOCOL.format(split=_protocol(target_table)),
+        "",
+    ]
+    body = _zeroshot_section(results) + _swap_section(results)
+    for kind, table, unit, title in BUDGETS:
+        body += _budget_section(results, kind, table, unit, title)
+    lines += body or ["_No transfer results (`results/transfer.csv` missing or empty)._", ""]
+    lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
+    return [*lines, _image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
+
+
+def build_summary(
     metrics_dir: str | Path,
     results_dir: str | Path,
-    plots_dir: str | Path,
-    folds: list[str],
-    baselines: list[str],
-    variants: list[str],
-    params: dict | None = None,
-    protocol: str = "",
-) -> dict:
-    """Compute every number, comparison, table and plot; return ``metrics/source.json``'s dict.
+    png_dir: str | Path,
+    metadata_dir: str | Path,
+    out: str | Path,
+) -> Path:
+    """Write the Markdown summary from the metadata counts, the evaluate stage's results, PNGs and tables."""
+    metrics_dir, png_dir, out = Path(metrics_dir), Path(png_dir), Path(out)
+    results = Results.load(Path(results_dir))
+    source_table = pd.read_parquet(Path(metadata_dir) / "source.parquet")
+    target_table = pd.read_parquet(Path(metadata_dir) / "target.parquet")
+    lines = ["# mer results summary", ""]
+    if str(source_table["corpus"].iloc[0]).startswith("synthetic"):
+        lines += [
+            "> **Synthetic corpus: a mechanics check, not an emotion-recognition result.** The built-in",
+            "> corpus is generated so that fusion must win; these scores show that the pipeline learns",
+            "> what it was designed to learn and say nothing about accuracy on real emotional speech.",
+            "",
+        ]
+    lines += [INTERVALS, ""]
+    lines += _source_section(results, source_table) + _baselines_section(results) + _ablation_section(results)
+    lines += _gates_section(results.gates, png_dir, out.parent)
+    lines += ["### Confusion matrix and training curves", ""]
+    lines += [_image(png_dir / "confusion_source_test.png", out.parent, "confusion matrix"), ""]
+    lines += [_image(png_dir / "training_curves.png", out.parent, "training curves"), ""]
+    lines += _folds_section(results, source_table.attrs.get("corpus", "synthetic"))
+    corpora = {role: str(t["corpus"].iloc[0]) if not t.empty else "none"
+               for role, t in (("source", source_table), ("target", target_table))}  # fmt: skip
+    lines += _groups_section(results) + _loading_section(metrics_dir, corpora)
+    lines += _transfer_section(results, target_table, png_dir, out.parent)
+    return _finish(lines, out, results.provenance)
 
-    Only the current models (``baselines`` / ``variants``) and ``folds`` are read: a recipe
-    dropped from the params leaves its old predictions behind, and they are ignored.
-    """
-    source_dir, ablation_dir, transfer_dir = Path(source_dir), Path(ablation_dir), Path(transfer_dir)
-    metrics_dir, results_dir, plots_dir = Path(metrics_dir), Path(results_dir), Path(plots_dir)
-    main_test = read_frames(source_dir / MAIN, folds)
-    missing = [f for f in folds if f not in main_test]
-    if missing:
-        raise FileNotFoundError(
-            f"{source_dir}/{MAIN}/<fold>/seed*.parquet: no predictions for folds {missing}; run `dvc repro`"
-        )
-    main_dev = read_frames(source_dir / MAIN, folds, "dev")
-    main = model_result(MAIN, "main", main_test, main_dev)
-    fold_table = fold_rows(MAIN, {"test": main_test, "dev": main_dev}, main.classes)
-    results, extra = [main], []
-    for role, root, names in (("baseline", source_dir, baselines), ("ablation", ablation_dir, variants)):
-        for name in names:
-            test = read_frames(root / name, folds)
-            if not test:
-                logger.warning("%s/%s: no predictions; left out", root, name)
-                continue
-            dev = read_frames(root / name, folds, "dev")
-            result = model_result(name, role, test, dev)
-            results.append(result)
-            fold_table += fold_rows(name, {"test": test, "dev": dev}, result.classes)
-            sentiment = sentiment_result(name, test)
-            if sentiment is not None:
-                extra.append(sentiment)
-    by_name = {r.name: r for r in results}
-    comparisons: list[ComparisonRow] = []
-    for result in results:
-        if result.role == "baseline" and result.task == main.task:
-            comparisons += compare_models("baselines", main, result, HEADLINE[main.task])
-    ablation_rows = {n: by_name[n] for n in [*variants, *ABLATION_BASELINES, MAIN]
-                     if n in by_name and by_name[n].task == "classification"}  # fmt: skip
-    if REFERENCE_ROW in ablation_rows:
-        for name, result in ablation_rows.items():
-            if name != REFERENCE_ROW:
-                comparisons += compare_models("ablation", result, ablation_rows[REFERENCE_ROW], ("ua",))
-    groups = transfer_results(transfer_dir)
-    comparisons += transfer_comparisons(groups)
-    adjust(comparisons)
 
-    baseline_results = [r for r in results if r.role == "baseline"]
-    source = source_metrics(main, baseline_results, comparisons)
-    write_json(metrics_dir / "source.json", source)
-    write_json(metrics_dir / "ablation.json", ablation_metrics(ablation_rows, comparisons))
-    write_json(metrics_dir / "transfer.json", transfer_metrics(groups, comparisons))
+def _finish(lines: list[str], out: Path, provenance: dict) -> Path:
+    """The references and provenance at the end; write the file."""
+    lines += ["## Reference numbers from the literature (not mer results)", ""]
+    lines += [
+        "These are published results under the protocols named, for orientation only; mer has not",
+        "reproduced them here.",
+        "",
+    ]
+    lines += ["| corpus | system | protocol | reported |", "|---|---|---|---|"]
+    lines += [f"| {c} | {s} | {p} | {r} |" for c, s, p, r in REFERENCES]
 
-    table = pd.read_parquet(metadata_path)
-    _write_csv(results_dir / "models.csv", models_rows([*results, *extra], protocol))
-    _write_csv(results_dir / "comparisons.csv", comparison_rows(comparisons))
-    _write_csv(results_dir / "transfer.csv", transfer_rows(groups))
-    _write_csv(results_dir / "folds.csv", fold_table)
-    _write_csv(results_dir / "per_class.csv", per_class_rows(main) if main.task == "classification" else [])
-    _write_csv(results_dir / "per_speaker.csv", per_speaker_rows(main, table))
-    write_json(results_dir / "gates.json", gate_analysis(main_test, main.classes))
-    write_json(results_dir / "provenance.json", provenance(params or {}))
-    _plots(main, main_test, results, Path(live_root), plots_dir, groups)
-    logger.info("main %s: %s", main.primary, main.estimates[main.primary])
-    return source
+    if provenance:
+        lines += ["", "## Provenance", ""]
+        differs = " (code differed from it)" if provenance.get("code_differs_from_commit") else ""
+        lines += [f"- git commit: `{provenance.get('git_commit')}`{differs}"]
+        lines += [f"- code hash: `{provenance.get('code_hash')}` (src/, stages/, dvc.yaml)"]
+        lines += [
+            f"- params hash: `{provenance.get('params_hash')}`",
+            f"- device: {provenance.get('device')}",
+        ]
+        if provenance.get("python"):
+            lines += [f"- python: {provenance['python']}"]
+        packages = provenance.get("packages", {})
+        lines += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items())]
+        for name, origin in provenance.get("encoders", {}).items():
+            lines.append(f"- encoder {name}: {origin}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out

@@ -86,10 +86,10 @@ def train_swap_adapters(
 
 def cheap_splits(metadata_path: str | Path, cheap_features: str | Path) -> dict[str, MultimodalData]:
     """The corpus's splits with the cheap extractor's features under the ``audio`` name."""
-    from mer import metadata
+    from mer import schema
     from mer.features import FeatureStore
 
-    table = metadata.read(metadata_path)
+    table = schema.read(metadata_path)
     store = FeatureStore(cheap_features)
     return {
         split: MultimodalData.load(

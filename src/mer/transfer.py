@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mer import metadata
+from mer import schema
 from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
@@ -40,7 +40,7 @@ from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
-from mer.training import LoopConfig, fit, load_model, predict
+from mer.train import LoopConfig, fit, load_model, predict
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def transfer_to_target(
             model, source_test, cheap_test, Path(adapters_dir) / "swap"
         ).items():
             _save(frame, out_dir, "swap", method, "seed0.parquet")
-    if metadata.read(target_metadata).empty:
+    if schema.read(target_metadata).empty:
         logger.info("%s: no target corpus (corpora.target: none), transfer skipped", target_metadata)
         (out_dir / "records.json").write_text("{}\n")
         return {}

@@ -124,7 +124,7 @@ class Runs:
 
     @classmethod
     def from_frames(cls, folds: Mapping[str, Mapping[int, pd.DataFrame]], num_classes: int = 0) -> Runs:
-        """From ``{fold: {seed: predictions frame}}`` as ``mer.training.predict`` writes them.
+        """From ``{fold: {seed: predictions frame}}`` as ``mer.train.predict`` writes them.
 
         Classification frames hold ``label_id`` / ``pred_id``; regression frames ``sentiment`` /
         ``sentiment_pred`` (rows without a reference score are left out). Every seed of a fold
@@ -216,7 +216,7 @@ def _confusion(labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray,
 
 def _classification(confusion: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
     """UA, WA, weighted / macro F1 of confusion matrices ``(..., C, C)``, as in
-    :func:`mer.evaluation.classification_metrics` (classes absent from the truth left out)."""
+    :func:`mer.metrics.classification_metrics` (classes absent from the truth left out)."""
     support = confusion.sum(-1)  # (..., C)
     predicted = confusion.sum(-2)
     hits = np.diagonal(confusion, axis1=-2, axis2=-1)
@@ -251,7 +251,7 @@ def _weighted_binary(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) -
 
 
 def _regression(labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray, metrics) -> dict:
-    """MOSI-style regression metrics ``(D, S)`` as :func:`mer.evaluation.regression_metrics`."""
+    """MOSI-style regression metrics ``(D, S)`` as :func:`mer.metrics.regression_metrics`."""
     total = weights.sum(1, keepdims=True)  # (D, 1)
     out: dict[str, np.ndarray] = {}
     if "mae" in metrics:

@@ -12,7 +12,7 @@ import torch
 from mer.data import MultimodalData
 from mer.models.fusion import FusionConfig, FusionModel
 from mer.seeding import seed_everything
-from mer.training import LoopConfig, fit
+from mer.train import LoopConfig, fit
 
 
 def _data(split: str, n_per_class: int, seed: int) -> MultimodalData:

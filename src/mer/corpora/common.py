@@ -1,6 +1,6 @@
 """What every real-corpus loader shares: the result type, layout errors, defect handling.
 
-A loader turns a corpus folder into rows of the uniform metadata table (:mod:`mer.metadata`)
+A loader turns a corpus folder into rows of the uniform metadata table (:mod:`mer.schema`)
 and a quarantine list. Nothing a release gets wrong is dropped silently and nothing crashes a
 stage: unambiguous defects are repaired and counted (``repairs``), everything else becomes a
 quarantine entry naming the utterance, the reason and the file.
@@ -52,7 +52,7 @@ class LoadResult:
     """One corpus, loaded.
 
     Attributes:
-        table: rows of the uniform metadata table (``mer.metadata.COLUMNS`` plus optional
+        table: rows of the uniform metadata table (``mer.schema.COLUMNS`` plus optional
             ``video_start`` / ``video_end`` and ``raw_label``); ``split`` holds the official
             split where the corpus has one, else ``None``; ``label`` / ``label_id`` follow the
             label map.

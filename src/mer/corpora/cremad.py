@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from mer.corpora import common
 from mer.corpora.labels import label_map
-from mer.metadata import COLUMNS
+from mer.schema import COLUMNS
 
 logger = logging.getLogger(__name__)
 

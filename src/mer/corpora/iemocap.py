@@ -12,7 +12,7 @@ the ``%`` header, blank lines and the per-annotator ``C-`` / ``A-`` lines are sk
 Transcript lines without an utterance id (``M: ...``) or with an id that has no summary line
 (``Ses01F_impro01_MXX0``) are noise and ignored.
 
-Columns beyond ``mer.metadata.COLUMNS``: ``raw_label`` (the IEMOCAP category, e.g. ``exc``),
+Columns beyond ``mer.schema.COLUMNS``: ``raw_label`` (the IEMOCAP category, e.g. ``exc``),
 ``dialog`` (``Ses01F_impro01``), ``improvised`` (bool: ``impro`` in the dialog name),
 ``video_start`` / ``video_end`` (the utterance's window in the dialog avi, seconds; NaN when the
 avi is missing). ``speaker`` is the session plus the letter after the last underscore of the
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mer import metadata
+from mer import schema
 from mer.corpora import common
 from mer.corpora.labels import label_map
 
@@ -201,7 +201,7 @@ def load(root: Path, labels: str = DEFAULT_LABELS) -> common.LoadResult:
             hap+exc, neu, sad), ``6class`` (hap, sad, neu, ang, exc, fru) or ``shared4``.
 
     Returns:
-        table sorted by ``utt_id`` (columns ``mer.metadata.COLUMNS`` + ``EXTRA_COLUMNS``),
+        table sorted by ``utt_id`` (columns ``mer.schema.COLUMNS`` + ``EXTRA_COLUMNS``),
         quarantine and repairs (``mojibake``, ``duplicate_row``).
 
     Raises:
@@ -261,7 +261,7 @@ def load(root: Path, labels: str = DEFAULT_LABELS) -> common.LoadResult:
             "video_end": utt.end if video is not None else np.nan,
         })  # fmt: skip
 
-    table = pd.DataFrame(rows, columns=[*metadata.COLUMNS, *EXTRA_COLUMNS])
+    table = pd.DataFrame(rows, columns=[*schema.COLUMNS, *EXTRA_COLUMNS])
     table = table.astype({
         "label_id": "int64", "improvised": "bool",
         **dict.fromkeys(("valence", "arousal", "dominance", "sentiment", "start", "end", "duration",

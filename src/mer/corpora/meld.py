@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from mer.corpora import common
 from mer.corpora.labels import LabelMap, label_map
-from mer.metadata import COLUMNS
+from mer.schema import COLUMNS
 
 logger = logging.getLogger(__name__)
 

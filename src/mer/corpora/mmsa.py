@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mer import metadata
+from mer import schema
 from mer.corpora.common import (
     LayoutError,
     LoadResult,
@@ -197,7 +197,7 @@ def load(
             "annotation": row.annotation, **unimodal,
         })  # fmt: skip
 
-    table = pd.DataFrame(records, columns=[*metadata.COLUMNS, *EXTRA_COLUMNS])
+    table = pd.DataFrame(records, columns=[*schema.COLUMNS, *EXTRA_COLUMNS])
     table = table.astype({
         **{c: "float64" for c in (*_FLOAT_COLUMNS, *UNIMODAL_COLUMNS)},
         **{c: "str" for c in table.columns if c not in (*_FLOAT_COLUMNS, *UNIMODAL_COLUMNS, "label_id")},

@@ -41,8 +41,9 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from mer import metadata
-from mer.params import EMOTIONS, MODALITIES, SyntheticParams
+from mer import schema
+from mer.params import SyntheticParams
+from mer.vocab import EMOTIONS, MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ TRANSCRIPT_COLUMNS = (
 )
 #: The uniform metadata columns, then the synthetic corpus's reliability record.
 METADATA_COLUMNS = (
-    *metadata.COLUMNS,
-    *metadata.RELIABILITY_COLUMNS,
+    *schema.COLUMNS,
+    *schema.RELIABILITY_COLUMNS,
     "text_condition",
     "audio_condition",
     "video_condition",

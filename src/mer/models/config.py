@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from mer.params import FUSION_MODES, GATES, MODALITIES, TASKS
+from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
 
 
 @dataclass

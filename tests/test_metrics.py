@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mer.evaluation import classification_metrics, confusion_matrix, summarize_seeds
+from mer.metrics import classification_metrics, confusion_matrix, summarize_seeds
 
 LABELS = ["anger", "happiness", "neutral"]
 

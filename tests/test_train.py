@@ -10,7 +10,7 @@ from mer.data import MultimodalData
 from mer.models.fusion import FusionConfig, FusionModel
 from mer.seeding import seed_everything
 from mer.splits import stratified_positions
-from mer.training import LoopConfig, class_weights, evaluate_ua, fit, load_model, predict, save_model
+from mer.train import LoopConfig, class_weights, evaluate_ua, fit, load_model, predict, save_model
 
 LOOP = LoopConfig(epochs=15, batch_size=8, lr=3e-3, weight_decay=0.0, patience=15, grad_clip=1.0, seed=0)
 
@@ -104,7 +104,7 @@ def _with_sentiment(data: MultimodalData, seed: int = 0) -> MultimodalData:
 
 
 def test_regression_fit_learns_sentiment(tiny_data):
-    from mer.evaluation import regression_metrics
+    from mer.metrics import regression_metrics
 
     splits = {name: _with_sentiment(data, i) for i, (name, data) in enumerate(tiny_data.items())}
     seed_everything(0)

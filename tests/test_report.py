@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mer.summary import NO_TARGET, build_summary
+from mer.report import NO_TARGET, build_summary
 
 PROTOCOL = "speaker-independent split"
 

@@ -23,14 +23,14 @@ import torch
 from dvclive import Live
 from mer import distributed
 from mer.data import MultimodalData, load_splits
-from mer.evaluation import classification_metrics, regression_metrics
+from mer.devices import resolve_device
+from mer.metrics import classification_metrics, regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
-from mer.params import EMOTIONS, MODALITIES, FusionParams, ModelParams, TrainParams
+from mer.params import FusionParams, ModelParams, TrainParams
 from mer.seeding import seed_everything
+from mer.vocab import EMOTIONS, MODALITIES
 
 logger = logging.getLogger(__name__)
-
-SENTIMENTS = ("negative", "neutral", "positive")
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,6 @@ class FitResult:
     best_epoch: int
     best_dev_score: float
     history: dict[str, list[float]] = field(default_factory=dict)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no CUDA device is available; set train.device: auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -166,7 +157,7 @@ def fit(
             fusion weights, one step per epoch.
     """
     rank, world_size = distributed.setup()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "train.device")
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", rank % torch.cuda.device_count())
     model.to(device)

@@ -1,0 +1,124 @@
+"""The uniform metadata table every corpus loader produces, and its validation.
+
+One row per utterance. Real-corpus loaders and the synthetic corpus share this schema, so the
+extract, train and evaluate code never needs to know which corpus it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+#: Columns every metadata table has, in this order.
+COLUMNS = (
+    "utt_id", "corpus", "speaker", "session", "split", "label", "label_id",
+    "valence", "arousal", "dominance", "sentiment", "text", "audio_path", "video_path",
+    "start", "end", "duration",
+)  # fmt: skip
+#: Optional: ``video_start`` / ``video_end`` (seconds) cut an utterance's window out of a longer
+#: ``video_path`` (IEMOCAP's dialog videos); absent or null means the whole clip.
+#: Optional columns recording which modalities carry a usable cue (the synthetic corpus has them).
+RELIABILITY_COLUMNS = ("text_reliable", "audio_reliable", "video_reliable")
+SPLITS = ("train", "dev", "test")
+
+
+class MetadataError(ValueError):
+    """The metadata table breaks an invariant; the message names the offending ids."""
+
+
+def _preview(values: list, limit: int = 5) -> str:
+    shown = ", ".join(map(str, values[:limit]))
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def label_classes(table: pd.DataFrame) -> tuple[str, ...]:
+    """The table's class names in ``label_id`` order.
+
+    The metadata stage stores them in ``table.attrs["classes"]`` (kept in the Parquet file and
+    through row selections), because a split need not contain every class. Tables built in code
+    without a label map (tests, the synthetic corpus's loader) have the shared four.
+    """
+    from mer.vocab import EMOTIONS
+
+    return tuple(table.attrs.get("classes", EMOTIONS))
+
+
+def check_leakage(table: pd.DataFrame, name: str, keys: tuple[str, ...] = ("speaker",)) -> None:
+    """Fail if any value of a group column in ``keys`` (speaker, dialog, ...) is in two splits.
+
+    Raises:
+        MetadataError: naming each leaking id and its splits.
+    """
+    for key in keys:
+        leaking = table.groupby(key)["split"].nunique()
+        leaking = leaking[leaking > 1].index.tolist()
+        if leaking:
+            detail = [f"{v} in {sorted(table.loc[table[key] == v, 'split'].unique())}" for v in leaking]
+            raise MetadataError(f"{name}: {key}s in more than one split ({key} leakage): {_preview(detail)}")
+
+
+def validate(
+    table: pd.DataFrame, name: str, check_files: bool = True, leakage_keys: tuple[str, ...] = ("speaker",)
+) -> None:
+    """Check a metadata table: schema, unique ids, labels in its classes, known splits, files
+    exist, and no ``leakage_keys`` group (speaker by default) in two splits.
+
+    Raises:
+        MetadataError: naming the table and the offending ids / speakers / paths.
+    """
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise MetadataError(f"{name}: missing columns {missing}; a loader must produce {list(COLUMNS)}")
+    if table.empty:
+        raise MetadataError(f"{name}: no utterances")
+    dup = table.loc[table["utt_id"].duplicated(), "utt_id"].tolist()
+    if dup:
+        raise MetadataError(f"{name}: duplicated utt_id: {_preview(dup)}")
+    classes = label_classes(table)
+    unknown = table.loc[~table["label"].isin(classes), "utt_id"].tolist()
+    if unknown:
+        raise MetadataError(f"{name}: label not in {classes} for utt_id {_preview(unknown)}")
+    expected_ids = table["label"].map({label: i for i, label in enumerate(classes)})
+    mismatched = table.loc[table["label_id"] != expected_ids, "utt_id"].tolist()
+    if mismatched:
+        raise MetadataError(
+            f"{name}: label_id does not match the label's index in {classes} for {_preview(mismatched)}"
+        )
+    bad_split = table.loc[~table["split"].isin(SPLITS), "utt_id"].tolist()
+    if bad_split:
+        raise MetadataError(f"{name}: split not in {SPLITS} for utt_id {_preview(bad_split)}")
+    check_leakage(table, name, leakage_keys)
+    if check_files:
+        for column in ("audio_path", "video_path"):
+            paths = table[column].dropna()
+            absent = table.loc[paths.index[~paths.map(lambda p: Path(p).is_file())], "utt_id"]
+            if len(absent):
+                first = table.loc[table["utt_id"] == absent.iloc[0], column].iloc[0]
+                raise MetadataError(
+                    f"{name}: {column} missing on disk for utt_id {_preview(absent.tolist())} "
+                    f"(first: {first})"
+                )
+    logger.info("%s: %d utterances, %d speakers validated", name, len(table), table["speaker"].nunique())
+
+
+def write(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a validated table to Parquet with the schema columns first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = list(COLUMNS) + [c for c in table.columns if c not in COLUMNS]
+    frame = table[ordered].reset_index(drop=True)
+    frame.attrs = dict(table.attrs)  # the class names and corpus travel in the Parquet file
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Read a metadata table written by :func:`write`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metadata table not found; run `dvc repro metadata` first")
+    return pd.read_parquet(path)
