@@ -1,26 +1,64 @@
 # Two entry points: `make repro` (the pipeline on the embedded default) and `make test`.
-PYTHON ?= python3
+# mer is tested on CPython 3.11 (Linux x86_64); python3.11 is used when it is on PATH.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
+PYTHON_NEEDED := 3.11
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+# Versions the lock was tested with: pip that installs it, uv that writes it.
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.8
+UV := $(CURDIR)/$(VENV)/uv-tool/bin/uv
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: repro test lint setup clean-venv review
+.PHONY: repro test lint setup lock check-python clean-venv review
 REV ?= main
 
 setup: $(STAMP)
 
-# Reinstall only when the requirements change; torch first so pip never picks another build.
-$(STAMP): requirements.txt pyproject.toml
+# "3.X" of the interpreter $(1), empty when it does not run
+pyver = $$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+
+check-python:
+	@found=$(call pyver,$(PYTHON)); if [ "$$found" != "$(PYTHON_NEEDED)" ]; then \
+	  echo "mer needs Python $(PYTHON_NEEDED) (found $${found:-no Python at '$(PYTHON)'}); set PYTHON=python$(PYTHON_NEEDED)" >&2; \
+	  exit 1; fi
+	@found=$(call pyver,$(BIN)/python); if [ -x $(BIN)/python ] && [ "$$found" != "$(PYTHON_NEEDED)" ]; then \
+	  echo "$(VENV) runs Python $$found but mer needs $(PYTHON_NEEDED); run 'make clean-venv setup'" >&2; \
+	  exit 1; fi
+
+# Install the exact, tested environment (requirements.lock: every package, torch's nvidia-* CUDA
+# wheels included, pinned and hashed), then mer itself without touching those pins. Reinstalls
+# only when the lock or pyproject.toml changes.
+$(STAMP): requirements.lock pyproject.toml
+	@$(MAKE) --no-print-directory check-python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.9.1 torchaudio==2.9.1
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Regenerate requirements.lock from pyproject.toml's dependencies + the dev extra, for CPython 3.11
+# on Linux x86_64. Re-run whenever a dependency is added, removed or its specifier changes in
+# pyproject.toml, then `make setup` and the tests. uv keeps every pin already in the lock that
+# still satisfies pyproject (so the lock stays what was tested); to move pins on purpose:
+# `make lock LOCK_ARGS=--upgrade` (all) or `make lock LOCK_ARGS="--upgrade-package NAME"`.
+LOCK_ARGS ?=
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra dev \
+	  --python-version $(PYTHON_NEEDED) --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes --custom-compile-command "make lock" --quiet \
+	  --output-file requirements.lock $(LOCK_ARGS)
+
+# uv in its own small venv under .venv/ (outside mer's environment, so it never enters the lock).
+$(UV):
+	@$(MAKE) --no-print-directory check-python
+	$(PYTHON) -m venv $(VENV)/uv-tool
+	$(VENV)/uv-tool/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
@@ -34,6 +72,7 @@ review: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,17 +23,24 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = load_section("adapt")
-    modalities = list(load_section("model").modalities)  # those the models read
+    modalities = list(load_section("model")["modalities"])  # those the models read
     records = train_adapters(
-        cfg, modalities,
-        f"{args.metadata}/source.parquet", f"{args.metadata}/target.parquet",
-        f"{args.features}/source", f"{args.features}/target", args.out,
-    )  # fmt: skip
+        cfg=cfg,
+        modalities=modalities,
+        source_metadata=f"{args.metadata}/source.parquet",
+        target_metadata=f"{args.metadata}/target.parquet",
+        source_features=f"{args.features}/source",
+        target_features=f"{args.features}/target",
+        out_dir=args.out,
+    )
     if cfg.swap:
         records["swap"] = train_swap_adapters(
-            cfg, f"{args.metadata}/source.parquet", f"{args.features}/source", args.swap_features,
-            f"{args.out}/swap",
-        )  # fmt: skip
+            cfg=cfg,
+            metadata_path=f"{args.metadata}/source.parquet",
+            model_features=f"{args.features}/source",
+            cheap_features=args.swap_features,
+            out_dir=f"{args.out}/swap",
+        )
     write_metrics(args.diagnostics, {"adapt": records}, {"adapt": as_dict(cfg)}, args.features)
 
 

@@ -23,7 +23,7 @@ def main() -> None:
     cfg = load_section("extract")
     if args.section:
         cfg = dataclasses.replace(cfg, **{args.modality: getattr(cfg, args.section)})
-    extract_modality(schema.read(args.metadata), args.modality, cfg, args.out)
+    extract_modality(table=schema.read(args.metadata), modality=args.modality, cfg=cfg, out_dir=args.out)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,13 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     build_metadata(
-        load_section("corpora"), load_section("synthetic"), Path(args.raw), Path(args.out),
-        Path(args.splits), Path(args.metrics),
-    )  # fmt: skip
+        cfg=load_section("corpora"),
+        synthetic_cfg=load_section("synthetic"),
+        raw_root=Path(args.raw),
+        out=Path(args.out),
+        splits_dir=Path(args.splits),
+        metrics_path=Path(args.metrics),
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import setup_logging
-from mer.params import load_recipe, load_section
+from mer.params import load_model_config, load_section
 from mer.train import train_source_model
 
 
@@ -25,13 +25,17 @@ def main() -> None:
     parser.add_argument("--splits", default="splits/source.csv", help="the split file holding --fold")
     args = parser.parse_args()
     setup_logging()
-    fusion = load_recipe(args.recipe) if args.recipe else load_section("fusion")
     train_source_model(
-        fusion=fusion, model_params=load_section("model"), train_params=load_section("train"),
-        metadata_path=args.metadata, feature_root=args.features, model_dir=args.model_dir,
-        predictions_dir=args.predictions_dir, live_dir=args.live_dir, fold=args.fold,
+        config=load_model_config(args.recipe),
+        train_params=load_section("train"),
+        metadata_path=args.metadata,
+        feature_root=args.features,
+        model_dir=args.model_dir,
+        predictions_dir=args.predictions_dir,
+        live_dir=args.live_dir,
+        fold=args.fold,
         splits_path=args.splits,
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,19 @@ def main() -> None:
     check_source_fold(transfer, load_section("corpora"))
     finetune = loop_config(train, epochs=transfer.epochs, lr=transfer.lr, patience=transfer.patience)
     transfer_to_target(
-        args.model, args.adapters, list(adapt.methods),
-        f"{args.metadata}/source.parquet", f"{args.features}/source",
-        f"{args.metadata}/target.parquet", f"{args.features}/target",
-        transfer, finetune, loop_config(train), args.out, args.swap_features if adapt.swap else None,
-    )  # fmt: skip
+        model_path=args.model,
+        adapters_dir=args.adapters,
+        adapt_methods=list(adapt.methods),
+        source_metadata=f"{args.metadata}/source.parquet",
+        source_features=f"{args.features}/source",
+        target_metadata=f"{args.metadata}/target.parquet",
+        target_features=f"{args.features}/target",
+        params=transfer,
+        finetune_cfg=finetune,
+        scratch_cfg=loop_config(train),
+        out_dir=args.out,
+        swap_features=args.swap_features if adapt.swap else None,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Tests of mer.acoustic: the 74-d frame features of seed 002's "real-time" extractor.
+"""Tests of mer.encoders.acoustic: the 74-d frame features of seed 002's "real-time" extractor.
 
 Shapes and the WavLM frame count, finiteness on degenerate input, input validation, determinism,
 and that each feature group measures what its name says on signals with a known answer.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mer.acoustic import ACOUSTIC_DIM, PITCH_CLASSES, AcousticConfig, AcousticEncoder
+from mer.encoders.acoustic import ACOUSTIC_DIM, PITCH_CLASSES, AcousticConfig, AcousticEncoder
 
 SR = 16000
 

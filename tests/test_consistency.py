@@ -116,6 +116,8 @@ def test_declared_params_exist_and_are_read(name):
     loaded = set(re.findall(r'load_section\("(\w+)"\)', text))
     if re.search(r"load_recipes?\(", text):  # params.yaml's recipes section
         loaded.add("recipes")
+    if "load_model_config(" in text:  # model + fusion, or model + one recipe
+        loaded |= {"model", "fusion", "recipes"}
     if re.search(r"load_section\(name\)\) for name in SECTIONS", text):  # loads every section
         loaded |= set(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert declared <= loaded, f"{name}: declares {declared - loaded} but its script never loads them"
@@ -148,3 +150,83 @@ def test_metrics_and_plots_are_committed_not_cached():
         for entry in stage.get("metrics", []):
             ((path, options),) = entry.items()
             assert options == {"cache": False}, f"{path} must be cache: false so git versions it"
+
+
+# --- one obvious place for everything: stage -> script -> module, no cycles ---------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO / "src").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _direct_imports(path: Path) -> set[str]:
+    """``mer`` modules ``path`` imports anywhere in it (function-local imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            candidates = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        names |= {name for name in candidates if name.startswith("mer") and _module_path(name)}
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_library_module_is_named_after_its_script(name):
+    """dvc.yaml names the stage, the stage names the script, the script's name is the module's."""
+    script = _script(STAGES[name])
+    module = f"mer.{script.stem}"
+    assert _module_path(module), f"{name}: runs {script.name} but src/mer/{script.stem}(.py|/) does not exist"
+    tree = ast.parse(script.read_text())
+    calls = {alias.asname or alias.name
+             for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == module
+             for alias in node.names}  # fmt: skip
+    assert calls, f"{name}: {script.name} does not import from {module}"
+    assert tree.body and isinstance(tree.body[0], ast.Expr), f"{script.name}: no docstring"
+    for node in ast.walk(tree):  # the script calls its library with keyword arguments only
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls:
+            assert not node.args, f"{script.name}: {node.func.id}(...) takes positional arguments"
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (module -> modules it imports) as a path, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == 1:
+                return [*path, module, dep]
+            if dep not in state and (cycle := visit(dep, [*path, module])):
+                return cycle
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module, [])):
+            return cycle
+    return None
+
+
+def test_no_import_cycles_in_src():
+    graph = {_module_name(p): _direct_imports(p) for p in (REPO / "src" / "mer").rglob("*.py")}
+    # importing mer.a.b runs mer/a/__init__: a package depends on nothing by that alone
+    graph = {m: {d for d in deps if d != m and not m.startswith(d + ".")} for m, deps in graph.items()}
+    assert len(graph) > 40 and graph["mer.train"] >= {"mer.models.fusion", "mer.data"}  # the graph is real
+    cycle = _find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_cycle_check_finds_a_cycle():
+    graph = {"mer.a": {"mer.b"}, "mer.b": {"mer.c"}, "mer.c": {"mer.a"}, "mer.d": {"mer.a"}}
+    assert _find_cycle(graph) == ["mer.a", "mer.b", "mer.c", "mer.a"]
+    assert _find_cycle({"mer.a": {"mer.b"}, "mer.b": set()}) is None
+
+
+def test_models_never_import_params():
+    for path in (REPO / "src" / "mer" / "models").rglob("*.py"):
+        imported = _direct_imports(path)
+        assert "mer.params" not in imported, f"{path.name} imports mer.params: use mer.vocab / the config"

@@ -6,6 +6,7 @@ small WavLM / CLIP vision configs. Encoders are built once per module.
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -13,8 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from mer import encoders
 from mer.encoders import (
+    AcousticEncoder,
     AudioEncoder,
+    Encoder,
+    EncoderInfo,
     TextEncoder,
     VideoEncoder,
     build_encoder,
@@ -22,6 +27,7 @@ from mer.encoders import (
     random_clip_vision_config,
     random_wavlm_config,
 )
+from mer.extract import CODE_FILES
 
 # mer.encoders imports transformers lazily, so this still precedes it: tests never go online
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -412,6 +418,43 @@ def test_config_hash_tracks_config() -> None:
     wider.hidden_size = 256
     assert config_hash(wider) != config_hash(random_wavlm_config())
     assert config_hash(random_clip_vision_config()) != config_hash(random_wavlm_config())
+
+
+def test_every_family_satisfies_the_encoder_interface(
+    text_encoder: TextEncoder, audio_encoder: AudioEncoder, video_encoder: VideoEncoder
+) -> None:
+    acoustic = build_encoder("audio", "acoustic-74")
+    assert isinstance(acoustic, AcousticEncoder) and acoustic.info.model == "acoustic-74"
+    for encoder in (text_encoder, audio_encoder, video_encoder, acoustic):
+        assert isinstance(encoder, Encoder) and isinstance(encoder.info, EncoderInfo)
+    # the registry only validates and dispatches: the family's own from_spec builds the same model
+    direct = AudioEncoder.from_spec("random-init:wavlm", init_seed=0)
+    assert direct.info.config_hash == audio_encoder.info.config_hash
+    for name, tensor in audio_encoder.model.state_dict().items():
+        assert torch.equal(direct.model.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="'acoustic-74' is an audio encoder, not a video one"):
+        build_encoder("video", "acoustic-74")
+
+
+def test_family_modules_import_only_base_and_are_hashed() -> None:
+    """No family module imports another (or the package ``__init__``), and every module of the
+    package is part of the extraction code hash (so editing one invalidates cached shards)."""
+    package = Path(encoders.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert {p.stem for p in modules} >= {"__init__", "base", "text", "speech", "vision", "acoustic"}
+    for path in modules:
+        if path.name == "__init__.py":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.name}: relative import"
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        within = {m for m in imported if m == "mer.encoders" or m.startswith("mer.encoders.")}
+        assert within <= {"mer.encoders.base"}, f"{path.name} imports {sorted(within)}"
+    assert {f"encoders/{p.name}" for p in modules} <= set(CODE_FILES)
 
 
 def test_local_pretrained_paths(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_modality_gate_follows_its_scores():
     model = FusionModel(_config("crossmodal")).eval()
     features, masks = _batch()
     with torch.no_grad():
-        model.fusion.scores["audio"][-1].bias.fill_(10.0)  # audio judged very reliable
+        model.fuser.fusion.scores["audio"][-1].bias.fill_(10.0)  # audio judged very reliable
     gates = model(features, masks).gates
     assert (gates[:, 1] > 2.9).all() and (gates[:, [0, 2]] < 0.05).all()
 
@@ -92,7 +92,7 @@ def test_beta_scales_the_interaction_term():
     torch.manual_seed(0)
     zero = FusionModel(_config("crossmodal", beta=0.0, beta_learnable=False)).eval()
     one = FusionModel(_config("crossmodal", beta=1.0, beta_learnable=False)).eval()
-    one.load_state_dict(zero.state_dict() | {"fusion.beta": torch.tensor(1.0)})
+    one.load_state_dict(zero.state_dict() | {"fuser.fusion.beta": torch.tensor(1.0)})
     features, masks = _batch()
     assert not torch.allclose(zero(features, masks).embeddings, one(features, masks).embeddings)
 
@@ -129,7 +129,7 @@ def test_adapter_shapes_and_transform_is_eval_mode():
 
 
 def _recipe_model(name: str, **overrides) -> FusionModel:
-    fields = {k: v for k, v in recipe(name).__dict__.items()} | overrides
+    fields = recipe(name) | overrides
     return FusionModel(FusionConfig(input_dims=DIMS, d_model=16, num_heads=2, num_classes=4, **fields))
 
 
@@ -146,13 +146,13 @@ def test_every_recipe_forward_backward_and_its_loss_terms(name):
     model = _recipe_model(name)
     features, masks = _batch()
     output = model(features, masks, **_targets())
-    width = 1 if recipe(name).task == "regression" else 4
+    width = 1 if recipe(name)["task"] == "regression" else 4
     assert output.logits.shape == (3, width)
     assert torch.isfinite(output.loss)
     expected = {"regression"} if width == 1 else {"cls"}
-    expected |= {"vad"} if recipe(name).vad_weight else set()
-    expected |= {"micl"} if recipe(name).micl_weight else set()
-    expected |= {"sentiment"} if recipe(name).sentiment_weight else set()
+    expected |= {"vad"} if recipe(name)["vad_weight"] else set()
+    expected |= {"micl"} if recipe(name)["micl_weight"] else set()
+    expected |= {"sentiment"} if recipe(name)["sentiment_weight"] else set()
     assert set(output.losses) == expected
     output.loss.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
@@ -209,7 +209,7 @@ def test_decoder_query_i_scores_class_i():
     features, masks = _batch()
     logits = model(features, masks).logits
     with torch.no_grad():
-        model.decoder.queries[[0, 1]] = model.decoder.queries[[1, 0]].clone()
+        model.fuser.decoder.queries[[0, 1]] = model.fuser.decoder.queries[[1, 0]].clone()
     swapped = model(features, masks).logits
     assert torch.allclose(swapped[:, [1, 0, 2, 3]], logits, atol=1e-5)
 
@@ -218,12 +218,12 @@ def test_late_fusion_is_a_weighted_average_of_per_modality_classifiers():
     torch.manual_seed(0)
     model = _recipe_model("late").eval()
     with torch.no_grad():
-        model.late.weight_logits.copy_(torch.tensor([20.0, -20.0, -20.0]))  # all weight on text
+        model.fuser.late.weight_logits.copy_(torch.tensor([20.0, -20.0, -20.0]))  # all weight on text
     features, masks = _batch()
     text_only = {m: f.clone() for m, f in features.items()}
     text_only["audio"] += 5.0
     text_only["video"] -= 5.0
-    assert torch.allclose(model.late.weights().sum(), torch.tensor(1.0))
+    assert torch.allclose(model.fuser.late.weights().sum(), torch.tensor(1.0))
     assert torch.allclose(model(features, masks).logits, model(text_only, masks).logits, atol=1e-4)
     assert set(model.fusion_weights()) == {"late_weight/text", "late_weight/audio", "late_weight/video"}
 
@@ -233,13 +233,13 @@ def test_ensemble_combines_early_and_late_with_sigmoid_weights():
     model = _recipe_model("ensemble").eval()
     features, masks = _batch()
     with torch.no_grad():
-        model.ensemble_logits.copy_(torch.tensor([30.0, -30.0]))  # early only
+        model.fuser.ensemble_logits.copy_(torch.tensor([30.0, -30.0]))  # early only
     early_only = model(features, masks).logits
     with torch.no_grad():
-        model.ensemble_logits.copy_(torch.tensor([-30.0, 30.0]))  # late only
+        model.fuser.ensemble_logits.copy_(torch.tensor([-30.0, 30.0]))  # late only
     late_only = model(features, masks).logits
     with torch.no_grad():
-        model.ensemble_logits.copy_(torch.tensor([0.0, 0.0]))
+        model.fuser.ensemble_logits.copy_(torch.tensor([0.0, 0.0]))
     assert torch.allclose(model(features, masks).logits, (early_only + late_only) / 2, atol=1e-4)
 
 
@@ -279,7 +279,7 @@ def test_label_smoothing_raises_the_loss_of_confident_correct_predictions():
     smoothed.load_state_dict(plain.state_dict())
     with torch.no_grad():
         for model in (plain, smoothed):
-            model.head[-1].bias.copy_(torch.tensor([30.0, 0.0, 0.0, 0.0]))
+            model.fuser.head[-1].bias.copy_(torch.tensor([30.0, 0.0, 0.0, 0.0]))
     features, masks = _batch()
     labels = torch.zeros(3, dtype=torch.long)
     assert smoothed(features, masks, labels=labels).loss > plain(features, masks, labels=labels).loss + 0.5
@@ -309,5 +309,5 @@ def test_zoo_config_validation():
 
 def test_gate_none_is_concatenation_without_beta():
     model = _recipe_model("cross_attention")
-    assert model.beta is None and model.fusion.output_dim == 16 * 3
+    assert model.beta is None and model.fuser.fusion.output_dim == 16 * 3
     assert not any("beta" in name for name, _ in model.named_parameters())

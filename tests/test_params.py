@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mer.params import SECTIONS, FusionParams, ParamsError, load_section, section_from_mapping, validate_all
+from mer.params import FUSION, SECTIONS, ParamsError, load_section, section_from_mapping, validate_all
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_validate():
     sections = validate_all(REPO / "params.yaml")
     assert set(sections) == {*SECTIONS, "recipes"}
-    assert sections["fusion"].mode == "crossmodal"
+    assert sections["fusion"]["mode"] == "crossmodal"
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,6 @@ def test_repo_params_validate():
         ("train", {"lr": 0.0}, "train.lr: 0.0 is out of range"),
         ("train", {"baselines": ["concat", "concat"]}, "lists a name twice"),
         ("transfer", {"fractions": [10, 120]}, "transfer.fractions[1]: 120 is out of range"),
-        ("model", {"d_model": 30, "num_heads": 4}, "model.d_model (30) must be divisible"),
         ("model", {"modalities": ["text", "smell"]}, "model.modalities"),
         ("synthetic", {"min_seconds": 3.0, "max_seconds": 2.0}, "synthetic.max_seconds"),
         ("adapt", {"pairing": "optimal"}, "adapt.pairing"),
@@ -42,9 +41,9 @@ def test_bad_values_name_the_key(section, mapping, message):
 
 
 def test_int_where_float_is_accepted_but_not_bool():
-    assert section_from_mapping(FusionParams, {"beta": 1}, "fusion").beta == 1.0
+    assert section_from_mapping(FUSION, {"beta": 1}, "fusion")["beta"] == 1.0
     with pytest.raises(ParamsError, match=r"fusion\.beta"):
-        section_from_mapping(FusionParams, {"beta": True}, "fusion")
+        section_from_mapping(FUSION, {"beta": True}, "fusion")
 
 
 def test_unknown_section_and_missing_file(tmp_path):
@@ -60,8 +59,8 @@ def test_recipes_section_is_validated_and_referenced_names_exist(tmp_path):
     from mer.params import load_recipe, load_recipes, validate_all
 
     recipes = load_recipes()
-    assert recipes["decoder"].decoder_layers == 1 and recipes["concat"].mode == "concat"
-    assert recipes["full"].micl_weight == 0.2 and recipes["full"].beta == 0.5  # fusion defaults underneath
+    assert recipes["decoder"]["decoder_layers"] == 1 and recipes["concat"]["mode"] == "concat"
+    assert recipes["full"]["micl_weight"] == 0.2 and recipes["full"]["beta"] == 0.5  # defaults underneath
     with pytest.raises(ParamsError, match=r"recipes\.x: no such recipe"):
         load_recipe("x")
     path = tmp_path / "params.yaml"
@@ -75,6 +74,16 @@ def test_recipes_section_is_validated_and_referenced_names_exist(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"recipes\.concat\.mode"):
         validate_all(path)
+    raw["recipes"]["concat"] = {"mode": "concat"}
+    raw["model"]["modalities"] = ["text"]  # the main model fuses: model + fusion cannot hold
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"model \+ fusion: mode crossmodal needs at least two modalities"):
+        validate_all(path)
+    raw["model"].update(modalities=["text", "audio", "video"], d_model=30, num_heads=4)
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"model \+ fusion: d_model \(30\) must be divisible by num_heads"):
+        validate_all(path)
+    raw["model"].update(d_model=32)
     raw["recipes"]["concat"] = {"mode": "concat"}
     raw["transfer"]["source_fold"] = 3
     path.write_text(yaml.safe_dump(raw))

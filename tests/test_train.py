@@ -168,3 +168,15 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert one.shape == two.shape == (12, 4)
     assert np.allclose(one, two, atol=1e-3), np.abs(one - two).max()
     assert not np.allclose(one, 0.0)
+
+
+def test_checkpoint_of_another_layout_fails_naming_the_fix(tmp_path):
+    config = FusionConfig(
+        input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"), d_model=8, num_heads=2
+    )
+    model = FusionModel(config)
+    path = save_model(model, tmp_path / "seed0.pt")
+    state = {k.replace("fuser.", ""): v for k, v in model.state_dict().items()}  # the pre-fuser layout
+    torch.save({"config": config.to_dict(), "state_dict": state}, path)
+    with pytest.raises(RuntimeError, match=r"seed0\.pt: this checkpoint's weights do not fit.*dvc repro"):
+        load_model(path)

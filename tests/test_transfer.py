@@ -94,14 +94,14 @@ def test_strategies_train_exactly_their_weights(tiny_data, strategy):
     changed = {k for k, v in before.items() if k in after and not torch.equal(v, after[k])}
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
     if strategy == "head":
-        assert changed and all(k.startswith("head.") for k in changed), changed
+        assert changed and all(k.startswith("fuser.head.") for k in changed), changed
     elif strategy == "adapters":
         assert not changed  # the source model's own weights stay as they were
         assert trainable and all(k.startswith("input_adapters.") for k in trainable)
         assert any(not torch.all(after[k] == 0) for k in after if k.startswith("input_adapters."))
     else:
         assert any(k.startswith("projections.") for k in changed) and any(
-            k.startswith("head.") for k in changed
+            k.startswith("fuser.head.") for k in changed
         )
 
 

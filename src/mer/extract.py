@@ -249,7 +249,14 @@ def _device(cfg: ExtractParams) -> tuple[str, bool]:
     return str(device), device.type == "cuda" and cfg.bf16
 
 
-CODE_FILES = ("extract.py", "encoders.py", "media.py", "acoustic.py", "features.py")
+# hashed into every shard's fingerprint, relative to src/mer: this module, media decoding, shard
+# storage and every module of the encoder package (so a new encoder family is covered too)
+CODE_FILES = (
+    "extract.py",
+    "media.py",
+    "features.py",
+    *sorted(f"encoders/{path.name}" for path in (Path(__file__).parent / "encoders").glob("*.py")),
+)
 
 
 def code_and_weights_hash(encoder: Any) -> str:

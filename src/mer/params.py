@@ -4,9 +4,16 @@ Each stage reads only its own sections through :func:`load_section`, which turns
 frozen dataclass and rejects unknown keys, wrong types and out-of-range values *before* any work
 starts, naming the offending key (``fusion.beta``) and the fix.
 
->>> cfg = section_from_mapping(FusionParams, {"mode": "concat"}, "fusion")
->>> cfg.mode, cfg.beta
-('concat', 0.5)
+>>> section_from_mapping(TrainParams, {"epochs": 5}, "train").epochs
+5
+
+The ``model`` and ``fusion`` sections (and each recipe) are partial settings of the one model
+config, :class:`mer.models.config.FusionConfig`, which owns their fields, docs and rules;
+:func:`load_model_config` merges them into it.
+
+>>> section_from_mapping(FUSION, {"mode": "concat"}, "fusion")["beta"]
+0.5
+
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
+from mer.models.config import FusionConfig
+from mer.validation import ParamsError, check_value, in_range, one_of
 
 MAIN_FOLD = "main"  # the corpus's own split (every split file has it; see mer.protocols)
 
@@ -29,18 +37,6 @@ class FoldName(str):
 
 
 MAIN = FoldName(MAIN_FOLD)
-
-
-class ParamsError(ValueError):
-    """A params.yaml value is missing, unknown, of the wrong type or out of range."""
-
-
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
-    return {"lo": lo, "hi": hi, "lo_open": lo_open}
-
-
-def _choice(*options: str) -> dict:
-    return {"choices": options}
 
 
 @dataclass(frozen=True)
@@ -77,20 +73,20 @@ class SyntheticParams:
     target_shift: float = 2.0
 
     _checks: ClassVar[dict] = {
-        "seed": _range(0),
-        "train_speakers": _range(1),
-        "dev_speakers": _range(1),
-        "test_speakers": _range(1),
-        "utterances_per_speaker": _range(4),
-        "target_utterances_per_speaker": _range(4),
-        "sample_rate": _range(8000, 48000),
-        "min_seconds": _range(0.5, 30.0),
-        "max_seconds": _range(0.5, 30.0),
-        "video_frames": _range(1, 64),
-        "video_size": _range(32, 256),
-        "two_unreliable_prob": _range(0.0, 1.0),
-        "noise_snr_db": _range(-30.0, 40.0),
-        "target_shift": _range(0.0, 3.0),
+        "seed": in_range(0),
+        "train_speakers": in_range(1),
+        "dev_speakers": in_range(1),
+        "test_speakers": in_range(1),
+        "utterances_per_speaker": in_range(4),
+        "target_utterances_per_speaker": in_range(4),
+        "sample_rate": in_range(8000, 48000),
+        "min_seconds": in_range(0.5, 30.0),
+        "max_seconds": in_range(0.5, 30.0),
+        "video_frames": in_range(1, 64),
+        "video_size": in_range(32, 256),
+        "two_unreliable_prob": in_range(0.0, 1.0),
+        "noise_snr_db": in_range(-30.0, 40.0),
+        "target_shift": in_range(0.0, 3.0),
     }
 
     def __post_init__(self) -> None:
@@ -121,7 +117,7 @@ class TextExtractParams:
     max_len: int = 64
     layers: tuple[int, ...] = (-1,)
 
-    _checks: ClassVar[dict] = {"max_len": _range(4, 512), "layers": {"each": _range(-64, 64)}}
+    _checks: ClassVar[dict] = {"max_len": in_range(4, 512), "layers": {"each": in_range(-64, 64)}}
 
 
 @dataclass(frozen=True)
@@ -147,11 +143,11 @@ class AudioExtractParams:
     chunk_overlap: float = 3.0
 
     _checks: ClassVar[dict] = {
-        "normalize": _choice("none", "peak", "rms"),
-        "long_audio": _choice("truncate", "chunk"),
-        "max_seconds": _range(0.5, 3600.0),
-        "chunk_seconds": _range(1.0, 600.0),
-        "chunk_overlap": _range(0.0, 60.0),
+        "normalize": one_of("none", "peak", "rms"),
+        "long_audio": one_of("truncate", "chunk"),
+        "max_seconds": in_range(0.5, 3600.0),
+        "chunk_seconds": in_range(1.0, 600.0),
+        "chunk_overlap": in_range(0.0, 60.0),
     }
 
     def __post_init__(self) -> None:
@@ -177,7 +173,7 @@ class VideoExtractParams:
     frames_per_clip: int = 8
     fps: float = 0.0
 
-    _checks: ClassVar[dict] = {"frames_per_clip": _range(1, 256), "fps": _range(0.0, 120.0)}
+    _checks: ClassVar[dict] = {"frames_per_clip": in_range(1, 256), "fps": in_range(0.0, 120.0)}
 
 
 @dataclass(frozen=True)
@@ -214,12 +210,12 @@ class ExtractParams:
     num_workers: int = 0
 
     _checks: ClassVar[dict] = {
-        "init_seed": _range(0),
-        "batch_size": _range(1, 4096),
-        "batch_budget": _range(16),
-        "shard_size": _range(1, 1000000),
-        "num_workers": _range(0, 64),
-        "device": _choice("auto", "cpu", "cuda"),
+        "init_seed": in_range(0),
+        "batch_size": in_range(1, 4096),
+        "batch_budget": in_range(16),
+        "shard_size": in_range(1, 1000000),
+        "num_workers": in_range(0, 64),
+        "device": one_of("auto", "cpu", "cuda"),
     }
 
 
@@ -265,123 +261,16 @@ class AdaptParams:
 
     _checks: ClassVar[dict] = {
         "methods": {"subset_of": ADAPT_METHODS},
-        "identity_weight": _range(0.0, 100.0),
-        "level": _choice("frame", "utterance"),
-        "expansion": _range(0.0, 16.0, lo_open=True),
-        "dropout": _range(0.0, 0.95),
-        "lr": _range(0.0, 1.0, lo_open=True),
-        "epochs": _range(1),
-        "batch_size": _range(2),
-        "pairs_per_epoch": _range(2),
-        "seed": _range(0),
+        "identity_weight": in_range(0.0, 100.0),
+        "level": one_of("frame", "utterance"),
+        "expansion": in_range(0.0, 16.0, lo_open=True),
+        "dropout": in_range(0.0, 0.95),
+        "lr": in_range(0.0, 1.0, lo_open=True),
+        "epochs": in_range(1),
+        "batch_size": in_range(2),
+        "pairs_per_epoch": in_range(2),
+        "seed": in_range(0),
     }
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """Architecture shared by every fusion mode (train stages).
-
-    Attributes:
-        d_model (int, 64): width of the modality projections and attention.
-        num_heads (int, 4): attention heads.
-        num_cross_layers (int, 1): bidirectional cross-modal attention layers.
-        dropout (float, 0.1): dropout in attention, feed-forward and head.
-        modalities (list[str]): modalities the multimodal modes use.
-    """
-
-    d_model: int = 64
-    num_heads: int = 4
-    num_cross_layers: int = 1
-    dropout: float = 0.1
-    modalities: tuple[str, ...] = MODALITIES
-
-    _checks: ClassVar[dict] = {
-        "d_model": _range(4),
-        "num_heads": _range(1),
-        "num_cross_layers": _range(0, 12),
-        "dropout": _range(0.0, 0.9),
-        "modalities": {"subset_of": MODALITIES},
-    }
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.num_heads:
-            raise ParamsError(
-                f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})"
-            )
-        if not self.modalities:
-            raise ParamsError("model.modalities must name at least one modality")
-
-
-@dataclass(frozen=True)
-class FusionParams:
-    """The main model's architecture and losses (train stage); each recipe in params.yaml's
-    ``recipes`` section (baselines, ablation) is these defaults with a few other values.
-
-    Attributes:
-        mode (str, "crossmodal"): ``crossmodal`` (cross-modal attention + gated fusion),
-            ``concat`` (early fusion), ``late`` (weighted average of per-modality classifiers),
-            ``ensemble`` (early + late, learnable sigmoid weights) or one modality
-            ``text`` / ``audio`` / ``video``.
-        gate (str, "modality"): fusion after cross-modal attention: ``modality`` (per-utterance
-            softmax reliability weights), ``vector`` (seed 003's EAAF per-dimension sigmoid gates)
-            or ``none`` (concatenation, no beta: the standard cross-attention baseline).
-        beta (float, 0.5): weight of the cross-modal interaction term ``beta * i`` added to the
-            gated sum, ``i`` the mean of pairwise ``h_a * h_b`` (for text+audio exactly seed
-            003's ``beta * (h_t * h_a)``); the initial value when ``beta_learnable``. Used by
-            ``crossmodal`` with a ``modality`` or ``vector`` gate; no other mode has a beta.
-        beta_learnable (bool, true): learn beta from its initial value.
-        vad_guidance (bool, false): seed 003's VAD-guided cross-attention (scores + lambda * M_VAD).
-        vad_lambda (float, 1.0): initial (learnable) lambda.
-        decoder_layers (int, 0): > 0: seed 000's emotion-query transformer decoder as the head.
-        task (str, "classification"): or ``regression`` (sentiment score in [-3, 3], seed 002).
-        label_smoothing (float, 0.0): of the emotion cross-entropy.
-        vad_weight (float, 0.0): lambda_vad of the auxiliary VAD regression loss.
-        micl_weight (float, 0.0): lambda_micl of seed 003's cross-modal contrastive loss.
-        micl_temperature (float, 0.1): its temperature tau.
-        sentiment_weight (float, 0.0): weight of the multi-task 3-way sentiment loss.
-        corr_alpha / corr_beta (float, 0.3 / 0.7): regression loss ``a * MSE + b * (1 - r)^2``.
-    """
-
-    mode: str = "crossmodal"
-    gate: str = "modality"
-    beta: float = 0.5
-    beta_learnable: bool = True
-    vad_guidance: bool = False
-    vad_lambda: float = 1.0
-    decoder_layers: int = 0
-    task: str = "classification"
-    label_smoothing: float = 0.0
-    vad_weight: float = 0.0
-    micl_weight: float = 0.0
-    micl_temperature: float = 0.1
-    sentiment_weight: float = 0.0
-    corr_alpha: float = 0.3
-    corr_beta: float = 0.7
-
-    _checks: ClassVar[dict] = {
-        "mode": _choice(*FUSION_MODES),
-        "gate": _choice(*GATES),
-        "beta": _range(-10.0, 10.0),
-        "vad_lambda": _range(0.0, 100.0),
-        "decoder_layers": _range(0, 12),
-        "task": _choice(*TASKS),
-        "label_smoothing": _range(0.0, 0.5),
-        "vad_weight": _range(0.0, 100.0),
-        "micl_weight": _range(0.0, 100.0),
-        "micl_temperature": _range(0.0, 10.0, lo_open=True),
-        "sentiment_weight": _range(0.0, 100.0),
-        "corr_alpha": _range(0.0, 100.0),
-        "corr_beta": _range(0.0, 100.0),
-    }
-
-    def __post_init__(self) -> None:
-        if self.decoder_layers and (self.mode != "crossmodal" or self.task != "classification"):
-            raise ParamsError(
-                "fusion.decoder_layers > 0 (the emotion-query decoder) needs fusion.mode: crossmodal "
-                f"and fusion.task: classification, got mode {self.mode!r}, task {self.task!r}"
-            )
-        if self.task == "regression" and self.corr_alpha == 0 and self.corr_beta == 0:
-            raise ParamsError("fusion.corr_alpha and fusion.corr_beta are both 0: the regression loss is 0")
 
 
 @dataclass(frozen=True)
@@ -419,16 +308,16 @@ class TrainParams:
     baselines: tuple[str, ...] = ("concat", "text", "audio", "video")
 
     _checks: ClassVar[dict] = {
-        "epochs": _range(1),
-        "batch_size": _range(1),
-        "lr": _range(0.0, 1.0, lo_open=True),
-        "weight_decay": _range(0.0, 1.0),
-        "patience": _range(1),
-        "lr_factor": _range(0.0, 1.0, lo_open=True),
-        "lr_patience": _range(0),
-        "grad_clip": _range(0.0, lo_open=True),
-        "seeds": {"each": _range(0)},
-        "device": _choice("auto", "cpu", "cuda"),
+        "epochs": in_range(1),
+        "batch_size": in_range(1),
+        "lr": in_range(0.0, 1.0, lo_open=True),
+        "weight_decay": in_range(0.0, 1.0),
+        "patience": in_range(1),
+        "lr_factor": in_range(0.0, 1.0, lo_open=True),
+        "lr_patience": in_range(0),
+        "grad_clip": in_range(0.0, lo_open=True),
+        "seeds": {"each": in_range(0)},
+        "device": one_of("auto", "cpu", "cuda"),
         "baselines": {"distinct": True},
     }
 
@@ -492,15 +381,15 @@ class TransferParams:
     source_fold: FoldName = MAIN
 
     _checks: ClassVar[dict] = {
-        "fractions": {"each": _range(1, 100)},
-        "shots": {"each": _range(1)},
-        "seeds": {"each": _range(0)},
+        "fractions": {"each": in_range(1, 100)},
+        "shots": {"each": in_range(1)},
+        "seeds": {"each": in_range(0)},
         "strategies": {"subset_of": STRATEGIES},
-        "da_weight": _range(0.0, 100.0),
-        "adapter_bottleneck": _range(1),
-        "epochs": _range(1),
-        "lr": _range(0.0, 1.0, lo_open=True),
-        "patience": _range(1),
+        "da_weight": in_range(0.0, 100.0),
+        "adapter_bottleneck": in_range(1),
+        "epochs": in_range(1),
+        "lr": in_range(0.0, 1.0, lo_open=True),
+        "patience": in_range(1),
     }
 
     def __post_init__(self) -> None:
@@ -539,7 +428,7 @@ class MeldParams:
     labels: str = "7class"
     max_overrun_seconds: float = 10.0
 
-    _checks: ClassVar[dict] = {"max_overrun_seconds": _range(0.0)}
+    _checks: ClassVar[dict] = {"max_overrun_seconds": in_range(0.0)}
 
 
 @dataclass(frozen=True)
@@ -562,8 +451,8 @@ class SpeakerSplitParams:
     test_fraction: float = 0.2
 
     _checks: ClassVar[dict] = {
-        "split_seed": _range(0), "dev_fraction": _range(0.0, 0.5, lo_open=True),
-        "test_fraction": _range(0.0, 0.5, lo_open=True),
+        "split_seed": in_range(0), "dev_fraction": in_range(0.0, 0.5, lo_open=True),
+        "test_fraction": in_range(0.0, 0.5, lo_open=True),
     }  # fmt: skip
 
 
@@ -625,8 +514,8 @@ class CorporaParams:
     mosei: MoseiParams = MoseiParams()
 
     _checks: ClassVar[dict] = {
-        "source": _choice(*CORPORA),
-        "target": _choice(*CORPORA, "none"),
+        "source": one_of(*CORPORA),
+        "target": one_of(*CORPORA, "none"),
         "folds": {"subset_of": (MAIN_FOLD, *(str(s) for s in LOSO_SESSIONS))},
     }
 
@@ -649,19 +538,32 @@ class CorporaParams:
         return getattr(self, name)
 
 
-SECTIONS: dict[str, type] = {
+@dataclass(frozen=True)
+class ConfigSection:
+    """A params section that sets some fields of a model config: ``model`` and ``fusion`` (and
+    each recipe) set :class:`~mer.models.config.FusionConfig`'s ``MODEL_KEYS`` / ``FUSION_KEYS``;
+    the config owns their types, defaults, docs and rules."""
+
+    config: type
+    keys: tuple[str, ...]
+
+
+MODEL = ConfigSection(FusionConfig, FusionConfig.MODEL_KEYS)
+FUSION = ConfigSection(FusionConfig, FusionConfig.FUSION_KEYS)
+
+SECTIONS: dict[str, type | ConfigSection] = {
     "synthetic": SyntheticParams,
     "corpora": CorporaParams,
     "extract": ExtractParams,
     "adapt": AdaptParams,
-    "model": ModelParams,
-    "fusion": FusionParams,
+    "model": MODEL,
+    "fusion": FUSION,
     "train": TrainParams,
     "ablation": AblationParams,
     "transfer": TransferParams,
 }
 
-RECIPES_SECTION = "recipes"  # named partial FusionParams: {name: {field: value}}
+RECIPES_SECTION = "recipes"  # named partial fusion settings: {name: {field: value}}
 
 T = TypeVar("T")
 
@@ -698,41 +600,15 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
 
-def _check_value(key: str, value: Any, rule: dict) -> None:
-    if "each" in rule:
-        for i, item in enumerate(value):
-            _check_value(f"{key}[{i}]", item, rule["each"])
-        return
-    if "distinct" in rule:
-        if len(set(value)) != len(value):
-            raise ParamsError(f"{key}: {list(value)!r} lists a name twice")
-        return
-    if "subset_of" in rule:
-        bad = [v for v in value if v not in rule["subset_of"]]
-        if bad or len(set(value)) != len(value):
-            raise ParamsError(
-                f"{key}: {list(value)!r} must list distinct values from {list(rule['subset_of'])}"
-            )
-        return
-    if "choices" in rule:
-        if value not in rule["choices"]:
-            raise ParamsError(f"{key}: {value!r} is not one of {list(rule['choices'])}")
-        return
-    lo, hi = rule["lo"], rule["hi"]
-    if lo is not None and (value <= lo if rule["lo_open"] else value < lo):
-        raise ParamsError(
-            f"{key}: {value!r} is out of range (must be {'>' if rule['lo_open'] else '>='} {lo})"
-        )
-    if hi is not None and value > hi:
-        raise ParamsError(f"{key}: {value!r} is out of range (must be <= {hi})")
-
-
-def section_from_mapping(cls: type[T], mapping: Any, name: str) -> T:
-    """Build and validate the dataclass ``cls`` from the ``name`` section's mapping."""
+def section_from_mapping(cls: type[T] | ConfigSection, mapping: Any, name: str) -> T | dict[str, Any]:
+    """Build and validate the dataclass ``cls`` from the ``name`` section's mapping; for a
+    :class:`ConfigSection`, the section's settings as a dict (its defaults filled in)."""
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, dict):
         raise ParamsError(f"{name}: expected a mapping of keys, got {mapping!r}")
+    if isinstance(cls, ConfigSection):
+        return _partial_settings(cls, mapping, name)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - known)
@@ -746,8 +622,32 @@ def section_from_mapping(cls: type[T], mapping: Any, name: str) -> T:
         full = f"{name}.{key}"
         values[key] = _check_type(full, value, hints[key])
         if key in checks:
-            _check_value(full, values[key], checks[key])
+            check_value(full, values[key], checks[key])
     return cls(**values)
+
+
+def _partial_settings(section: ConfigSection, mapping: dict, name: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(section.config)
+    unknown = sorted(set(mapping) - set(section.keys))
+    if unknown:
+        raise ParamsError(
+            f"{name}.{unknown[0]}: unknown key (known keys of '{name}': {', '.join(sorted(section.keys))})"
+        )
+    checks = section.config._checks
+    values = {f.name: f.default for f in dataclasses.fields(section.config) if f.name in section.keys}
+    for key, value in mapping.items():
+        values[key] = _check_type(f"{name}.{key}", value, hints[key])
+        if key in checks:
+            check_value(f"{name}.{key}", values[key], checks[key])
+    return values  # rules between keys hold for the merged config: load_model_config checks them
+
+
+def build_config(config: type[T], values: dict[str, Any], name: str) -> T:
+    """``config(**values)``; a broken rule between keys fails naming the section(s) ``name``."""
+    try:
+        return config(**values)
+    except ParamsError as exc:
+        raise ParamsError(f"{name}: {exc}") from None
 
 
 def read_params(path: str | Path = "params.yaml") -> dict:
@@ -765,21 +665,23 @@ def read_params(path: str | Path = "params.yaml") -> dict:
 
 
 def load_section(name: str, path: str | Path = "params.yaml") -> Any:
-    """Load and validate one section of ``params.yaml`` as its frozen dataclass."""
+    """Load and validate one section of ``params.yaml``: its frozen dataclass, or for ``model``
+    and ``fusion`` a dict of their :class:`~mer.models.config.FusionConfig` settings."""
     return section_from_mapping(SECTIONS[name], read_params(path).get(name), name)
 
 
-def load_recipes(path: str | Path = "params.yaml") -> dict[str, FusionParams]:
-    """Every recipe of params.yaml's ``recipes`` section as the :class:`FusionParams` it means
-    (the fusion defaults with the recipe's values), validated key by key."""
+def load_recipes(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    """Every recipe of params.yaml's ``recipes`` section as the ``fusion`` settings it means
+    (the :class:`~mer.models.config.FusionConfig` defaults with the recipe's values), validated
+    key by key."""
     raw = read_params(path).get(RECIPES_SECTION) or {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{RECIPES_SECTION}: expected a mapping of recipe names, got {raw!r}")
-    return {str(name): section_from_mapping(FusionParams, mapping, f"{RECIPES_SECTION}.{name}")
+    return {str(name): section_from_mapping(FUSION, mapping, f"{RECIPES_SECTION}.{name}")
             for name, mapping in raw.items()}  # fmt: skip
 
 
-def load_recipe(name: str, path: str | Path = "params.yaml") -> FusionParams:
+def load_recipe(name: str, path: str | Path = "params.yaml") -> dict[str, Any]:
     """One named recipe (``recipes.<name>``); an unknown name fails naming the known ones."""
     recipes = load_recipes(path)
     if name not in recipes:
@@ -787,6 +689,15 @@ def load_recipe(name: str, path: str | Path = "params.yaml") -> FusionParams:
             f"recipes.{name}: no such recipe in {path} (known: {', '.join(recipes)}); add it under recipes:"
         )
     return recipes[name]
+
+
+def load_model_config(recipe: str | None = None, path: str | Path = "params.yaml") -> FusionConfig:
+    """The model config a train stage builds from: the ``model`` section with the ``fusion``
+    section, or with ``recipes.<recipe>``; the data binds ``input_dims`` / ``num_classes`` later."""
+    model = load_section("model", path)
+    fusion = load_recipe(recipe, path) if recipe else load_section("fusion", path)
+    where = f"model + recipes.{recipe}" if recipe else "model + fusion"
+    return build_config(FusionConfig, {**model, **fusion}, where)
 
 
 def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -801,6 +712,8 @@ def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
         if unknown:
             raise ParamsError(f"{key}: {unknown} not in the recipes section (known: {', '.join(recipes)})")
     check_source_fold(sections["transfer"], sections["corpora"])
+    for recipe in (None, *recipes):  # every model of the run: model + fusion, model + each recipe
+        load_model_config(recipe, path)
     sections[RECIPES_SECTION] = recipes
     return sections
 
@@ -815,8 +728,10 @@ def check_source_fold(transfer: TransferParams, corpora: CorporaParams) -> None:
 
 
 def as_dict(cfg: Any) -> dict:
-    """A JSON-friendly dict of a params dataclass."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    """A JSON-friendly dict of a section (its dataclass, or the settings dict of ``model`` /
+    ``fusion`` / a recipe)."""
+    values = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Extraction stores one unpadded ``(L, num_layers * D)`` sequence per utterance: the hidden states
 of ``num_layers`` encoder layers concatenated along the feature axis, in the order given to
-``encode(..., layers=...)`` (see :mod:`mer.encoders`). From it:
+``encode(..., layers=...)`` (see :class:`mer.encoders.text.TextEncoder` and
+:class:`mer.encoders.speech.AudioEncoder`). From it:
 
 - :func:`select_layers` gives one ``(L, D)`` sequence: a SUPERB-style weighted layer sum
   ``sum_k softmax(w)_k * h_k`` when ``layer_weights`` are given, else the last stored block;

@@ -10,6 +10,7 @@ wrapped in DistributedDataParallel and each rank takes its share of every global
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from mer.data import MultimodalData, load_splits
 from mer.devices import resolve_device
 from mer.metrics import classification_metrics, regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
-from mer.params import FusionParams, ModelParams, TrainParams
+from mer.params import TrainParams
 from mer.seeding import seed_everything
 from mer.vocab import EMOTIONS, MODALITIES
 
@@ -257,7 +258,14 @@ def load_model(path: str | Path) -> FusionModel:
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro train` first")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     model = FusionModel(FusionConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    if missing or unexpected:  # e.g. saved before the modes became FusionModel.fuser parts
+        raise RuntimeError(
+            f"{path}: this checkpoint's weights do not fit this mer version's FusionModel "
+            f"({len(missing)} missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
+            f"e.g. {unexpected[:1]}); "
+            "re-create it with `dvc repro` (or `dvc repro -f <its stage>`)"
+        )
     return model.eval()
 
 
@@ -274,24 +282,15 @@ def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
 
 
 def build_model(
-    fusion: FusionParams,
-    model_params: ModelParams,
-    input_dims: dict[str, int],
-    num_classes: int = len(EMOTIONS),
+    config: FusionConfig, input_dims: dict[str, int], num_classes: int = len(EMOTIONS)
 ) -> FusionModel:
-    """A fresh model from the ``fusion`` (or a recipe's) and ``model`` params."""
-    fields = {k: v for k, v in fusion.__dict__.items() if k in FusionConfig.__dataclass_fields__}
-    config = FusionConfig(
-        input_dims=input_dims, modalities=model_params.modalities, d_model=model_params.d_model,
-        num_heads=model_params.num_heads, num_cross_layers=model_params.num_cross_layers,
-        dropout=model_params.dropout, num_classes=num_classes, **fields,
-    )  # fmt: skip
-    return FusionModel(config)
+    """A fresh model from ``config`` bound to the data's feature dims and classes."""
+    return FusionModel(dataclasses.replace(config, input_dims=input_dims, num_classes=num_classes))
 
 
 def train_source_model(
-    fusion: FusionParams,
-    model_params: ModelParams,
+    *,
+    config: FusionConfig,
     train_params: TrainParams,
     metadata_path: str | Path,
     feature_root: str | Path,
@@ -301,17 +300,17 @@ def train_source_model(
     fold: str | int | None = None,
     splits_path: str | Path | None = None,
 ) -> list[FitResult]:
-    """Train one ``fusion`` model per seed in ``train.seeds`` on the source train split (early
+    """Train one ``config`` model per seed in ``train.seeds`` on the source train split (early
     stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first), the
     source-test predictions ``predictions_dir/seed<k>.parquet`` and the dev predictions
     ``predictions_dir/dev/seed<k>.parquet``. Rank 0 writes under torchrun.
     ``fold`` / ``splits_path``: train and test on that protocol fold (``mer.protocols``)."""
     # every model (main and baselines) sees the same rows: those with features in all of
     # model.modalities, so their scores compare; a unimodal baseline then keeps its modality only
-    splits = load_splits(metadata_path, feature_root, model_params.modalities, fold, splits_path)
-    if fusion.mode in MODALITIES:
-        splits = {name: data.only([fusion.mode]) for name, data in splits.items()}
-    if fusion.task == "regression" and np.isnan(splits["train"].sentiment.numpy()).all():
+    splits = load_splits(metadata_path, feature_root, config.modalities, fold, splits_path)
+    if config.mode in MODALITIES:
+        splits = {name: data.only([config.mode]) for name, data in splits.items()}
+    if config.task == "regression" and np.isnan(splits["train"].sentiment.numpy()).all():
         raise ValueError(
             f"{metadata_path}: fusion.task is regression but no training row has a sentiment score"
         )
@@ -321,7 +320,7 @@ def train_source_model(
     results = []
     for seed in train_params.seeds:
         seed_everything(seed)
-        model = build_model(fusion, model_params, splits["train"].dims(), len(splits["train"].classes))
+        model = build_model(config, splits["train"].dims(), len(splits["train"].classes))
         model.set_feature_statistics(statistics)
         live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
         with live if live is not None else contextlib.nullcontext():
@@ -334,7 +333,7 @@ def train_source_model(
         results.append(result)
         logger.info(
             "%s seed %d: best epoch %d, dev %.4f, %s",
-            fusion.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
+            config.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
         )  # fmt: skip
         if rank != 0:
             continue
@@ -347,6 +346,9 @@ def train_source_model(
             path.parent.mkdir(parents=True, exist_ok=True)
             predictions.to_parquet(path, index=False)
     if rank == 0:
-        index = {"models": [f"seed{s}.pt" for s in train_params.seeds], "fusion": fusion.__dict__}
+        index = {
+            "models": [f"seed{s}.pt" for s in train_params.seeds],
+            "fusion": {k: getattr(config, k) for k in config.FUSION_KEYS},
+        }
         (model_dir / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return results

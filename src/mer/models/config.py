@@ -1,9 +1,27 @@
-"""The one configuration dataclass of :class:`mer.models.fusion.FusionModel`."""
+"""The one configuration of :class:`mer.models.fusion.FusionModel`.
+
+``params.yaml`` fills it from two sections, so DVC re-runs only what a change touches:
+``model`` (:attr:`FusionConfig.MODEL_KEYS`, shared by every model of a run) and ``fusion``
+(:attr:`FusionConfig.FUSION_KEYS`, the main model; each recipe of the ``recipes`` section is a
+partial ``fusion`` with other values). The data binds the rest (``input_dims``, ``num_classes``)
+when a model is built. It validates itself, so a config read back from a checkpoint or written
+by hand is checked the same way :mod:`mer.params` checks ``params.yaml``.
+
+>>> config = FusionConfig(mode="concat", d_model=16, num_heads=2)
+>>> config.beta, config.used_modalities
+(0.5, ('text', 'audio', 'video'))
+>>> FusionConfig(d_model=30, num_heads=4)
+Traceback (most recent call last):
+...
+mer.validation.ParamsError: d_model (30) must be divisible by num_heads (4)
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
+from mer.validation import ParamsError, check_value, in_range, one_of
 from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
 
 
@@ -11,53 +29,68 @@ from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
 class FusionConfig:
     """Configuration of :class:`~mer.models.fusion.FusionModel` (saved with every checkpoint).
 
-    Architecture:
-        input_dims (dict[str, int]): feature dim of each modality's encoder, e.g. ``{"text": 384}``.
+    Architecture (params.yaml ``model``):
+        d_model (int, 64): width H of the modality projections and attention.
+        num_heads (int, 4): attention heads (must divide ``d_model``).
+        num_cross_layers (int, 1): bidirectional cross-modal attention layers (``crossmodal``).
+        dropout (float, 0.1): dropout in attention, feed-forward and head.
         modalities (tuple[str, ...], all three): modalities the multimodal modes fuse.
+
+    Fusion and losses (params.yaml ``fusion``, or a recipe): the total loss is
+    ``cls + vad_weight * vad + micl_weight * micl + sentiment_weight * sent``.
         mode (str, "crossmodal"): ``crossmodal`` (cross-modal attention + gated fusion, seeds
             000 / 002 / 003), ``concat`` (early fusion), ``late`` (weighted average of
             per-modality classifiers), ``ensemble`` (early + late with learnable sigmoid weights,
             seed 004) or one modality ``text`` / ``audio`` / ``video``.
-        d_model (int, 64): projection / attention width H.
-        num_heads (int, 4): attention heads.
-        num_cross_layers (int, 1): cross-modal attention layers (``crossmodal``).
-        dropout (float, 0.1): dropout probability.
         gate (str, "modality"): fusion after cross-modal attention: ``modality`` (per-utterance
             softmax reliability weights), ``vector`` (seed 003's EAAF per-dimension sigmoid gates)
-            or ``none`` (concatenation: the seeds' standard cross-attention baseline, no beta).
-        beta (float, 0.5): weight of the cross-modal interaction term ``beta * i`` (``i`` = mean
-            of pairwise ``h_a * h_b``) in gated fusion; its initial value if learnable.
-        beta_learnable (bool, True): learn beta.
-        vad_guidance (bool, False): seed 003's VAD-guided cross-attention.
+            or ``none`` (concatenation, no beta: the seeds' standard cross-attention baseline).
+        beta (float, 0.5): weight of the cross-modal interaction term ``beta * i`` added to the
+            gated sum, ``i`` the mean of pairwise ``h_a * h_b`` (for text + audio exactly seed
+            003's ``beta * (h_t * h_a)``); the initial value when ``beta_learnable``. Used by
+            ``crossmodal`` with a ``modality`` or ``vector`` gate; no other mode has a beta.
+        beta_learnable (bool, True): learn beta from its initial value.
+        vad_guidance (bool, False): seed 003's VAD-guided cross-attention (scores + lambda * M_VAD).
         vad_lambda (float, 1.0): initial (learnable) lambda of the VAD affinity bias.
         decoder_layers (int, 0): > 0 replaces the MLP head by seed 000's emotion-level
             transformer decoder (one learned query per emotion) with this many layers.
         task (str, "classification"): ``classification`` (emotion) or ``regression`` (continuous
             sentiment in [-3, 3], seed 002).
-        num_classes (int, 4): emotion classes C.
-
-    Losses (the total is ``cls + vad_weight * vad + micl_weight * micl + sentiment_weight * sent``):
         label_smoothing (float, 0.0): label smoothing of the emotion cross-entropy (seed 003: 0.1).
         vad_weight (float, 0.0): lambda_vad, MSE of a VAD regression head on the fused vector.
         micl_weight (float, 0.0): lambda_micl, seed 003's symmetric cross-modal InfoNCE.
         micl_temperature (float, 0.1): tau of the MICL similarities.
         sentiment_weight (float, 0.0): multi-task 3-way sentiment head (negative / neutral /
             positive from the sign of the sentiment score; seeds 001 / 004).
-        corr_alpha / corr_beta (float, 0.3 / 0.7): seed 002's ``alpha * MSE + beta * (1 - r)^2``.
+        corr_alpha / corr_beta (float, 0.3 / 0.7): seed 002's regression loss
+            ``alpha * MSE + beta * (1 - r)^2``.
 
-    Transfer:
+    Bound from the data when the model is built:
+        input_dims (dict[str, int], empty until bound): feature dim D of each modality's encoder,
+            e.g. ``{"text": 384}``.
+        num_classes (int, 4): emotion classes C.
         input_adapters (int, 0): > 0 inserts a residual bottleneck adapter of this width on each
             modality's standardised features, before its projection (the ``adapters`` few-shot
             strategy trains only these).
     """
 
-    input_dims: dict[str, int] = field(default_factory=dict)
-    modalities: tuple[str, ...] = MODALITIES
-    mode: str = "crossmodal"
+    #: The fields params.yaml's ``model`` section sets.
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = (
+        "d_model", "num_heads", "num_cross_layers", "dropout", "modalities",
+    )  # fmt: skip
+    #: The fields params.yaml's ``fusion`` section (and each recipe) sets.
+    FUSION_KEYS: ClassVar[tuple[str, ...]] = (
+        "mode", "gate", "beta", "beta_learnable", "vad_guidance", "vad_lambda", "decoder_layers",
+        "task", "label_smoothing", "vad_weight", "micl_weight", "micl_temperature",
+        "sentiment_weight", "corr_alpha", "corr_beta",
+    )  # fmt: skip
+
     d_model: int = 64
     num_heads: int = 4
     num_cross_layers: int = 1
     dropout: float = 0.1
+    modalities: tuple[str, ...] = MODALITIES
+    mode: str = "crossmodal"
     gate: str = "modality"
     beta: float = 0.5
     beta_learnable: bool = True
@@ -65,7 +98,6 @@ class FusionConfig:
     vad_lambda: float = 1.0
     decoder_layers: int = 0
     task: str = "classification"
-    num_classes: int = 4
     label_smoothing: float = 0.0
     vad_weight: float = 0.0
     micl_weight: float = 0.0
@@ -73,27 +105,55 @@ class FusionConfig:
     sentiment_weight: float = 0.0
     corr_alpha: float = 0.3
     corr_beta: float = 0.7
+    input_dims: dict[str, int] = field(default_factory=dict)
+    num_classes: int = 4
     input_adapters: int = 0
+
+    _checks: ClassVar[dict] = {
+        "d_model": in_range(4),
+        "num_heads": in_range(1),
+        "num_cross_layers": in_range(0, 12),
+        "dropout": in_range(0.0, 0.9),
+        "modalities": {"subset_of": MODALITIES},
+        "mode": one_of(*FUSION_MODES),
+        "gate": one_of(*GATES),
+        "beta": in_range(-10.0, 10.0),
+        "vad_lambda": in_range(0.0, 100.0),
+        "decoder_layers": in_range(0, 12),
+        "task": one_of(*TASKS),
+        "label_smoothing": in_range(0.0, 0.5),
+        "vad_weight": in_range(0.0, 100.0),
+        "micl_weight": in_range(0.0, 100.0),
+        "micl_temperature": in_range(0.0, 10.0, lo_open=True),
+        "sentiment_weight": in_range(0.0, 100.0),
+        "corr_alpha": in_range(0.0, 100.0),
+        "corr_beta": in_range(0.0, 100.0),
+        "num_classes": in_range(1),
+        "input_adapters": in_range(0),
+    }
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
-        if self.mode not in FUSION_MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {FUSION_MODES}")
-        missing = [m for m in self.used_modalities if m not in self.input_dims]
-        if missing:
-            raise ValueError(f"input_dims has no entry for modalities {missing}")
-        if self.gate not in GATES:
-            raise ValueError(f"gate {self.gate!r} is not one of {GATES}")
-        if self.task not in TASKS:
-            raise ValueError(f"task {self.task!r} is not one of {TASKS}")
+        for key, rule in self._checks.items():
+            check_value(key, getattr(self, key), rule)
+        if self.d_model % self.num_heads:
+            raise ParamsError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if not self.modalities:
+            raise ParamsError("modalities must name at least one modality")
         if self.mode in ("crossmodal", "late", "ensemble") and len(self.used_modalities) < 2:
-            raise ValueError(f"{self.mode} fusion needs at least two modalities, got {self.modalities}")
+            raise ParamsError(f"mode {self.mode} needs at least two modalities, got {list(self.modalities)}")
         if self.micl_weight > 0 and len(self.used_modalities) < 2:
-            raise ValueError("micl_weight > 0 needs at least two modalities (MICL is cross-modal)")
+            raise ParamsError("micl_weight > 0 needs at least two modalities (MICL is cross-modal)")
         if self.decoder_layers and (self.mode != "crossmodal" or self.task != "classification"):
-            raise ValueError(
-                "decoder_layers > 0 (emotion-query decoder) needs mode crossmodal and task classification"
+            raise ParamsError(
+                "decoder_layers > 0 (the emotion-query decoder) needs mode: crossmodal and task: "
+                f"classification, got mode {self.mode!r}, task {self.task!r}"
             )
+        if self.task == "regression" and self.corr_alpha == 0 and self.corr_beta == 0:
+            raise ParamsError("corr_alpha and corr_beta are both 0: the regression loss is 0")
+        missing = [m for m in self.used_modalities if m not in self.input_dims]
+        if self.input_dims and missing:
+            raise ParamsError(f"input_dims has no entry for modalities {missing}")
 
     @property
     def used_modalities(self) -> tuple[str, ...]:
@@ -106,4 +166,5 @@ class FusionConfig:
         return self.num_classes if self.task == "classification" else 1
 
     def to_dict(self) -> dict:
+        """JSON-friendly fields (what a checkpoint stores)."""
         return {**asdict(self), "modalities": list(self.modalities)}

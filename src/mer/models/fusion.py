@@ -43,8 +43,9 @@ from torch.nn import functional
 from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
 from mer.models.config import FusionConfig
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
+from mer.vocab import MODALITIES
 
-__all__ = ["FusionConfig", "FusionModel", "FusionOutput", "masked_mean", "sentiment_classes"]
+__all__ = ["FUSERS", "FusionConfig", "FusionModel", "FusionOutput", "masked_mean", "sentiment_classes"]
 
 
 @dataclass
@@ -260,39 +261,188 @@ class LateFusion(nn.Module):
         return (self.weights()[:, None, None] * logits).sum(0)
 
 
-class FusionModel(nn.Module):
-    """Emotion (or sentiment) model over per-modality sequence features (see the module docstring)."""
+class CrossModalFuser(nn.Module):
+    """``crossmodal``: cross-modal attention layers -> masked mean pooling -> :class:`GatedFusion`
+    -> an MLP head, or seed 000's emotion-query decoder (``decoder_layers > 0``)."""
+
+    #: Parameters after fusion, what the ``head`` few-shot strategy fine-tunes.
+    head_prefixes = ("head.", "decoder.", "fused_token.")
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
+        self.config = config
+        self.modalities = config.used_modalities
+        self.cross_layers = nn.ModuleList([CrossModalLayer(config) for _ in range(config.num_cross_layers)])
+        self.fusion = GatedFusion(config)
+        self.embedding_dim = self.fusion.output_dim
+        if config.decoder_layers:
+            self.decoder = EmotionQueryDecoder(config)
+            # the fused vector joins the memory as one extra token (gate none: projected to H)
+            self.fused_token = nn.Linear(self.embedding_dim, config.d_model)
+        else:
+            self.head = mlp_head(self.embedding_dim, config, config.num_outputs)
+
+    def forward(
+        self,
+        hidden: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        intra_pooled: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """hidden[m] `(B, L_m, H)`, masks[m] `(B, L_m)` -> logits `(B, C)`, embeddings `(B, E)`,
+        gates `(B, M)` (None for gate ``none``)."""
+        for layer in self.cross_layers:
+            hidden = layer(hidden, masks)
+        pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
+        embeddings, gates, weights = self.fusion(pooled)  # (B, E), (B, M), {m: (B, 1 | H)}
+        if not self.config.decoder_layers:
+            return self.head(embeddings), embeddings, gates  # (B, C)
+        # memory: each modality's sequence scaled by its gate, plus the fused vector
+        memory = torch.cat(
+            [self.fused_token(embeddings).unsqueeze(1)]
+            + [weights[m].unsqueeze(1) * hidden[m] for m in self.modalities],
+            dim=1,
+        )  # (B, 1 + sum L_m, H)
+        memory_mask = torch.cat(
+            [masks[self.modalities[0]][:, :1].new_ones(len(embeddings), 1)]
+            + [masks[m] for m in self.modalities],
+            dim=1,
+        )  # (B, 1 + sum L_m)
+        return self.decoder(memory, memory_mask), embeddings, gates  # (B, C)
+
+    def learned_weights(self) -> dict[str, float]:
+        """beta (gated fusion) and the mean VAD lambda (VAD-guided attention)."""
+        values = {}
+        if self.config.gate != "none":
+            values["beta"] = float(self.fusion.beta.detach())
+        if self.config.vad_guidance and self.config.num_cross_layers:
+            lambdas = [
+                float(block.vad_bias.vad_lambda.detach())
+                for layer in self.cross_layers
+                for block in layer.blocks.values()
+            ]
+            values["vad_lambda"] = sum(lambdas) / len(lambdas)
+        return values
+
+
+class EarlyFuser(nn.Module):
+    """``concat`` (early fusion) and the unimodal modes: pooled modalities concatenated -> MLP head."""
+
+    head_prefixes = ("head.",)
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = config.used_modalities
+        self.embedding_dim = config.d_model * len(self.modalities)
+        self.head = mlp_head(self.embedding_dim, config, config.num_outputs)
+
+    def forward(
+        self,
+        hidden: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        intra_pooled: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
+        embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+        return self.head(embeddings), embeddings, None
+
+    def learned_weights(self) -> dict[str, float]:
+        return {}
+
+
+class LateFuser(nn.Module):
+    """``late``: a classifier per modality (:class:`LateFusion`); the embedding is the
+    concatenation of the pooled modalities."""
+
+    head_prefixes = ("late.",)
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = config.used_modalities
+        self.embedding_dim = config.d_model * len(self.modalities)
+        self.late = LateFusion(config)
+
+    def forward(
+        self,
+        hidden: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        intra_pooled: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
+        embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+        return self.late(intra_pooled), embeddings, None
+
+    def learned_weights(self) -> dict[str, float]:
+        weights = self.late.weights().tolist()
+        return {f"late_weight/{m}": w for m, w in zip(self.modalities, weights, strict=True)}
+
+
+class EnsembleFuser(nn.Module):
+    """``ensemble`` (seed 004): ``(w_e * early + w_l * late) / (w_e + w_l)``, ``w = sigmoid(learned
+    scalar)``, the early head over the concatenation and the late per-modality classifiers."""
+
+    head_prefixes = ("head.", "late.", "ensemble_logits")
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = config.used_modalities
+        self.embedding_dim = config.d_model * len(self.modalities)
+        self.head = mlp_head(self.embedding_dim, config, config.num_outputs)
+        self.late = LateFusion(config)
+        self.ensemble_logits = nn.Parameter(torch.zeros(2))  # sigmoid(0) = equal weights
+
+    def forward(
+        self,
+        hidden: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        intra_pooled: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
+        embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+        early, late = self.head(embeddings), self.late(intra_pooled)  # (B, C) each
+        w_early, w_late = torch.sigmoid(self.ensemble_logits)
+        return (w_early * early + w_late * late) / (w_early + w_late), embeddings, None
+
+    def learned_weights(self) -> dict[str, float]:
+        weights = {
+            f"late_weight/{m}": w for m, w in zip(self.modalities, self.late.weights().tolist(), strict=True)
+        }
+        w_early, w_late = torch.sigmoid(self.ensemble_logits.detach()).tolist()
+        return {**weights, "ensemble_weight/early": w_early, "ensemble_weight/late": w_late}
+
+
+#: The fusion part of each mode (unimodal modes fuse one modality: early fusion of one).
+FUSERS: dict[str, type[nn.Module]] = {
+    "crossmodal": CrossModalFuser,
+    "concat": EarlyFuser,
+    "late": LateFuser,
+    "ensemble": EnsembleFuser,
+    **{m: EarlyFuser for m in MODALITIES},
+}
+
+
+class FusionModel(nn.Module):
+    """Emotion (or sentiment) model over per-modality sequence features (see the module docstring):
+    per-modality projections and intra-modal attention, then ``fuser``, the mode's fusion part
+    (:data:`FUSERS`), then the auxiliary heads."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        missing = [m for m in config.used_modalities if m not in config.input_dims]
+        if missing:
+            raise ValueError(
+                f"FusionConfig.input_dims has no entry for modalities {missing}: bind the data's dims"
+            )
         self.config = config
         self.modalities = config.used_modalities
         self.projections = nn.ModuleDict(
             {m: ModalityProjection(config.input_dims[m], config) for m in self.modalities}
         )
         self.encoders = nn.ModuleDict({m: AttentionBlock(config) for m in self.modalities})
-        concat_dim = config.d_model * len(self.modalities)
-        embedding_dim = concat_dim
-        if config.mode == "crossmodal":
-            self.cross_layers = nn.ModuleList(
-                [CrossModalLayer(config) for _ in range(config.num_cross_layers)]
-            )
-            self.fusion = GatedFusion(config)
-            embedding_dim = self.fusion.output_dim
-            if config.decoder_layers:
-                self.decoder = EmotionQueryDecoder(config)
-                # the fused vector joins the memory as one extra token (gate none: projected to H)
-                self.fused_token = nn.Linear(embedding_dim, config.d_model)
-            else:
-                self.head = mlp_head(embedding_dim, config, config.num_outputs)
-        elif config.mode == "late":
-            self.late = LateFusion(config)
-        else:  # concat, ensemble, unimodal
-            self.head = mlp_head(concat_dim, config, config.num_outputs)
-            if config.mode == "ensemble":
-                self.late = LateFusion(config)
-                self.ensemble_logits = nn.Parameter(torch.zeros(2))  # sigmoid(0) = equal weights
-        self.embedding_dim = embedding_dim  # E, the width of FusionOutput.embeddings
+        # created here, after the encoders: the parameter creation order fixes the seeded weights
+        self.fuser = FUSERS[config.mode](config)
+        embedding_dim = self.embedding_dim = (
+            self.fuser.embedding_dim
+        )  # E, the width of FusionOutput.embeddings
         self.input_adapters = None
         if config.input_adapters:
             self.input_adapters = nn.ModuleDict(
@@ -334,39 +484,7 @@ class FusionModel(nn.Module):
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
         # vs 0.933 on the post-cross-attention vectors)
         intra_pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
-        gates = None
-        mode = self.config.mode
-        if mode == "crossmodal":
-            for layer in self.cross_layers:
-                hidden = layer(hidden, masks)
-            pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
-            embeddings, gates, weights = self.fusion(pooled)  # (B, E), (B, M), {m: (B, 1 | H)}
-            if self.config.decoder_layers:
-                # memory: each modality's sequence scaled by its gate, plus the fused vector
-                memory = torch.cat(
-                    [self.fused_token(embeddings).unsqueeze(1)]
-                    + [weights[m].unsqueeze(1) * hidden[m] for m in self.modalities],
-                    dim=1,
-                )  # (B, 1 + sum L_m, H)
-                memory_mask = torch.cat(
-                    [masks[self.modalities[0]][:, :1].new_ones(len(embeddings), 1)]
-                    + [masks[m] for m in self.modalities],
-                    dim=1,
-                )  # (B, 1 + sum L_m)
-                logits = self.decoder(memory, memory_mask)  # (B, C)
-            else:
-                logits = self.head(embeddings)  # (B, C)
-        else:
-            pooled = intra_pooled
-            embeddings = torch.cat([pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
-            if mode == "late":
-                logits = self.late(pooled)
-            elif mode == "ensemble":
-                early, late = self.head(embeddings), self.late(pooled)  # (B, C) each
-                w_early, w_late = torch.sigmoid(self.ensemble_logits)
-                logits = (w_early * early + w_late * late) / (w_early + w_late)
-            else:
-                logits = self.head(embeddings)  # (B, C)
+        logits, embeddings, gates = self.fuser(hidden, masks, intra_pooled)  # (B, C), (B, E), (B, M)
         output = FusionOutput(logits=logits, embeddings=embeddings, gates=gates)
         if self.vad_head is not None:
             output.vad = self.vad_head(embeddings)  # (B, 3)
@@ -435,41 +553,16 @@ class FusionModel(nn.Module):
         ).to(device)
 
     def head_parameter_names(self) -> list[str]:
-        """Names of the parameters after fusion (the head, decoder, late classifiers, ensemble
-        weights and auxiliary heads): what the ``head`` few-shot strategy fine-tunes."""
-        prefixes = (
-            "head.",
-            "decoder.",
-            "fused_token.",
-            "late.",
-            "ensemble_logits",
-            "vad_head.",
-            "sentiment_head.",
-        )
+        """Names of the parameters after fusion (the mode's head, decoder, late classifiers,
+        ensemble weights and the auxiliary heads): what the ``head`` few-shot strategy fine-tunes."""
+        prefixes = (*(f"fuser.{p}" for p in self.fuser.head_prefixes), "vad_head.", "sentiment_head.")
         return [n for n, _ in self.named_parameters() if n.startswith(prefixes)]
 
     @property
     def beta(self) -> float | None:
         """Current beta (``crossmodal`` with a gate), else None."""
-        fusion = getattr(self, "fusion", None)
-        return float(fusion.beta.detach()) if fusion is not None and hasattr(fusion, "beta") else None
+        return self.fuser.learned_weights().get("beta")
 
     def fusion_weights(self) -> dict[str, float]:
         """The learned scalars worth logging: beta, VAD lambda, late / ensemble weights."""
-        values: dict[str, float] = {}
-        if self.beta is not None:
-            values["beta"] = self.beta
-        if self.config.mode == "crossmodal" and self.config.vad_guidance and self.config.num_cross_layers:
-            lambdas = [
-                float(block.vad_bias.vad_lambda.detach())
-                for layer in self.cross_layers
-                for block in layer.blocks.values()
-            ]
-            values["vad_lambda"] = sum(lambdas) / len(lambdas)
-        if hasattr(self, "late"):
-            for modality, weight in zip(self.modalities, self.late.weights().tolist(), strict=True):
-                values[f"late_weight/{modality}"] = weight
-        if hasattr(self, "ensemble_logits"):
-            w_early, w_late = torch.sigmoid(self.ensemble_logits.detach()).tolist()
-            values["ensemble_weight/early"], values["ensemble_weight/late"] = w_early, w_late
-        return {k: round(v, 5) for k, v in values.items()}
+        return {k: round(v, 5) for k, v in self.fuser.learned_weights().items()}

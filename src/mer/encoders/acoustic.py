@@ -62,7 +62,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from mer.encoders import EncoderInfo
+from mer.encoders.base import EncoderInfo
 
 ACOUSTIC_DIM = 74
 ACOUSTIC_SPEC = "acoustic-74"
@@ -297,6 +297,18 @@ class AcousticEncoder:
                 "features": names,
             },
         )
+
+    @classmethod
+    def from_spec(cls, spec: str, *, init_seed: int = 0, device: str = "cpu") -> AcousticEncoder:
+        """The default-config encoder behind ``acoustic-74``. It has no weights and runs on the
+        CPU, so ``init_seed`` and ``device`` are ignored.
+
+        >>> AcousticEncoder.from_spec("acoustic-74").info.model
+        'acoustic-74'
+        """
+        if spec != ACOUSTIC_SPEC:
+            raise ValueError(f"unknown acoustic spec {spec!r}; valid: {ACOUSTIC_SPEC}")
+        return cls()
 
     def output_lengths(self, num_samples: list[int]) -> list[int]:
         """Frames T_i for waveforms of ``num_samples`` samples (0: too short to encode)."""
