@@ -27,16 +27,23 @@ def main() -> None:
     params = {name: as_dict(load_section(name)) for name in SECTIONS}
     params["recipes"] = {name: as_dict(recipe) for name, recipe in load_recipes().items()}
     corpora = load_section("corpora")
-    folds = [str(f) for f in corpora.folds]
     # the synthetic corpus's generated split keeps speakers apart, like the report's protocol line
     protocol = PROTOCOL_NAMES["speakers" if corpora.source == "synthetic" else PROTOCOLS[corpora.source]]
     evaluate(
-        source_dir=args.source, ablation_dir=args.ablation, transfer_dir=args.transfer,
-        metadata_path=args.metadata, live_root=args.live, metrics_dir=args.metrics,
-        results_dir=args.results, plots_dir=args.plots, folds=folds,
-        baselines=list(load_section("train").baselines), variants=list(load_section("ablation").variants),
-        params=params, protocol=protocol,
-    )  # fmt: skip
+        source_dir=args.source,
+        ablation_dir=args.ablation,
+        transfer_dir=args.transfer,
+        metadata_path=args.metadata,
+        live_root=args.live,
+        metrics_dir=args.metrics,
+        results_dir=args.results,
+        plots_dir=args.plots,
+        folds=[str(fold) for fold in corpora.folds],
+        baselines=list(load_section("train").baselines),
+        variants=list(load_section("ablation").variants),
+        params=params,
+        protocol=protocol,
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,12 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     build_summary(
-        metrics_dir=args.metrics, results_dir=args.results, png_dir=args.png,
-        metadata_dir=args.metadata, out=args.out,
-    )  # fmt: skip
+        metrics_dir=args.metrics,
+        results_dir=args.results,
+        png_dir=args.png,
+        metadata_dir=args.metadata,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

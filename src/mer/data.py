@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mer import protocols, schema
 from mer.features import FeatureStore, pad_sequences
 
 logger = logging.getLogger(__name__)
@@ -106,9 +107,7 @@ class MultimodalData:
     @property
     def classes(self) -> tuple[str, ...]:
         """Class names in ``label_id`` order (from the metadata table, see ``mer.schema``)."""
-        from mer.schema import label_classes
-
-        return label_classes(self.table)
+        return schema.label_classes(self.table)
 
     @property
     def modalities(self) -> list[str]:
@@ -194,8 +193,6 @@ def load_splits(
     With ``fold`` the splits come from that fold of the split file ``splits_path`` (e.g. an
     IEMOCAP leave-one-session-out fold) instead of the table's ``split`` column.
     """
-    from mer import protocols, schema
-
     table = schema.read(metadata_path)
     if fold is not None:
         if splits_path is None:

@@ -4,12 +4,14 @@ Every number is the mean over the protocol folds (``corpora.folds``) and seeds, 
 interval, and every stated comparison is a paired difference with its interval and a verdict,
 all by the one method of :mod:`mer.uncertainty`.
 
-Inputs (per model, fold and seed): ``<source>/<model>/<fold>/seed<k>.parquet`` (test) and
-``.../<fold>/dev/seed<k>.parquet`` (dev) for the main model (``fusion``) and the baselines,
-``<ablation>/<recipe>/<fold>/...`` for the ablation variants, and the transfer stage's
+Inputs (per model, fold and seed, read by :mod:`mer.predictions`):
+``<source>/<model>/<fold>/seed<k>.parquet`` (test) and ``.../<fold>/dev/seed<k>.parquet`` (dev)
+for the main model (``fusion``) and the baselines, ``<ablation>/<recipe>/<fold>/...`` for the
+ablation variants, and the transfer stage's
 ``<transfer>/{zeroshot/<method>,fraction/<pct>/<strategy>,kshot/<k>/<strategy>,swap/<method>}/``.
 
-Declared DVC metrics (numbers only, the headline keys; ``dvc metrics diff`` reads these):
+Declared DVC metrics (numbers only, the headline keys; ``dvc metrics diff`` reads these; every
+key is built by :mod:`mer.metric_keys`):
 
 - ``metrics/source.json``: ``main/<m>``, ``main/<m>_low`` / ``_high`` for UA, WA, weighted F1
   (regression: MAE, r, Acc-2 non0), ``main/dev_ua`` (``dev_mae``), ``main/n_seeds`` /
@@ -39,9 +41,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer import metric_keys as keys
 from mer import plots
 from mer.files import write_json
 from mer.metrics import classification_metrics, regression_metrics
+from mer.predictions import Frames, read_model, read_seeds
 from mer.provenance import provenance
 from mer.uncertainty import (
     CLASSIFICATION_METRICS,
@@ -58,14 +62,15 @@ from mer.vocab import EMOTIONS, MODALITIES
 
 logger = logging.getLogger(__name__)
 
-MAIN = "fusion"
-HEADLINE = {"classification": ("ua", "wa", "f1_weighted"), "regression": ("mae", "pearson", "acc2_non0")}
-PRIMARY = {"classification": "ua", "regression": "mae"}
+MAIN = keys.MAIN_MODEL
+HEADLINE = keys.HEADLINE
+PRIMARY = keys.PRIMARY
 REFERENCE_ROW = "cross_attention"  # seed 003's baseline: the ablation rows are compared with it
 ABLATION_BASELINES = ("concat", "late", "ensemble")  # fusion families shown in the ablation table
 TRANSFER_FOLD = "target"  # transfer runs have one "fold": the target corpus's test split
 SWAP_PAIRS = (("paired", "seed002"), ("seed002", "original"), ("paired", "original"))
-Frames = dict[str, dict[int, pd.DataFrame]]  # {fold: {seed: predictions}}
+# what each transfer kind's settings are compared with (swap: the pairs above)
+TRANSFER_REFERENCE = {"zeroshot": "none", "fraction": "full", "kshot": "full"}
 
 
 @dataclass
@@ -89,23 +94,59 @@ class ModelResult:
         return PRIMARY[self.task]
 
 
-# ---------------------------------------------------------------- reading predictions
+@dataclass
+class SourceResults:
+    """The source-domain models read from their prediction files.
+
+    Attributes:
+        main (ModelResult): the main model.
+        main_test (Frames): its test predictions (gates, confusion matrix).
+        models (list[ModelResult]): the main model, then each baseline and ablation variant that
+            has predictions, in params order.
+        sentiment (list[ModelResult]): the sentiment heads of the multi-task models.
+        folds (list[dict]): the ``results/folds.csv`` rows of every model.
+    """
+
+    main: ModelResult
+    main_test: Frames
+    models: list[ModelResult]
+    sentiment: list[ModelResult] = field(default_factory=list)
+    folds: list[dict] = field(default_factory=list)
+
+    @property
+    def baselines(self) -> list[ModelResult]:
+        return [r for r in self.models if r.role == "baseline"]
 
 
-def _seed_files(directory: Path) -> dict[int, Path]:
-    return {int(p.stem.removeprefix("seed")): p for p in sorted(directory.glob("seed*.parquet"))}
+@dataclass
+class TransferGroup:
+    """The settings of one transfer kind at one budget, e.g. the strategies at 10 % target data.
+
+    Attributes:
+        kind (str): ``zeroshot``, ``swap``, ``fraction`` or ``kshot``.
+        budget (str): the percentage or k (``""`` for zeroshot and swap).
+        results (dict[str, ModelResult]): ``{setting: result}``, settings by name.
+    """
+
+    kind: str
+    budget: str
+    results: dict[str, ModelResult]
+
+    @property
+    def table(self) -> str:
+        """The group's table in ``comparisons.csv``."""
+        return "fewshot" if self.kind == "fraction" else self.kind
+
+    @property
+    def reference(self) -> str | None:
+        return TRANSFER_REFERENCE.get(self.kind)
+
+    @property
+    def primary(self) -> str:
+        return next(iter(self.results.values())).primary
 
 
-def read_frames(model_dir: Path, folds: list[str], split: str = "test") -> Frames:
-    """``{fold: {seed: frame}}`` of ``model_dir/<fold>/[dev/]seed<k>.parquet`` for each fold
-    that has predictions (``folds`` order)."""
-    frames: Frames = {}
-    for fold in folds:
-        directory = model_dir / fold / ("dev" if split == "dev" else "")
-        files = _seed_files(directory)
-        if files:
-            frames[fold] = {seed: pd.read_parquet(path) for seed, path in files.items()}
-    return frames
+# ---------------------------------------------------------------- model results
 
 
 def class_names(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -114,8 +155,12 @@ def class_names(frame: pd.DataFrame) -> tuple[str, ...]:
     return names or EMOTIONS
 
 
+def _first_frame(frames: Frames) -> pd.DataFrame:
+    return next(iter(next(iter(frames.values())).values()))
+
+
 def _runs(frames: Frames) -> tuple[Runs, tuple[str, ...]]:
-    first = next(iter(next(iter(frames.values())).values()))
+    first = _first_frame(frames)
     classes = class_names(first) if "pred_id" in first else ()
     return Runs.from_frames(frames, num_classes=len(classes)), classes
 
@@ -142,8 +187,7 @@ def model_result(name: str, role: str, test: Frames, dev: Frames | None = None) 
 
 def sentiment_result(name: str, test: Frames) -> ModelResult | None:
     """A multi-task model's 3-way sentiment head as its own classification result."""
-    first = next(iter(next(iter(test.values())).values()))
-    if "sentiment_pred_id" not in first:
+    if "sentiment_pred_id" not in _first_frame(test):
         return None
     renamed = {
         fold: {
@@ -158,6 +202,46 @@ def sentiment_result(name: str, test: Frames) -> ModelResult | None:
     classes = ("negative", "neutral", "positive")
     estimates = estimate(runs, ("ua", "f1_weighted"))
     return ModelResult(f"{name}/sentiment", "baseline", runs, classes, estimates, folds=tuple(test))
+
+
+# ---------------------------------------------------------------- source: main model, baselines, ablation
+
+
+def read_main(source_dir: Path, folds: list[str]) -> SourceResults:
+    """The main model, which must have test predictions on every protocol fold."""
+    test = read_model(source_dir, MAIN, folds)
+    missing = [f for f in folds if f not in test]
+    if missing:
+        raise FileNotFoundError(
+            f"{source_dir}/{MAIN}/<fold>/seed*.parquet: no predictions for folds {missing}; run `dvc repro`"
+        )
+    dev = read_model(source_dir, MAIN, folds, "dev")
+    main = model_result(MAIN, "main", test, dev)
+    return SourceResults(main, test, [main], folds=fold_rows(MAIN, {"test": test, "dev": dev}, main.classes))
+
+
+def read_models(source: SourceResults, role: str, root: Path, names: list[str], folds: list[str]) -> None:
+    """Add each model of ``names`` (``role``: baseline or ablation) that has predictions under
+    ``root`` to ``source``, with its fold rows and sentiment head; warn about the others."""
+    for name in names:
+        test = read_model(root, name, folds)
+        if not test:
+            logger.warning("%s/%s: no predictions; left out", root, name)
+            continue
+        dev = read_model(root, name, folds, "dev")
+        result = model_result(name, role, test, dev)
+        source.models.append(result)
+        source.folds += fold_rows(name, {"test": test, "dev": dev}, result.classes)
+        sentiment = sentiment_result(name, test)
+        if sentiment is not None:
+            source.sentiment.append(sentiment)
+
+
+def ablation_table(models: list[ModelResult], variants: list[str]) -> dict[str, ModelResult]:
+    """The ablation table's classifiers: the variants, the fusion families, the main model."""
+    by_name = {r.name: r for r in models}
+    names = [*variants, *ABLATION_BASELINES, MAIN]
+    return {n: by_name[n] for n in names if n in by_name and by_name[n].task == "classification"}
 
 
 # ---------------------------------------------------------------- comparisons
@@ -179,8 +263,47 @@ class ComparisonRow:
 def compare_models(table: str, a: ModelResult, b: ModelResult, metrics, budget: str = "") -> list:
     """Paired comparisons ``a - b`` (same task) for ``metrics``."""
     results = compare(a.runs, b.runs, metrics)
-    return [ComparisonRow(table, a.name, b.name, m, results[m], a.estimates[m].value, b.estimates[m].value,
-                          budget) for m in metrics]  # fmt: skip
+    return [
+        ComparisonRow(
+            table, a.name, b.name, m, results[m], a.estimates[m].value, b.estimates[m].value, budget
+        )
+        for m in metrics
+    ]
+
+
+def baseline_comparisons(main: ModelResult, baselines: list[ModelResult]) -> list[ComparisonRow]:
+    """The main model vs each baseline of its task, in every headline metric."""
+    rows: list[ComparisonRow] = []
+    for baseline in baselines:
+        if baseline.task == main.task:
+            rows += compare_models("baselines", main, baseline, HEADLINE[main.task])
+    return rows
+
+
+def ablation_comparisons(table: dict[str, ModelResult]) -> list[ComparisonRow]:
+    """Each ablation row vs the cross-attention reference in UA (none without the reference)."""
+    if REFERENCE_ROW not in table:
+        return []
+    reference = table[REFERENCE_ROW]
+    rows: list[ComparisonRow] = []
+    for name, result in table.items():
+        if name != REFERENCE_ROW:
+            rows += compare_models("ablation", result, reference, ("ua",))
+    return rows
+
+
+def transfer_comparisons(groups: list[TransferGroup]) -> list[ComparisonRow]:
+    """Each adapter vs none, each strategy vs full at its budget, the swap adapters."""
+    rows: list[ComparisonRow] = []
+    for group in groups:
+        results, reference = group.results, group.reference
+        if group.kind == "swap":
+            pairs = [(a, b) for a, b in SWAP_PAIRS if a in results and b in results]
+        else:
+            pairs = [(name, reference) for name in results if name != reference and reference in results]
+        for a, b in pairs:
+            rows += compare_models(group.table, results[a], results[b], (results[a].primary,), group.budget)
+    return rows
 
 
 def adjust(rows: list[ComparisonRow]) -> list[ComparisonRow]:
@@ -194,7 +317,162 @@ def adjust(rows: list[ComparisonRow]) -> list[ComparisonRow]:
     return rows
 
 
-# ---------------------------------------------------------------- files
+# ---------------------------------------------------------------- transfer
+
+
+def _single(directory: Path) -> Frames:
+    seeds = read_seeds(directory)
+    return {TRANSFER_FOLD: seeds} if seeds else {}
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*") if p.is_dir())
+
+
+def _adapter_group(transfer_dir: Path, kind: str) -> TransferGroup | None:
+    """Zero-shot or swap: one setting per feature adapter, each with its target-dev score."""
+    results = {}
+    for method_dir in _subdirs(transfer_dir / kind):
+        test = _single(method_dir)
+        if test:
+            results[method_dir.name] = model_result(method_dir.name, kind, test, _single(method_dir / "dev"))
+    return TransferGroup(kind, "", results) if results else None
+
+
+def _budget_groups(transfer_dir: Path, kind: str, records: dict) -> list[TransferGroup]:
+    """Fraction or k-shot: per budget, one setting per strategy; its dev score is the fit's
+    target-dev score (``records.json``: UA, or -MAE for regression) and its mean train size."""
+    groups = []
+    for budget_dir in sorted(_subdirs(transfer_dir / kind), key=lambda p: int(p.name)):
+        results = {}
+        for strategy_dir in _subdirs(budget_dir):
+            test = _single(strategy_dir)
+            if not test:
+                continue
+            result = model_result(strategy_dir.name, kind, test)
+            runs = (records.get(f"{kind}/{budget_dir.name}") or {}).get(strategy_dir.name) or {}
+            if runs:
+                score = float(np.mean([r["dev"] for r in runs.values()]))
+                result.dev = {result.primary: round(abs(score) if result.task == "regression" else score, 4)}
+                result.dev["n_train"] = float(np.mean([r["n_train"] for r in runs.values()]))
+            results[strategy_dir.name] = result
+        if results:
+            groups.append(TransferGroup(kind, budget_dir.name, results))
+    return groups
+
+
+def transfer_results(transfer_dir: Path) -> list[TransferGroup]:
+    """The zeroshot and swap groups, then the fraction and kshot groups by budget."""
+    records_path = transfer_dir / "records.json"
+    records = pd.read_json(records_path, typ="series").to_dict() if records_path.is_file() else {}
+    groups = [_adapter_group(transfer_dir, kind) for kind in ("zeroshot", "swap")]
+    groups += [g for kind in ("fraction", "kshot") for g in _budget_groups(transfer_dir, kind, records)]
+    return [g for g in groups if g is not None]
+
+
+def _best_by_dev(results: dict[str, ModelResult], metric: str) -> str | None:
+    scored = {n: r.dev[metric] for n, r in results.items() if metric in r.dev}
+    if not scored:
+        return None
+    pick = min if lower_is_better(metric) else max
+    return pick(scored, key=lambda n: (scored[n], -list(results).index(n)))  # first listed wins ties
+
+
+# ---------------------------------------------------------------- declared metrics
+
+
+def _with_interval(key: str, bounds: Estimate | Comparison, value: float) -> dict:
+    """``{key: value, key_low: low, key_high: high}``, rounded as in every metrics file."""
+    return {key: round(value, 4), keys.low(key): round(bounds.low, 4), keys.high(key): round(bounds.high, 4)}
+
+
+def main_metrics(main: ModelResult) -> dict:
+    """The main model's keys of ``metrics/source.json``: headline metrics, dev score, design."""
+    out: dict = {}
+    for metric in HEADLINE[main.task]:
+        est = main.estimates[metric]
+        out |= _with_interval(keys.main(metric), est, est.value)
+    out[keys.main(keys.dev(main.primary))] = main.dev.get(main.primary)
+    out[keys.main(keys.N_SEEDS)] = main.runs.n_seeds
+    out[keys.main(keys.N_FOLDS)] = len(main.runs.folds)
+    out[keys.main(keys.N_TEST)] = main.runs.n_test
+    return out
+
+
+def baseline_metrics(main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow]) -> dict:
+    """Each baseline's primary metric and its delta vs the main model (another task's baseline,
+    e.g. the regression baseline of a classifier: its own interval)."""
+    out: dict = {}
+    deltas = {r.b: r.result for r in rows if r.table == "baselines" and r.metric == main.primary}
+    for baseline in baselines:
+        metric = baseline.primary
+        est = baseline.estimates[metric]
+        if baseline.name in deltas:
+            out[keys.baseline(baseline.name, metric)] = round(est.value, 4)
+            result = deltas[baseline.name]
+            out |= _with_interval(keys.baseline(baseline.name, keys.delta(metric)), result, result.delta)
+        else:
+            out |= _with_interval(keys.baseline(baseline.name, metric), est, est.value)
+    return out
+
+
+def source_metrics(main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow]) -> dict:
+    """The headline keys of ``metrics/source.json`` (keys without a value left out)."""
+    out = main_metrics(main) | baseline_metrics(main, baselines, rows)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def ablation_metrics(rows_results: dict[str, ModelResult], rows: list[ComparisonRow]) -> dict:
+    """``metrics/ablation.json``: each row's UA and its delta vs the cross-attention baseline."""
+    out: dict = {}
+    deltas = {r.a: r.result for r in rows if r.table == "ablation" and r.metric == "ua"}
+    for name, result in rows_results.items():
+        out[keys.ablation(name, "ua")] = round(result.estimates["ua"].value, 4)
+        if name in deltas:
+            out |= _with_interval(keys.ablation(name, keys.delta("ua")), deltas[name], deltas[name].delta)
+    return out
+
+
+def transfer_metrics(groups: list[TransferGroup], rows: list[ComparisonRow]) -> dict:
+    """The transfer headline of ``metrics/transfer.json`` (see the module doc)."""
+    out: dict = {}
+    deltas = {(r.table, r.budget, r.a): r.result for r in rows}
+    for group in groups:
+        if group.kind == "swap":
+            continue
+        kind, budget, results, reference = group.kind, group.budget, group.results, group.reference
+        metric = group.primary
+        if reference in results:
+            est = results[reference].estimates[metric]
+            out |= _with_interval(keys.transfer(kind, budget, reference, metric), est, est.value)
+        best = _best_by_dev(results, metric)
+        if best is not None and best != reference:
+            out[keys.best_by_dev(kind, budget, best, metric)] = round(
+                results[best].estimates[metric].value, 4
+            )
+            result = deltas.get((group.table, budget, best))
+            if result is not None:
+                key = keys.best_by_dev(kind, budget, best, keys.delta(metric))
+                out |= _with_interval(key, result, result.delta)
+    return out
+
+
+def write_metrics(
+    metrics_dir: Path,
+    source: SourceResults,
+    ablation: dict[str, ModelResult],
+    groups: list[TransferGroup],
+    comparisons: list[ComparisonRow],
+) -> dict:
+    """``metrics/{source,ablation,transfer}.json``; returns ``source.json``'s dict."""
+    headline = source_metrics(source.main, source.baselines, comparisons)
+    write_json(metrics_dir / "source.json", headline)
+    write_json(metrics_dir / "ablation.json", ablation_metrics(ablation, comparisons))
+    write_json(metrics_dir / "transfer.json", transfer_metrics(groups, comparisons))
+    return headline
+
+
+# ---------------------------------------------------------------- result tables
 
 
 def _r(value: float) -> float | str:
@@ -306,172 +584,64 @@ def gate_analysis(frames: Frames, classes: tuple[str, ...]) -> dict:
     return analysis
 
 
-# ---------------------------------------------------------------- declared metrics
-
-
-def _interval(prefix: str, est: Estimate | Comparison, value: float) -> dict:
-    return {prefix: round(value, 4), f"{prefix}_low": round(est.low, 4), f"{prefix}_high": round(est.high, 4)}
-
-
-def source_metrics(main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow]) -> dict:
-    """The headline keys of ``metrics/source.json``."""
-    out: dict = {}
-    for metric in HEADLINE[main.task]:
-        est = main.estimates[metric]
-        out |= _interval(f"main/{metric}", est, est.value)
-    out[f"main/dev_{main.primary}"] = main.dev.get(main.primary)
-    out |= {
-        "main/n_seeds": main.runs.n_seeds,
-        "main/n_folds": len(main.runs.folds),
-        "main/n_test": main.runs.n_test,
-    }
-    deltas = {r.b: r.result for r in rows if r.table == "baselines" and r.metric == main.primary}
-    for baseline in baselines:
-        metric = baseline.primary
-        est = baseline.estimates[metric]
-        if baseline.name in deltas:
-            out[f"baselines/{baseline.name}/{metric}"] = round(est.value, 4)
-            result = deltas[baseline.name]
-            out |= _interval(f"baselines/{baseline.name}/delta_{metric}", result, result.delta)
-        else:  # another task (the regression baseline of a classifier): its own interval
-            out |= _interval(f"baselines/{baseline.name}/{metric}", est, est.value)
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def ablation_metrics(rows_results: dict[str, ModelResult], rows: list[ComparisonRow]) -> dict:
-    """``metrics/ablation.json``: each row's UA and its delta vs the cross-attention baseline."""
-    out: dict = {}
-    deltas = {r.a: r.result for r in rows if r.table == "ablation" and r.metric == "ua"}
-    for name, result in rows_results.items():
-        out[f"{name}/ua"] = round(result.estimates["ua"].value, 4)
-        if name in deltas:
-            out |= _interval(f"{name}/delta_ua", deltas[name], deltas[name].delta)
-    return out
-
-
-def _best_by_dev(results: dict[str, ModelResult], metric: str) -> str | None:
-    scored = {n: r.dev[metric] for n, r in results.items() if metric in r.dev}
-    if not scored:
-        return None
-    pick = min if lower_is_better(metric) else max
-    return pick(scored, key=lambda n: (scored[n], -list(results).index(n)))  # first listed wins ties
-
-
-# ---------------------------------------------------------------- transfer
-
-
-def _single(directory: Path) -> Frames:
-    files = _seed_files(directory)
-    return {TRANSFER_FOLD: {s: pd.read_parquet(p) for s, p in files.items()}} if files else {}
-
-
-def transfer_results(transfer_dir: Path) -> dict[tuple[str, str], dict[str, ModelResult]]:
-    """``{(kind, budget): {setting: result}}`` for zeroshot, swap, fraction and kshot runs; the
-    dev score of a few-shot strategy is its target-dev score (``records.json``)."""
-    records_path = transfer_dir / "records.json"
-    records = pd.read_json(records_path, typ="series").to_dict() if records_path.is_file() else {}
-    out: dict[tuple[str, str], dict[str, ModelResult]] = {}
-    for kind in ("zeroshot", "swap"):
-        for method_dir in sorted(p for p in (transfer_dir / kind).glob("*") if p.is_dir()):
-            test = _single(method_dir)
-            if test:
-                dev = _single(method_dir / "dev")
-                out.setdefault((kind, ""), {})[method_dir.name] = model_result(
-                    method_dir.name, kind, test, dev
-                )
-    for kind in ("fraction", "kshot"):
-        budgets = sorted(
-            (p for p in (transfer_dir / kind).glob("*") if p.is_dir()), key=lambda p: int(p.name)
-        )
-        for budget_dir in budgets:
-            for strategy_dir in sorted(p for p in budget_dir.glob("*") if p.is_dir()):
-                test = _single(strategy_dir)
-                if not test:
-                    continue
-                result = model_result(strategy_dir.name, kind, test)
-                runs = (records.get(f"{kind}/{budget_dir.name}") or {}).get(strategy_dir.name) or {}
-                if runs:  # fit's dev score: UA, or -MAE for regression
-                    score = float(np.mean([r["dev"] for r in runs.values()]))
-                    result.dev = {
-                        result.primary: round(abs(score) if result.task == "regression" else score, 4)
-                    }
-                    result.dev["n_train"] = float(np.mean([r["n_train"] for r in runs.values()]))
-                out.setdefault((kind, budget_dir.name), {})[strategy_dir.name] = result
-    return out
-
-
-def transfer_comparisons(groups: dict[tuple[str, str], dict[str, ModelResult]]) -> list[ComparisonRow]:
-    """Each adapter vs none, each strategy vs full at its budget, the swap adapters."""
-    rows: list[ComparisonRow] = []
-    for (kind, budget), results in groups.items():
-        if kind == "swap":
-            pairs = [(a, b) for a, b in SWAP_PAIRS if a in results and b in results]
-        else:
-            reference = "none" if kind == "zeroshot" else "full"
-            pairs = [(name, reference) for name in results if name != reference and reference in results]
-        for a, b in pairs:
-            table = "fewshot" if kind == "fraction" else kind
-            rows += compare_models(table, results[a], results[b], (results[a].primary,), budget)
-    return rows
-
-
-def transfer_rows(groups: dict[tuple[str, str], dict[str, ModelResult]]) -> list[dict]:
+def transfer_rows(groups: list[TransferGroup]) -> list[dict]:
     """``results/transfer.csv``: the whole grid with intervals and the dev-selected setting."""
     rows = []
-    for (kind, budget), results in groups.items():
-        metric = next(iter(results.values())).primary
-        best = _best_by_dev(results, metric) if kind != "swap" else None
-        for name, result in results.items():
+    for group in groups:
+        best = _best_by_dev(group.results, group.primary) if group.kind != "swap" else None
+        for name, result in group.results.items():
             for m, est in result.estimates.items():
                 rows.append({
-                    "kind": kind, "budget": budget, "setting": name, "metric": m, "value": _r(est.value),
-                    "low": _r(est.low), "high": _r(est.high), "seed_std": _r(est.seed_std),
-                    "dev": _r(result.dev.get(m, float("nan"))), "n_seeds": est.n_seeds, "n_test": est.n_test,
+                    "kind": group.kind, "budget": group.budget, "setting": name, "metric": m,
+                    "value": _r(est.value), "low": _r(est.low), "high": _r(est.high),
+                    "seed_std": _r(est.seed_std), "dev": _r(result.dev.get(m, float("nan"))),
+                    "n_seeds": est.n_seeds, "n_test": est.n_test,
                     "n_train": _r(result.dev.get("n_train", float("nan"))), "best_by_dev": int(name == best),
                 })  # fmt: skip
     return rows
 
 
-def transfer_metrics(
-    groups: dict[tuple[str, str], dict[str, ModelResult]], rows: list[ComparisonRow]
-) -> dict:
-    """The transfer headline of ``metrics/transfer.json`` (see the module doc)."""
-    out: dict = {}
-    deltas = {(r.table, r.budget, r.a): r.result for r in rows}
-    for (kind, budget), results in groups.items():
-        if kind == "swap":
-            continue
-        reference = "none" if kind == "zeroshot" else "full"
-        table = "fewshot" if kind == "fraction" else kind
-        prefix = "zeroshot" if kind == "zeroshot" else f"{kind}/{budget}"
-        metric = next(iter(results.values())).primary
-        if reference in results:
-            est = results[reference].estimates[metric]
-            out |= _interval(f"{prefix}/{reference}/{metric}", est, est.value)
-        best = _best_by_dev(results, metric)
-        if best is not None and best != reference:
-            out[f"{prefix}/best_by_dev/{best}/{metric}"] = round(results[best].estimates[metric].value, 4)
-            result = deltas.get((table, budget, best))
-            if result is not None:
-                out |= _interval(f"{prefix}/best_by_dev/{best}/delta_{metric}", result, result.delta)
-    return out
+def write_results(
+    results_dir: Path,
+    source: SourceResults,
+    groups: list[TransferGroup],
+    comparisons: list[ComparisonRow],
+    metadata_path: Path,
+    protocol: str,
+) -> None:
+    """The data files of ``results/`` (the module doc), provenance apart."""
+    main = source.main
+    _write_csv(results_dir / "models.csv", models_rows([*source.models, *source.sentiment], protocol))
+    _write_csv(results_dir / "comparisons.csv", comparison_rows(comparisons))
+    _write_csv(results_dir / "transfer.csv", transfer_rows(groups))
+    _write_csv(results_dir / "folds.csv", source.folds)
+    _write_csv(results_dir / "per_class.csv", per_class_rows(main) if main.task == "classification" else [])
+    _write_csv(results_dir / "per_speaker.csv", per_speaker_rows(main, pd.read_parquet(metadata_path)))
+    write_json(results_dir / "gates.json", gate_analysis(source.main_test, main.classes))
+
+
+def write_provenance(results_dir: Path, params: dict) -> None:
+    """``results/provenance.json``: git commit, code and params hashes, device, packages."""
+    write_json(results_dir / "provenance.json", provenance(params))
 
 
 # ---------------------------------------------------------------- plots
 
 
-def _plots(main: ModelResult, main_frames: Frames, results: list[ModelResult], live_root: Path,
-           plots_dir: Path, groups: dict) -> None:  # fmt: skip
-    """Confusion matrix (main model, first fold and seed), UA bars with 95 % intervals, gates,
-    training curves, the few-shot curve and zero-shot bars."""
-    png_dir = plots_dir / "png"
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    first = next(iter(next(iter(main_frames.values())).values()))
+def _intervals(estimates: dict[str, Estimate]) -> dict[str, float]:
+    """Half-widths of the 95 % intervals, drawn as error bars."""
+    return {name: (est.high - est.low) / 2 for name, est in estimates.items()}
+
+
+def plot_confusion(main: ModelResult, main_test: Frames, plots_dir: Path) -> None:
+    """``plots/confusion_source_test.csv`` (``dvc plots``) and its PNG: the main model's first fold
+    and seed; a regression model's scores as the 7 Acc-7 classes (clipped to [-3, 3], rounded)."""
+    first = _first_frame(main_test)
     if main.task == "classification":
         labels = list(main.classes)
         actual = [labels[i] for i in first["label_id"]]
         predicted = [labels[i] for i in first["pred_id"]]
-    else:  # regression: the 7 Acc-7 classes (scores clipped to [-3, 3], rounded)
+    else:
         labels = [str(v) for v in range(-3, 4)]
         known = first[first["sentiment"].notna()]
         actual = [str(int(v)) for v in np.round(np.clip(known["sentiment"], -3, 3))]
@@ -483,46 +653,51 @@ def _plots(main: ModelResult, main_frames: Frames, results: list[ModelResult], l
     confusion = classification_metrics(
         [labels.index(a) for a in actual], [labels.index(p) for p in predicted], labels
     )["confusion"]
-    title = f"Source test confusion (main model, fold {next(iter(main_frames))}, first seed)"
-    plots.plot_confusion(confusion, labels, png_dir / "confusion_source_test.png", title)
-    classifiers = {r.name: r.estimates["ua"] for r in results if r.task == "classification"}
+    title = f"Source test confusion (main model, fold {next(iter(main_test))}, first seed)"
+    plots.plot_confusion(confusion, labels, plots_dir / "png" / "confusion_source_test.png", title)
+
+
+def plot_source_ua(models: list[ModelResult], png_dir: Path) -> None:
+    """Source test UA of every classifier with its 95 % interval."""
+    classifiers = {r.name: r.estimates["ua"] for r in models if r.task == "classification"}
     if classifiers:
-        plots.plot_bars({n: e.value for n, e in classifiers.items()}, png_dir / "source_ua.png",
-                        "Source test UA by model (mean over folds and seeds, 95% interval)", "UA",
-                        {n: (e.high - e.low) / 2 for n, e in classifiers.items()})  # fmt: skip
-    gates = gate_analysis(main_frames, main.classes)
-    if gates:
-        groups_ = {c: {m: g[c] for m, g in gates.items() if c in g} for c in ("reliable", "unreliable")}
-        groups_ |= {e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]}
-                    for e in main.classes}  # fmt: skip
-        plots.plot_grouped_bars({k: v for k, v in groups_.items() if v}, png_dir / "gates.png",
-                                "Mean modality weight by reliability condition and emotion (main model)",
-                                "gate")  # fmt: skip
+        title = "Source test UA by model (mean over folds and seeds, 95% interval)"
+        values = {n: e.value for n, e in classifiers.items()}
+        plots.plot_bars(values, png_dir / "source_ua.png", title, "UA", _intervals(classifiers))
+
+
+def plot_gates(main: ModelResult, main_test: Frames, png_dir: Path) -> None:
+    """The main model's mean modality weights by reliability condition and by emotion."""
+    gates = gate_analysis(main_test, main.classes)
+    if not gates:
+        return
+    groups = {c: {m: g[c] for m, g in gates.items() if c in g} for c in ("reliable", "unreliable")}
+    groups |= {
+        e: {m: g["by_emotion"][e] for m, g in gates.items() if e in g["by_emotion"]} for e in main.classes
+    }
+    title = "Mean modality weight by reliability condition and emotion (main model)"
+    plots.plot_grouped_bars({k: v for k, v in groups.items() if v}, png_dir / "gates.png", title, "gate")
+
+
+def plot_training_curves(models: list[ModelResult], fold: str, live_root: Path, png_dir: Path) -> None:
+    """Dev UA and train loss of each model's first seed on ``fold`` (its dvclive run)."""
     curves = {}
-    for result in results:
-        runs = sorted((live_root / result.name / main.folds[0]).glob("seed*"))
+    for result in models:
+        runs = sorted((live_root / result.name / fold).glob("seed*"))
         for metric, relative in (("dev UA", "dev/ua.tsv"), ("train loss", "train/loss.tsv")):
             path = runs[0] / "plots" / "metrics" / relative if runs else None
             if path is not None and path.is_file():
                 curves.setdefault(result.name, {})[metric] = pd.read_csv(path, sep="\t").iloc[:, -1].tolist()
     if curves:
-        plots.plot_curves(curves, png_dir / "training_curves.png",
-                          f"Training curves (source, fold {main.folds[0]}, first seed)")  # fmt: skip
-    fewshot_csv(groups, plots_dir / "fewshot.csv", png_dir / "fewshot.png")
-    zeroshot = groups.get(("zeroshot", ""), {})
-    if zeroshot:
-        metric = next(iter(zeroshot.values())).primary
-        plots.plot_bars({n: r.estimates[metric].value for n, r in zeroshot.items()}, png_dir / "zeroshot.png",
-                        f"Target test {metric.upper()} zero-shot, by feature adapter (95% interval)", metric,
-                        {n: (r.estimates[metric].high - r.estimates[metric].low) / 2
-                         for n, r in zeroshot.items()})  # fmt: skip
+        title = f"Training curves (source, fold {fold}, first seed)"
+        plots.plot_curves(curves, png_dir / "training_curves.png", title)
 
 
-def fewshot_csv(groups: dict, path: Path, png: Path) -> None:
+def fewshot_csv(groups: list[TransferGroup], path: Path, png: Path) -> None:
     """``plots/fewshot.csv`` (``fraction``, ``<strategy>_ua`` and its ``_low`` / ``_high``; 0 is
     the zero-shot model) and its PNG with 95 % intervals."""
-    fractions = {int(b): r for (k, b), r in groups.items() if k == "fraction"}
-    zero = groups.get(("zeroshot", ""), {}).get("none")
+    fractions = {int(g.budget): g.results for g in groups if g.kind == "fraction"}
+    zero = next((g.results.get("none") for g in groups if g.kind == "zeroshot"), None)
     strategies = sorted({s for r in fractions.values() for s in r})
     table: dict[int, dict[str, Estimate]] = {}
     for fraction, results in sorted(fractions.items()):
@@ -551,6 +726,31 @@ def fewshot_csv(groups: dict, path: Path, png: Path) -> None:
         plots.plot_fewshot(sorted(rows, key=lambda r: (r["setting"], r["fraction"])), png, title, metric)
 
 
+def plot_zeroshot(groups: list[TransferGroup], png_dir: Path) -> None:
+    """Target test score of each zero-shot feature adapter with its 95 % interval."""
+    zeroshot = next((g for g in groups if g.kind == "zeroshot"), None)
+    if zeroshot is None:
+        return
+    metric = zeroshot.primary
+    estimates = {n: r.estimates[metric] for n, r in zeroshot.results.items()}
+    title = f"Target test {metric.upper()} zero-shot, by feature adapter (95% interval)"
+    values = {n: e.value for n, e in estimates.items()}
+    plots.plot_bars(values, png_dir / "zeroshot.png", title, metric, _intervals(estimates))
+
+
+def write_plots(plots_dir: Path, source: SourceResults, groups: list[TransferGroup], live_root: Path) -> None:
+    """Confusion matrix, UA bars with 95 % intervals, gates, training curves, the few-shot curve
+    and zero-shot bars."""
+    png_dir = plots_dir / "png"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plot_confusion(source.main, source.main_test, plots_dir)
+    plot_source_ua(source.models, png_dir)
+    plot_gates(source.main, source.main_test, png_dir)
+    plot_training_curves(source.models, source.main.folds[0], live_root, png_dir)
+    fewshot_csv(groups, plots_dir / "fewshot.csv", png_dir / "fewshot.png")
+    plot_zeroshot(groups, png_dir)
+
+
 # ---------------------------------------------------------------- the stage
 
 
@@ -575,61 +775,21 @@ def evaluate(
     Only the current models (``baselines`` / ``variants``) and ``folds`` are read: a recipe
     dropped from the params leaves its old predictions behind, and they are ignored.
     """
-    source_dir, ablation_dir, transfer_dir = Path(source_dir), Path(ablation_dir), Path(transfer_dir)
-    metrics_dir, results_dir, plots_dir = Path(metrics_dir), Path(results_dir), Path(plots_dir)
-    main_test = read_frames(source_dir / MAIN, folds)
-    missing = [f for f in folds if f not in main_test]
-    if missing:
-        raise FileNotFoundError(
-            f"{source_dir}/{MAIN}/<fold>/seed*.parquet: no predictions for folds {missing}; run `dvc repro`"
-        )
-    main_dev = read_frames(source_dir / MAIN, folds, "dev")
-    main = model_result(MAIN, "main", main_test, main_dev)
-    fold_table = fold_rows(MAIN, {"test": main_test, "dev": main_dev}, main.classes)
-    results, extra = [main], []
-    for role, root, names in (("baseline", source_dir, baselines), ("ablation", ablation_dir, variants)):
-        for name in names:
-            test = read_frames(root / name, folds)
-            if not test:
-                logger.warning("%s/%s: no predictions; left out", root, name)
-                continue
-            dev = read_frames(root / name, folds, "dev")
-            result = model_result(name, role, test, dev)
-            results.append(result)
-            fold_table += fold_rows(name, {"test": test, "dev": dev}, result.classes)
-            sentiment = sentiment_result(name, test)
-            if sentiment is not None:
-                extra.append(sentiment)
-    by_name = {r.name: r for r in results}
-    comparisons: list[ComparisonRow] = []
-    for result in results:
-        if result.role == "baseline" and result.task == main.task:
-            comparisons += compare_models("baselines", main, result, HEADLINE[main.task])
-    ablation_rows = {n: by_name[n] for n in [*variants, *ABLATION_BASELINES, MAIN]
-                     if n in by_name and by_name[n].task == "classification"}  # fmt: skip
-    if REFERENCE_ROW in ablation_rows:
-        for name, result in ablation_rows.items():
-            if name != REFERENCE_ROW:
-                comparisons += compare_models("ablation", result, ablation_rows[REFERENCE_ROW], ("ua",))
-    groups = transfer_results(transfer_dir)
-    comparisons += transfer_comparisons(groups)
-    adjust(comparisons)
-
-    baseline_results = [r for r in results if r.role == "baseline"]
-    source = source_metrics(main, baseline_results, comparisons)
-    write_json(metrics_dir / "source.json", source)
-    write_json(metrics_dir / "ablation.json", ablation_metrics(ablation_rows, comparisons))
-    write_json(metrics_dir / "transfer.json", transfer_metrics(groups, comparisons))
-
-    table = pd.read_parquet(metadata_path)
-    _write_csv(results_dir / "models.csv", models_rows([*results, *extra], protocol))
-    _write_csv(results_dir / "comparisons.csv", comparison_rows(comparisons))
-    _write_csv(results_dir / "transfer.csv", transfer_rows(groups))
-    _write_csv(results_dir / "folds.csv", fold_table)
-    _write_csv(results_dir / "per_class.csv", per_class_rows(main) if main.task == "classification" else [])
-    _write_csv(results_dir / "per_speaker.csv", per_speaker_rows(main, table))
-    write_json(results_dir / "gates.json", gate_analysis(main_test, main.classes))
-    write_json(results_dir / "provenance.json", provenance(params or {}))
-    _plots(main, main_test, results, Path(live_root), plots_dir, groups)
-    logger.info("main %s: %s", main.primary, main.estimates[main.primary])
-    return source
+    source = read_main(Path(source_dir), folds)
+    read_models(source, "baseline", Path(source_dir), baselines, folds)
+    read_models(source, "ablation", Path(ablation_dir), variants, folds)
+    ablation = ablation_table(source.models, variants)
+    groups = transfer_results(Path(transfer_dir))
+    comparisons = adjust(
+        [
+            *baseline_comparisons(source.main, source.baselines),
+            *ablation_comparisons(ablation),
+            *transfer_comparisons(groups),
+        ]
+    )
+    headline = write_metrics(Path(metrics_dir), source, ablation, groups, comparisons)
+    write_results(Path(results_dir), source, groups, comparisons, Path(metadata_path), protocol)
+    write_provenance(Path(results_dir), params or {})
+    write_plots(Path(plots_dir), source, groups, Path(live_root))
+    logger.info("main %s: %s", source.main.primary, source.main.estimates[source.main.primary])
+    return headline

@@ -29,7 +29,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +69,6 @@ def _require_file(path: Path) -> None:
 
 def _decode_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, int, float, bool]:
     """Mono waveform ``(S,)`` at the file's rate, rate, channels, full length (s), truncated."""
-    import soundfile
-
     try:
         with soundfile.SoundFile(path) as sound:
             orig_sr, orig_channels, orig_frames = sound.samplerate, sound.channels, sound.frames
@@ -85,8 +87,6 @@ def _decode_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray
 
 def _decode_container(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, int, float, bool]:
     """The first audio stream of any FFmpeg-readable file, same return as :func:`_decode_soundfile`."""
-    import av
-
     blocks: list[np.ndarray] = []  # mono (n,) per decoded frame
     num_samples, orig_sr, orig_channels, truncated, duration = 0, 0, 0, False, None
     try:
@@ -178,9 +178,6 @@ def read_audio(
 
     resampled = orig_sr != target_sr
     if resampled:
-        import torch
-        import torchaudio.functional
-
         waveform = torchaudio.functional.resample(
             torch.from_numpy(np.ascontiguousarray(waveform)), orig_freq=orig_sr, new_freq=target_sr
         ).numpy()
@@ -262,8 +259,6 @@ def _timed_frames(path: Path, container: Any, stream: Any, seek_to: float) -> It
     """``(time in s from the stream start, frame)`` in presentation order, from ``seek_to`` or
     the keyframe before it. Frames without pts get ``index / average_rate`` (only without a seek).
     """
-    import av
-
     base = stream.start_time or 0
     rate = float(stream.average_rate) if stream.average_rate else None
     seeked = False
@@ -447,8 +442,6 @@ def read_video_frames(
             the path and the window.
         ValueError: ``num_frames`` < 1, ``fps`` <= 0, or a negative ``start`` / ``end``.
     """
-    import av
-
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if fps is not None and not fps > 0:

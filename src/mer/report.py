@@ -21,18 +21,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer import protocols, uncertainty
+from mer import metric_keys, protocols, uncertainty
 
-MAIN = "fusion"
+MAIN = metric_keys.MAIN_MODEL
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published number under a named protocol: shown for orientation, never as a mer result."""
+
+    corpus: str
+    system: str
+    protocol: str
+    reported: str
+
+
 # Published numbers under honest protocols (../shared/corpora.md); references, not mer results.
-LOSO = "leave-one-session-out, 5 folds"
+LOSO, OFFICIAL = "leave-one-session-out, 5 folds", "official split"
 REFERENCES = (
-    ("IEMOCAP 4-class", "frozen WavLM Base+ + small head (SUPERB ER)", LOSO, "accuracy ≈ 68.7%"),
-    ("IEMOCAP 4-class", "frozen WavLM Large + small head (SUPERB ER)", LOSO, "accuracy ≈ 70.6%"),
-    ("MELD 7-class", "text-only RoBERTa with dialogue context", "official split", "weighted F1 ≈ 64–66"),
-    ("MELD 7-class", "multimodal systems", "official split", "weighted F1 ≈ 65–69"),
-    ("CMU-MOSI", "Self-MM (MMSA, 5 seeds)", "official split", "Acc-2 (non0) 84.8, MAE 0.724, Corr 0.789"),
-)  # fmt: skip
+    Reference("IEMOCAP 4-class", "frozen WavLM Base+ + small head (SUPERB ER)", LOSO, "accuracy ≈ 68.7%"),
+    Reference("IEMOCAP 4-class", "frozen WavLM Large + small head (SUPERB ER)", LOSO, "accuracy ≈ 70.6%"),
+    Reference("MELD 7-class", "text-only RoBERTa with dialogue context", OFFICIAL, "weighted F1 ≈ 64–66"),
+    Reference("MELD 7-class", "multimodal systems", OFFICIAL, "weighted F1 ≈ 65–69"),
+    Reference("CMU-MOSI", "Self-MM (MMSA, 5 seeds)", OFFICIAL, "Acc-2 (non0) 84.8, MAE 0.724, Corr 0.789"),
+)
 
 MODEL_NAMES = {
     MAIN: "main model (fusion section)",
@@ -620,15 +632,33 @@ def _swap_section(results: Results) -> list[str]:
     return lines + (_table(header, pairs) if pairs else [])
 
 
+@dataclass(frozen=True)
+class BudgetKind:
+    """A few-shot kind of ``transfer.csv`` and how its section shows it.
+
+    Attributes:
+        kind (str): ``kind`` in ``transfer.csv``.
+        table (str): its ``table`` in ``comparisons.csv``.
+        unit (str): printed after a budget (``10%``, ``3 per class``).
+        title (str): the section heading.
+    """
+
+    kind: str
+    table: str
+    unit: str
+    title: str
+
+
 BUDGETS = (
-    ("fraction", "fewshot", "%", "Few-shot: a fraction of the target train split"),
-    ("kshot", "kshot", " per class", "k-shot: k labelled target utterances per class"),
+    BudgetKind("fraction", "fewshot", "%", "Few-shot: a fraction of the target train split"),
+    BudgetKind("kshot", "kshot", " per class", "k-shot: k labelled target utterances per class"),
 )
 
 
-def _budget_section(results: Results, kind: str, table: str, unit: str, title: str) -> list[str]:
+def _budget_section(results: Results, budget_kind: BudgetKind) -> list[str]:
     """Strategy × budget scores, then per budget the dev-selected strategy and the verdicts vs full."""
-    rows = _transfer_rows(results, kind)
+    unit = budget_kind.unit
+    rows = _transfer_rows(results, budget_kind.kind)
     if rows.empty:
         return []
     metric = rows["metric"].iloc[0]
@@ -641,8 +671,8 @@ def _budget_section(results: Results, kind: str, table: str, unit: str, title: s
         scores.append([data, *(_strategy_cell(at[at["setting"] == s]) for s in strategies)])
     header = ["target data", *(f"{STRATEGY_NAMES.get(s, s)} {_label(metric)}" for s in strategies)]
     text = f"{_counts(rows)} Bold: the strategy the target dev split selects at that budget."
-    verdicts = _budget_verdicts(rows, _comparisons(results, table, metric), budgets, unit)
-    return [f"### {title}", "", text, "", *_table(header, scores), *verdicts]
+    verdicts = _budget_verdicts(rows, _comparisons(results, budget_kind.table, metric), budgets, unit)
+    return [f"### {budget_kind.title}", "", text, "", *_table(header, scores), *verdicts]
 
 
 def _strategy_cell(rows: pd.DataFrame) -> str:
@@ -690,25 +720,15 @@ def _transfer_section(
         "",
     ]
     body = _zeroshot_section(results) + _swap_section(results)
-    for kind, table, unit, title in BUDGETS:
-        body += _budget_section(results, kind, table, unit, title)
+    for budget_kind in BUDGETS:
+        body += _budget_section(results, budget_kind)
     lines += body or ["_No transfer results (`results/transfer.csv` missing or empty)._", ""]
     lines += [_image(png_dir / "fewshot.png", report_dir, "few-shot curve"), ""]
     return [*lines, _image(png_dir / "zeroshot.png", report_dir, "zero-shot adapters"), ""]
 
 
-def build_summary(
-    metrics_dir: str | Path,
-    results_dir: str | Path,
-    png_dir: str | Path,
-    metadata_dir: str | Path,
-    out: str | Path,
-) -> Path:
-    """Write the Markdown summary from the metadata counts, the evaluate stage's results, PNGs and tables."""
-    metrics_dir, png_dir, out = Path(metrics_dir), Path(png_dir), Path(out)
-    results = Results.load(Path(results_dir))
-    source_table = pd.read_parquet(Path(metadata_dir) / "source.parquet")
-    target_table = pd.read_parquet(Path(metadata_dir) / "target.parquet")
+def _title_section(source_table: pd.DataFrame) -> list[str]:
+    """The title, the synthetic corpus's warning where it applies, and how to read the intervals."""
     lines = ["# mer results summary", ""]
     if str(source_table["corpus"].iloc[0]).startswith("synthetic"):
         lines += [
@@ -717,46 +737,92 @@ def build_summary(
             "> what it was designed to learn and say nothing about accuracy on real emotional speech.",
             "",
         ]
-    lines += [INTERVALS, ""]
-    lines += _source_section(results, source_table) + _baselines_section(results) + _ablation_section(results)
-    lines += _gates_section(results.gates, png_dir, out.parent)
-    lines += ["### Confusion matrix and training curves", ""]
-    lines += [_image(png_dir / "confusion_source_test.png", out.parent, "confusion matrix"), ""]
-    lines += [_image(png_dir / "training_curves.png", out.parent, "training curves"), ""]
-    lines += _folds_section(results, source_table.attrs.get("corpus", "synthetic"))
-    corpora = {role: str(t["corpus"].iloc[0]) if not t.empty else "none"
-               for role, t in (("source", source_table), ("target", target_table))}  # fmt: skip
-    lines += _groups_section(results) + _loading_section(metrics_dir, corpora)
-    lines += _transfer_section(results, target_table, png_dir, out.parent)
-    return _finish(lines, out, results.provenance)
+    return [*lines, INTERVALS, ""]
 
 
-def _finish(lines: list[str], out: Path, provenance: dict) -> Path:
-    """The references and provenance at the end; write the file."""
-    lines += ["## Reference numbers from the literature (not mer results)", ""]
-    lines += [
+def _figures_section(png_dir: Path, report_dir: Path) -> list[str]:
+    """The main model's confusion matrix and every model's training curves (PNGs)."""
+    return [
+        "### Confusion matrix and training curves",
+        "",
+        _image(png_dir / "confusion_source_test.png", report_dir, "confusion matrix"),
+        "",
+        _image(png_dir / "training_curves.png", report_dir, "training curves"),
+        "",
+    ]
+
+
+def _references_section() -> list[str]:
+    """Published numbers for orientation, apart from mer's results."""
+    return [
+        "## Reference numbers from the literature (not mer results)",
+        "",
         "These are published results under the protocols named, for orientation only; mer has not",
         "reproduced them here.",
         "",
+        "| corpus | system | protocol | reported |",
+        "|---|---|---|---|",
+        *(f"| {r.corpus} | {r.system} | {r.protocol} | {r.reported} |" for r in REFERENCES),
     ]
-    lines += ["| corpus | system | protocol | reported |", "|---|---|---|---|"]
-    lines += [f"| {c} | {s} | {p} | {r} |" for c, s, p, r in REFERENCES]
 
-    if provenance:
-        lines += ["", "## Provenance", ""]
-        differs = " (code differed from it)" if provenance.get("code_differs_from_commit") else ""
-        lines += [f"- git commit: `{provenance.get('git_commit')}`{differs}"]
-        lines += [f"- code hash: `{provenance.get('code_hash')}` (src/, stages/, dvc.yaml)"]
-        lines += [
-            f"- params hash: `{provenance.get('params_hash')}`",
-            f"- device: {provenance.get('device')}",
-        ]
-        if provenance.get("python"):
-            lines += [f"- python: {provenance['python']}"]
-        packages = provenance.get("packages", {})
-        lines += ["- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items())]
-        for name, origin in provenance.get("encoders", {}).items():
-            lines.append(f"- encoder {name}: {origin}")
+
+def _provenance_section(provenance: dict) -> list[str]:
+    """What produced the numbers (``results/provenance.json``): commit, hashes, device, packages."""
+    if not provenance:
+        return []
+    differs = " (code differed from it)" if provenance.get("code_differs_from_commit") else ""
+    lines = [
+        "",
+        "## Provenance",
+        "",
+        f"- git commit: `{provenance.get('git_commit')}`{differs}",
+        f"- code hash: `{provenance.get('code_hash')}` (src/, stages/, dvc.yaml)",
+        f"- params hash: `{provenance.get('params_hash')}`",
+        f"- device: {provenance.get('device')}",
+    ]
+    if provenance.get("python"):
+        lines.append(f"- python: {provenance['python']}")
+    packages = provenance.get("packages", {})
+    lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()))
+    lines += [f"- encoder {name}: {origin}" for name, origin in provenance.get("encoders", {}).items()]
+    return lines
+
+
+def _corpora(source_table: pd.DataFrame, target_table: pd.DataFrame) -> dict[str, str]:
+    """Each role's corpus name (``none`` for an empty table)."""
+    tables = {"source": source_table, "target": target_table}
+    return {role: str(t["corpus"].iloc[0]) if not t.empty else "none" for role, t in tables.items()}
+
+
+def build_summary(
+    *,
+    metrics_dir: str | Path,
+    results_dir: str | Path,
+    png_dir: str | Path,
+    metadata_dir: str | Path,
+    out: str | Path,
+) -> Path:
+    """Write the Markdown summary from the metadata counts, the evaluate stage's results, PNGs and
+    tables: one section after another, each its own function."""
+    metrics_dir, png_dir, out = Path(metrics_dir), Path(png_dir), Path(out)
+    results = Results.load(Path(results_dir))
+    source_table = pd.read_parquet(Path(metadata_dir) / "source.parquet")
+    target_table = pd.read_parquet(Path(metadata_dir) / "target.parquet")
+    report_dir = out.parent
+    sections = [
+        _title_section(source_table),
+        _source_section(results, source_table),
+        _baselines_section(results),
+        _ablation_section(results),
+        _gates_section(results.gates, png_dir, report_dir),
+        _figures_section(png_dir, report_dir),
+        _folds_section(results, source_table.attrs.get("corpus", "synthetic")),
+        _groups_section(results),
+        _loading_section(metrics_dir, _corpora(source_table, target_table)),
+        _transfer_section(results, target_table, png_dir, report_dir),
+        _references_section(),
+        _provenance_section(results.provenance),
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text("\n".join(line for section in sections for line in section) + "\n")
     return out

@@ -37,11 +37,10 @@ import argparse
 import io
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +49,9 @@ import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.ticker import MaxNLocator
+
+from mer import metric_keys, predictions
+from mer.predictions import ABLATION_ROOT, SOURCE_ROOT, Files, Frames
 
 if TYPE_CHECKING:
     from dvc.api import DVCFileSystem
@@ -340,27 +342,21 @@ def _is_confusion(spec: PlotSpec, work: pd.DataFrame) -> bool:
 # ---------------------------------------------------------------- noise-aware verdicts
 
 
-PREDICTION_ROOTS = ("data/predictions/source", "data/predictions/ablation")
-MAIN_MODEL = "fusion"  # data/predictions/source/fusion: compared first, on every headline metric
-# data/predictions/source/folds/<k>/ is the pre-fold-layout per-fold tree, not a model; <fold>/dev/
-# holds dev-split predictions
-NOT_MODELS = frozenset({"folds"})
-NOT_FOLDS = frozenset({"dev"})
-SEED_FILE = re.compile(r"seed(\d+)\.parquet")
-HEADLINE_METRICS = {
-    "classification": ("ua", "wa", "f1_weighted"),
-    "regression": ("mae", "pearson", "acc2_non0"),
-}
-OTHER_METRICS = {"classification": ("ua",), "regression": ("mae",)}
+PREDICTION_ROOTS = (SOURCE_ROOT, ABLATION_ROOT)
+# a model's key in the verdict table: its folder name, an ablation recipe's prefixed with "ablation/"
+MODEL_PREFIXES = {SOURCE_ROOT: "", ABLATION_ROOT: "ablation/"}
+MAIN_MODEL = metric_keys.MAIN_MODEL  # compared first, on every headline metric
+HEADLINE_METRICS = metric_keys.HEADLINE
+OTHER_METRICS = {task: (metric,) for task, metric in metric_keys.PRIMARY.items()}
 METRIC_NAMES = {"ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1",
                 "mae": "MAE", "pearson": "Pearson r", "acc2_non0": "Acc-2 (non-0)",
                 "acc2_has0": "Acc-2 (has-0)"}  # fmt: skip
 IDENTICAL = "unchanged (identical predictions)"
 
 # {model: {fold: {seed: path relative to the repo root}}}
-Layout = dict[str, dict[str, dict[int, str]]]
+Layout = dict[str, Files]
 # {fold: {seed: predictions frame}} of one model
-FoldFrames = dict[str, dict[int, pd.DataFrame]]
+FoldFrames = Frames
 
 
 class BaseUnavailable(Exception):
@@ -384,15 +380,14 @@ def _model_key(folder: str) -> str | None:
     >>> _model_key("data/predictions/ablation/no_gate"), _model_key("data/predictions/source")
     ('ablation/no_gate', None)
     """
-    for root in PREDICTION_ROOTS:
+    for root, prefix in MODEL_PREFIXES.items():
         if folder.startswith(root + "/"):
-            name = folder[len(root) + 1 :].split("/")[0]
-            return name if root == PREDICTION_ROOTS[0] else f"ablation/{name}"
+            return prefix + folder[len(root) + 1 :].split("/")[0]
     return None
 
 
 def prediction_layout(paths: Iterable[str]) -> Layout:
-    """Group per-fold test prediction files by model, fold and seed.
+    """Group per-fold test prediction files by model, fold and seed (:func:`mer.predictions.layout`).
 
     Keeps ``data/predictions/source/<model>/<fold>/seed<k>.parquet`` (model key ``<model>``) and
     ``data/predictions/ablation/<recipe>/<fold>/seed<k>.parquet`` (key ``ablation/<recipe>``);
@@ -410,17 +405,10 @@ def prediction_layout(paths: Iterable[str]) -> Layout:
     >>> {model: {fold: sorted(seeds) for fold, seeds in folds.items()} for model, folds in layout.items()}
     {'fusion': {'main': [0]}, 'ablation/no_gate': {'1': [2]}, 'concat': {'main': [1]}}
     """
+    paths = [path.lstrip("/") for path in paths]
     layout: Layout = {}
-    for path in paths:
-        path = path.lstrip("/")
-        model = _model_key(path)
-        if model is None:
-            continue
-        root = PREDICTION_ROOTS[1] if model.startswith("ablation/") else PREDICTION_ROOTS[0]
-        parts = path[len(root) + 1 :].split("/")  # <model>/<fold>/seed<k>.parquet
-        match = SEED_FILE.fullmatch(parts[-1])
-        if len(parts) == 3 and match and parts[0] not in NOT_MODELS and parts[1] not in NOT_FOLDS:
-            layout.setdefault(model, {}).setdefault(parts[1], {})[int(match.group(1))] = path
+    for root, prefix in MODEL_PREFIXES.items():
+        layout |= {prefix + model: folds for model, folds in predictions.layout(paths, root).items()}
     return {model: layout[model] for model in sorted(layout, key=lambda model: (model != MAIN_MODEL, model))}
 
 
@@ -455,14 +443,6 @@ def _base_prediction_files(fs: DVCFileSystem) -> tuple[list[str], list[str]]:
             except errors:
                 unreadable.append(entry)
     return files, unreadable
-
-
-def _read_frames(read: Callable[[str], bytes], folds: dict[str, dict[int, str]]) -> FoldFrames:
-    """``{fold: {seed: frame}}`` of one model, each parquet file's bytes from ``read(path)``."""
-    return {
-        fold: {seed: pd.read_parquet(io.BytesIO(read(path))) for seed, path in sorted(seeds.items())}
-        for fold, seeds in folds.items()
-    }
 
 
 def _has_dvc_remote(repo: Path) -> bool:
@@ -502,7 +482,7 @@ def predates_layout_message(rev: str) -> str:
     """Why there is no verdict when ``rev`` has no per-fold predictions of the main model."""
     return (
         f"No verdict: `{rev}` predates per-fold predictions (its `dvc.lock` names no "
-        f"`{PREDICTION_ROOTS[0]}/{MAIN_MODEL}/<fold>/seed<k>.parquet`), so only the metrics diff "
+        f"`{SOURCE_ROOT}/{MAIN_MODEL}/<fold>/seed<k>.parquet`), so only the metrics diff "
         "below compares it; re-run `dvc repro` at that revision to get them (if its code writes them; "
         "otherwise review against a later revision)."
     )
@@ -512,7 +492,7 @@ def workspace_missing_message() -> str:
     """Why there is no verdict when the workspace has no per-fold predictions of the main model."""
     return (
         "No verdict: the workspace has no per-fold test predictions "
-        f"(`{PREDICTION_ROOTS[0]}/{MAIN_MODEL}/<fold>/seed<k>.parquet`); run `dvc repro` first."
+        f"(`{SOURCE_ROOT}/{MAIN_MODEL}/<fold>/seed<k>.parquet`); run `dvc repro` first."
     )
 
 
@@ -556,9 +536,9 @@ def _read_base_predictions(
     except errors as error:
         raise BaseUnavailable(f"No verdict: DVC cannot read `{rev}` ({error}).") from error
     layout = prediction_layout(files)
-    main_dir = f"{PREDICTION_ROOTS[0]}/{MAIN_MODEL}"
+    main_dir = f"{SOURCE_ROOT}/{MAIN_MODEL}"
     if MAIN_MODEL not in layout:
-        if main_dir in unreadable or PREDICTION_ROOTS[0] in unreadable:
+        if main_dir in unreadable or SOURCE_ROOT in unreadable:
             raise BaseUnavailable(missing_cache_message(rev, repo, [main_dir]))
         raise BaseUnavailable(predates_layout_message(rev))
 
@@ -568,17 +548,17 @@ def _read_base_predictions(
 
     wanted = [model for model in layout if models is None or model in models]
     missing = [path for path in unreadable if models is None or _model_key(path) in models]
-    predictions: dict[str, FoldFrames] = {}
+    frames: dict[str, FoldFrames] = {}
     for model in wanted:
         try:
-            predictions[model] = _read_frames(read, layout[model])
+            frames[model] = predictions.read_frames(layout[model], read)
         except errors as error:
             if model == MAIN_MODEL:
                 raise BaseUnavailable(missing_cache_message(rev, repo, [main_dir])) from error
             missing.append(model)
     notes = [f"- `{path}`: not compared, its `{rev}` predictions are not in the local DVC cache."
              for path in missing]  # fmt: skip
-    return predictions, notes
+    return frames, notes
 
 
 def _num_classes(frames: Iterable[pd.DataFrame]) -> int:
@@ -750,7 +730,7 @@ def verdict_section(rev: str, repo: str | Path = ".", n_boot: int | None = None)
     def read(path: str) -> bytes:
         return (repo / path).read_bytes()
 
-    new = {model: _read_frames(read, folds) for model, folds in work_layout.items()}
+    new = {model: predictions.read_frames(files, read) for model, files in work_layout.items()}
     table = verdict_table(rev, base, new, n_boot)
     return "\n\n".join(part for part in (table, "\n".join(notes)) if part)
 

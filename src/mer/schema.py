@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer.vocab import EMOTIONS
+
 logger = logging.getLogger(__name__)
 
 #: Columns every metadata table has, in this order.
@@ -42,8 +44,6 @@ def label_classes(table: pd.DataFrame) -> tuple[str, ...]:
     through row selections), because a split need not contain every class. Tables built in code
     without a label map (tests, the synthetic corpus's loader) have the shared four.
     """
-    from mer.vocab import EMOTIONS
-
     return tuple(table.attrs.get("classes", EMOTIONS))
 
 

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mer import schema
 from mer.adapt import build_adapter, fit_adapter, save_adapter
 from mer.data import MultimodalData, load_splits
+from mer.features import FeatureStore
 from mer.models.adapter import FeatureAdapter
 from mer.params import AdaptParams
 from mer.seeding import seed_everything
@@ -86,9 +88,6 @@ def train_swap_adapters(
 
 def cheap_splits(metadata_path: str | Path, cheap_features: str | Path) -> dict[str, MultimodalData]:
     """The corpus's splits with the cheap extractor's features under the ``audio`` name."""
-    from mer import schema
-    from mer.features import FeatureStore
-
     table = schema.read(metadata_path)
     store = FeatureStore(cheap_features)
     return {

@@ -40,13 +40,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mer import metric_keys as metric_key  # as: sweep.metric_keys lists an experiment's keys
+
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "metrics/source.json"  # the default metrics come from here
-MAIN_PREFIX = "main/"  # the main model's keys in SUMMARY_FILE (baselines are under "baselines/")
-MAIN_TEST = ("main/ua", "main/mae")  # the default test metric: classification, else regression
-MAIN_DEV = ("main/dev_ua", "main/dev_mae")  # the default selection metric (dev split), likewise
-MAIN_MODEL = "fusion"  # older nested keys: preferred when several end in "ua" (not a baseline)
+SUMMARY_FILE = metric_key.SOURCE_FILE  # the default metrics come from here
+MAIN_PREFIX = f"{metric_key.MAIN}/"  # the main model's keys in SUMMARY_FILE (baselines: their own)
+SCORES = ("ua", "mae")  # the main model's default metric: classification, else regression
+MAIN_TEST = tuple(metric_key.main(m) for m in SCORES)  # the default test metric
+MAIN_DEV = tuple(metric_key.main(metric_key.dev(m)) for m in SCORES)  # the default selection metric
+MAIN_MODEL = metric_key.MAIN_MODEL  # older nested keys: preferred when several end in "ua"
 FINISHED = {None, "success"}  # executor state of a usable experiment (None: not run by a queue)
 
 
@@ -304,10 +307,10 @@ def default_select(rows: Sequence[Mapping[str, Any]]) -> str | None:
     main = _main_key(summary, MAIN_DEV)
     if main is not None or _has_main(summary):
         return main
-    for last in (_path(name).rsplit("/", 1)[-1] for name in MAIN_DEV):
+    for last in (metric_key.dev(m) for m in SCORES):
         exact = [
             key for key in summary
-            if _components(key)[-1] == last and not {"baseline", "baselines"} & set(_components(key))
+            if _components(key)[-1] == last and not {"baseline", metric_key.BASELINES} & set(_components(key))
         ]  # fmt: skip
         if exact:
             return min(
@@ -405,7 +408,7 @@ def _metric_cell(row: Mapping[str, Any], metric: str) -> str:
     """``0.8123 [0.78, 0.84]`` when ``<metric>_low`` and ``<metric>_high`` exist, else ``0.8123``."""
     values = row["metrics"]
     cell = _cell(values.get(metric), metric=True)
-    low, high = values.get(f"{metric}_low"), values.get(f"{metric}_high")
+    low, high = values.get(metric_key.low(metric)), values.get(metric_key.high(metric))
     if values.get(metric) is not None and _is_number(low) and _is_number(high):
         cell += f" [{low:.2f}, {high:.2f}]"
     return cell
@@ -535,8 +538,8 @@ def plot_sweep(
         plotted = [row for row in points if _score(row, metric) is not None]
         xs = [position(row) for row in plotted]
         ys = [_score(row, metric) for row in plotted]
-        lows = [row["metrics"].get(f"{metric}_low") for row in plotted]
-        highs = [row["metrics"].get(f"{metric}_high") for row in plotted]
+        lows = [row["metrics"].get(metric_key.low(metric)) for row in plotted]
+        highs = [row["metrics"].get(metric_key.high(metric)) for row in plotted]
         label = f"{metric} (dev, selection)" if metric == select else f"{metric} (test)"
         if plotted and all(_is_number(v) for v in (*lows, *highs)):
             errors = [

@@ -26,7 +26,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import pandas as pd
+
+from mer.media import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +152,6 @@ def probe_media(path: Path) -> MediaProbe:
     Raises:
         mer.media.MediaError: the file is missing, empty or not a readable container.
     """
-    import av
-
-    from mer.media import MediaError
-
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: file does not exist")
@@ -188,8 +187,6 @@ def check_media(
     ``expected_seconds`` with ``max_overrun_seconds``: a clip longer than the timestamps say by
     more than the allowance is mis-cut (MELD ships some minutes long) and quarantined.
     """
-    from mer.media import MediaError
-
     if not Path(path).is_file():
         quarantine.add(utt_id, "missing_file", str(path))
         return False

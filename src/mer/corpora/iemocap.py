@@ -47,6 +47,7 @@ from tqdm import tqdm
 from mer import schema
 from mer.corpora import common
 from mer.corpora.labels import label_map
+from mer.media import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def _dialog_video(root: Path, session_dir: str, dialog: str) -> Path | None:
     if not path.is_file():
         logger.warning("%s: dialog video not found; its utterances get video_path None", path)
         return None
-    from mer.media import MediaError
-
     try:
         info = common.probe_media(path)
     except MediaError as exc:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 CORPUS = "ravdess"
 DEFAULT_LABELS = "8class"
 RELEASE_DIR = "Audio_Speech_Actors_01-24"
-MODALITIES = {"01": "full_av", "02": "video_only", "03": "audio_only"}
+MODALITY_CODES = {"01": "full_av", "02": "video_only", "03": "audio_only"}
 VOCAL_CHANNELS = {"01": "speech", "02": "song"}
 INTENSITIES = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
@@ -105,7 +105,7 @@ def parse_name(stem: str) -> dict[str, str]:
             "(modality-channel-emotion-intensity-statement-repetition-actor)"
         )
     codes = dict(zip(names, fields, strict=True))
-    allowed = {"modality": MODALITIES, "vocal_channel": VOCAL_CHANNELS, "intensity": INTENSITIES,
+    allowed = {"modality": MODALITY_CODES, "vocal_channel": VOCAL_CHANNELS, "intensity": INTENSITIES,
                "statement": STATEMENTS, "repetition": REPETITIONS}  # fmt: skip
     for name, code in codes.items():
         if not _CODE.fullmatch(code):
