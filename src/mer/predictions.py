@@ -125,3 +125,23 @@ def read_seeds(directory: str | Path) -> dict[int, pd.DataFrame]:
     directory = Path(directory)
     paths = {seed_of(path.name): path for path in directory.glob("seed*.parquet")}
     return {seed: pd.read_parquet(paths[seed]) for seed in sorted(s for s in paths if s is not None)}
+
+
+def seed_path(directory: str | Path, seed: int, split: str = "test") -> Path:
+    """Where one seed's predictions of ``split`` go: ``directory/[dev/]seed<k>.parquet``.
+
+    >>> seed_path("r/fusion/main", 2, "dev").as_posix()
+    'r/fusion/main/dev/seed2.parquet'
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+    directory = Path(directory)
+    return (directory / DEV if split == DEV else directory) / f"seed{seed}.parquet"
+
+
+def write(frame: pd.DataFrame, directory: str | Path, seed: int, split: str = "test") -> Path:
+    """Write one seed's predictions at :func:`seed_path`; returns the path."""
+    path = seed_path(directory, seed, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path

@@ -90,8 +90,7 @@ SWAP_NAMES = {
 METRIC_NAMES = {
     "ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1", "mae": "MAE",
     "pearson": "Pearson r", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0",
-    "f1_non0": "F1 non0", "acc7": "Acc-7", "sentiment_ua": "sentiment UA",
-    "sentiment_f1_weighted": "sentiment weighted F1",
+    "f1_non0": "F1 non0", "acc7": "Acc-7",
 }  # fmt: skip
 PLAIN = frozenset({"mae", "pearson"})  # shown as is (3 decimals); the others are fractions, shown in %
 REGRESSION_COLUMNS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
@@ -315,9 +314,12 @@ def _literature_line(models: pd.DataFrame, corpus: str) -> list[str]:
     return [f"Main model in the metrics the {corpus} literature reports: " + ", ".join(shown) + ".", ""]
 
 
+SENTIMENT_HEAD = "/sentiment"  # evaluate writes a multi-task model's sentiment head as <model>/sentiment
+
+
 def _source_models(models: pd.DataFrame, task: str) -> list[str]:
     rows = models[(models["task"] == task) & models["role"].isin(["main", "baseline"])]
-    return _ordered(rows["model"], MODEL_NAMES)
+    return _ordered(rows.loc[~rows["model"].str.endswith(SENTIMENT_HEAD), "model"], MODEL_NAMES)
 
 
 def _classification_table(models: pd.DataFrame) -> list[str]:
@@ -335,8 +337,9 @@ def _classification_table(models: pd.DataFrame) -> list[str]:
 def _sentiment_lines(models: pd.DataFrame) -> list[str]:
     """The multi-task models' 3-way sentiment head."""
     lines = []
-    for name in _ordered(models.loc[models["metric"] == "sentiment_ua", "model"], MODEL_NAMES):
-        scores = [(m, _row(models, name, f"sentiment_{m}")) for m in ("ua", "f1_weighted")]
+    heads = models.loc[models["model"].str.endswith(SENTIMENT_HEAD), "model"]
+    for name in _ordered(heads.str.removesuffix(SENTIMENT_HEAD), MODEL_NAMES):
+        scores = [(m, _row(models, name + SENTIMENT_HEAD, m)) for m in ("ua", "f1_weighted")]
         shown = ", ".join(f"{METRIC_NAMES[m]} {_ci_row(r, '%')}" for m, r in scores if r is not None)
         head = f"{MODEL_NAMES.get(name, name)}, 3-way sentiment head (sign of the sentiment score)"
         lines += [f"{head}: {shown}.", ""]

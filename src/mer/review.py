@@ -51,12 +51,12 @@ import yaml
 from matplotlib.ticker import MaxNLocator
 
 from mer import metric_keys, predictions
+from mer.logs import setup_logging
 from mer.predictions import ABLATION_ROOT, SOURCE_ROOT, Files, Frames
+from mer.uncertainty import N_BOOT, Comparison, Runs, align, compare, draws
 
 if TYPE_CHECKING:
     from dvc.api import DVCFileSystem
-
-    from mer.uncertainty import Comparison
 
 logger = logging.getLogger(__name__)
 
@@ -616,8 +616,6 @@ def compare_model(
         ValueError: nothing to pair (no shared fold, seed or utterance), the labels of shared
             utterances disagree, or one side is a classifier and the other a regressor.
     """
-    from mer.uncertainty import N_BOOT, Runs, align, compare, draws
-
     metrics = HEADLINE_METRICS if metrics is None else metrics
     classes = _num_classes(frame for side in (base, new) for fold in side.values() for frame in fold.values())
     new_runs, base_runs = Runs.from_frames(new, classes), Runs.from_frames(base, classes)
@@ -829,8 +827,6 @@ def main() -> None:
     parser.add_argument("--out", default="reports/review", help="folder for the PNGs of changed plots")
     parser.add_argument("--repo", default=".", help="repository root (default: current directory)")
     args = parser.parse_args()
-    from mer.logs import setup_logging
-
     setup_logging()
     try:
         markdown = review_markdown(args.rev, args.out, args.repo)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mer import metric_keys as metric_key  # as: sweep.metric_keys lists an experiment's keys
+from mer.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -622,8 +623,6 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--out", default="reports/sweep", help="folder for sweep.md and sweep.png")
     parser.add_argument("--repo", default=".", help="the DVC repository holding the experiments")
     args = parser.parse_args(argv)
-    from mer.logs import setup_logging
-
     setup_logging()
     try:
         rows = collect(args.param, args.repo)

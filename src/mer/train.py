@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from dvclive import Live
-from mer import distributed
+from mer import distributed, predictions
 from mer.data import MultimodalData, load_splits
 from mer.devices import resolve_device
 from mer.metrics import classification_metrics, regression_metrics
@@ -339,12 +339,10 @@ def train_source_model(
             continue
         save_model(model, model_dir / f"seed{seed}.pt")
         # test predictions are what is reported; dev predictions are what models are selected on
-        for split, path in (("test", predictions_dir / f"seed{seed}.parquet"),
-                            ("dev", predictions_dir / "dev" / f"seed{seed}.parquet")):  # fmt: skip
-            predictions = predict(model, splits[split])
-            predictions["n_missing_features"] = splits[split].n_missing
-            path.parent.mkdir(parents=True, exist_ok=True)
-            predictions.to_parquet(path, index=False)
+        for split in ("test", "dev"):
+            frame = predict(model, splits[split])
+            frame["n_missing_features"] = splits[split].n_missing
+            predictions.write(frame, predictions_dir, seed, split)
     if rank == 0:
         index = {
             "models": [f"seed{s}.pt" for s in train_params.seeds],

@@ -23,6 +23,7 @@ stopping on the target dev split:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mer import schema
+from mer import predictions, schema
 from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
@@ -97,12 +98,6 @@ def swap_predictions(
     return frames
 
 
-def _save(frame: pd.DataFrame, out_dir: Path, *parts: str) -> None:
-    path = out_dir.joinpath(*parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-
-
 def transfer_to_target(
     model_path: str | Path,
     adapters_dir: str | Path,
@@ -134,7 +129,7 @@ def transfer_to_target(
         for method, frame in swap_predictions(
             model, source_test, cheap_test, Path(adapters_dir) / "swap"
         ).items():
-            _save(frame, out_dir, "swap", method, "seed0.parquet")
+            predictions.write(frame, out_dir / "swap" / method, seed=0)
     if schema.read(target_metadata).empty:
         logger.info("%s: no target corpus (corpora.target: none), transfer skipped", target_metadata)
         (out_dir / "records.json").write_text("{}\n")
@@ -144,15 +139,12 @@ def transfer_to_target(
     if any(s in DA_STRATEGIES for s in params.strategies):
         source_train = load_splits(source_metadata, source_features, modalities)["train"]
 
-    def save(frame: pd.DataFrame, *parts: str) -> None:
-        _save(frame, out_dir, *parts)
-
     # zero-shot on the target test split, and on its dev split: the adapter is chosen on dev
     for method in ("none", *adapt_methods):
         adapters = {} if method == "none" else load_adapters(adapters_dir, method, modalities)
-        for split, parts in (("test", ()), ("dev", ("dev",))):
-            predictions = predict(model, apply_adapters(splits[split], adapters))
-            save(predictions, "zeroshot", method, *parts, "seed0.parquet")
+        for split in ("test", "dev"):
+            frame = predict(model, apply_adapters(splits[split], adapters))
+            predictions.write(frame, out_dir / "zeroshot" / method, seed=0, split=split)
 
     records: dict = {}
     for seed in params.seeds:
@@ -165,9 +157,10 @@ def transfer_to_target(
                 alignment = None
                 if strategy in DA_STRATEGIES:
                     alignment = Alignment(strategy, params.da_weight, source_train, splits["train"])
-                result = fit(trained, subset, splits["dev"], LoopConfig(**{**cfg.__dict__, "seed": seed}),
-                             alignment=alignment)  # fmt: skip
-                save(predict(trained, splits["test"]), budget, strategy, f"seed{seed}.parquet")
+                result = fit(
+                    trained, subset, splits["dev"], dataclasses.replace(cfg, seed=seed), alignment=alignment
+                )
+                predictions.write(predict(trained, splits["test"]), out_dir / budget / strategy, seed)
                 record = {
                     "n_train": len(subset),
                     "best_epoch": result.best_epoch,
