@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mer.adapt import train_adapters
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.params import as_dict, load_section
 from mer.provenance import write_metrics
 from mer.swap import train_swap_adapters
@@ -45,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from mer.evaluate import evaluate
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.params import SECTIONS, as_dict, load_recipes, load_section
 from mer.protocols import PROTOCOL_NAMES, PROTOCOLS
 
@@ -47,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

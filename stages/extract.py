@@ -7,7 +7,7 @@ import dataclasses
 
 from mer import schema
 from mer.extract import extract_modality
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.params import load_section
 from mer.vocab import MODALITIES
 
@@ -27,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.metadata import build_metadata
 from mer.params import load_section
 
@@ -30,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.report import build_summary
 
 
@@ -27,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

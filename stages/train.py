@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.params import load_model_config, load_section
 from mer.train import train_source_model
 
@@ -39,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer.logs import setup_logging
+from mer.logs import run_stage, setup_logging
 from mer.params import check_source_fold, load_section
 from mer.train import loop_config
 from mer.transfer import transfer_to_target
@@ -42,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

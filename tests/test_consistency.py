@@ -230,3 +230,11 @@ def test_models_never_import_params():
     for path in (REPO / "src" / "mer" / "models").rglob("*.py"):
         imported = _direct_imports(path)
         assert "mer.params" not in imported, f"{path.name} imports mer.params: use mer.vocab / the config"
+
+
+def test_every_stage_script_reports_errors_in_one_line():
+    """Each stage script runs its main through mer.logs.run_stage (see tests/test_errors.py)."""
+    for script in sorted((REPO / "stages").glob("*.py")):
+        text = script.read_text()
+        entry = 'if __name__ == "__main__":\n    run_stage(main)'
+        assert entry in text, f"{script.name}: main() is not run by run_stage"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mer import protocols, schema
 from mer.corpora import cremad, iemocap, meld, mmsa, ravdess, synthetic
-from mer.corpora.common import QUARANTINE_COLUMNS, LoadResult
+from mer.corpora.common import QUARANTINE_COLUMNS, LayoutError, LoadResult
 from mer.corpora.labels import label_map
 from mer.params import CorporaParams, ParamsError, SyntheticParams
 from mer.vocab import EMOTIONS
@@ -57,14 +57,21 @@ def preflight(cfg: CorporaParams) -> None:
     """Check roots, layouts, label maps and that source and target share their classes.
 
     Raises:
-        mer.corpora.common.LayoutError: a root or an expected file is missing (names the path).
+        mer.corpora.common.LayoutError: a root or an expected file is missing (names the param, the
+            path and the fix).
         ValueError / ParamsError: a label map the corpus does not have, or mismatched classes.
     """
     for corpus in (cfg.source, cfg.target):
         if corpus in LOADERS:
             section = cfg.corpus(corpus)
             label_map(corpus, section.labels)
-            LOADERS[corpus].check_layout(Path(section.root))
+            try:
+                LOADERS[corpus].check_layout(Path(section.root))
+            except LayoutError as exc:  # name the param that points there, and how to set it
+                raise LayoutError(
+                    f"corpora.{corpus}.root: {exc}; point it at your copy of the corpus, e.g. "
+                    f"dvc exp run -S corpora.{corpus}.root=/path/to/{Path(section.root).name}"
+                ) from None
     if cfg.target != "none":
         source, target = classes_of(cfg, cfg.source), classes_of(cfg, cfg.target)
         if source != target:
