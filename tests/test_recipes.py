@@ -386,3 +386,17 @@ def test_synthetic_corpus_supports_every_default_recipe(tmp_path):
     configs = {"train.baselines": {n: load_model_config(n, PARAMS) for n in DEFAULT_BASELINES},
                "ablation.variants": {n: load_model_config(n, PARAMS) for n in DEFAULT_VARIANTS}}  # fmt: skip
     assert check_recipes(configs, offer, strict=True) == {}
+
+
+def test_report_lists_skipped_recipes_with_reason_and_fix(tmp_path):
+    from mer.report import Results, _skipped_section
+
+    assert _skipped_section(Results.load(tmp_path)) == []  # no skipped.csv (or header only): no section
+    row = {"recipe": "regression", "role": "baseline", "folds": "main", "missing": "sentiment_score",
+           "reason": "recipe regression needs a continuous sentiment score, which meld does not have",
+           "fix": "remove regression from train.baselines"}  # fmt: skip
+    pd.DataFrame([row]).to_csv(tmp_path / "skipped.csv", index=False)
+    lines = _skipped_section(Results.load(tmp_path))
+    assert lines[0] == "### Skipped recipes" and "1 listed recipe(s) did not train" in lines[2]
+    row = next(line for line in lines if "`regression`" in line)
+    assert "which meld does not have" in row and "remove regression from train.baselines" in row

@@ -192,8 +192,8 @@ def check_target(
         others = sorted((corpora_with or {}).get("sentiment_score", [])) if task_labels else []
         alternative = f" ({', '.join(others)})" if others else ""
         raise ParamsError(
-            f"corpora.target: the main model {_describe(unmet, 'fusion')} on the transfer target; "
-            f"set corpora.target to a corpus that has it{alternative} or to none"
+            f"corpora.target: the main model {_describe(unmet, 'fusion')}, and transfer fine-tunes it "
+            f"there; set corpora.target to a corpus that has it{alternative} or to none"
         )
 
 
