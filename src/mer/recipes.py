@@ -17,7 +17,7 @@ which has no sentiment, is just the ``ensemble`` baseline again), so it never tr
 >>> iemocap = Offer("iemocap", label_kinds=("vad",), modalities=("text", "audio", "video"))
 >>> [u.name for u in unmet_needs(FusionConfig(mode="ensemble", sentiment_weight=0.5), iemocap)]
 ['sentiment_polarity']
->>> problem = recipe_problem("multitask", "train.baselines", FusionConfig(sentiment_weight=0.5), iemocap)
+>>> problem = recipe_problem("multitask", FusionConfig(sentiment_weight=0.5), iemocap)
 >>> print(problem.replace(", which", ",\\n which"))
 recipe multitask needs sentiment polarity labels (recipes.multitask.sentiment_weight: 0.5),
  which iemocap does not have
@@ -138,13 +138,9 @@ def _describe(unmet: list[Unmet], section: str) -> str:
 
 
 def recipe_problem(
-    name: str,
-    key: str,
-    config: FusionConfig,
-    offer: Offer,
-    corpora_with: Mapping[str, list[str]] | None = None,
+    name: str, config: FusionConfig, offer: Offer, corpora_with: Mapping[str, list[str]] | None = None
 ) -> str | None:
-    """Why recipe ``name`` (listed in ``key``) cannot train on ``offer``; None when it can."""
+    """Why recipe ``name`` cannot train on ``offer``; None when it can."""
     unmet = unmet_needs(config, offer, corpora_with)
     return f"recipe {name} {_describe(unmet, f'recipes.{name}')}" if unmet else None
 
@@ -214,7 +210,7 @@ def check_recipes(
     problems: dict[str, dict[str, str]] = {}
     for key, configs in recipes.items():
         for name, config in configs.items():
-            problem = recipe_problem(name, key, config, offer, corpora_with)
+            problem = recipe_problem(name, config, offer, corpora_with)
             if problem:
                 problems.setdefault(key, {})[name] = problem
     lines = [f"{key}: {problem}" for key, by_name in problems.items() for problem in by_name.values()]
@@ -292,7 +288,7 @@ def skip_if_unsupported(
         "key": key,
         "fold": str(fold),
         "corpus": offer.corpus,
-        "reason": recipe_problem(recipe, key, config, offer),
+        "reason": recipe_problem(recipe, config, offer),
         "missing_labels": [u.name for u in unmet if u.kind == "label"],
         "missing_modalities": [u.name for u in unmet if u.kind == "modality"],
         "fix": recipe_fix(recipe, key, unmet),
