@@ -8,7 +8,7 @@ import argparse
 
 from mer.adapt import train_adapters
 from mer.logs import run_stage, setup_logging
-from mer.params import as_dict, load_section
+from mer.params import as_dict, load_section, swap_in_use
 from mer.provenance import write_metrics
 from mer.swap import train_swap_adapters
 
@@ -33,7 +33,7 @@ def main() -> None:
         target_features=f"{args.features}/target",
         out_dir=args.out,
     )
-    if cfg.swap:
+    if swap_in_use(cfg, modalities):
         records["swap"] = train_swap_adapters(
             cfg=cfg,
             metadata_path=f"{args.metadata}/source.parquet",

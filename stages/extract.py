@@ -1,4 +1,6 @@
-"""extract stage: frozen-encoder sequence features for one corpus x modality."""
+"""extract stage: frozen-encoder sequence features for one corpus x modality; a skip record
+instead when no model reads them (a modality not in ``model.modalities``, the swap extractor
+with ``adapt.swap: false``, the empty target of ``corpora.target: none``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import dataclasses
 
 from mer import schema
-from mer.extract import extract_modality
+from mer.extract import extract_or_skip
 from mer.logs import run_stage, setup_logging
 from mer.params import load_section
 from mer.vocab import MODALITIES
@@ -21,9 +23,14 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = load_section("extract")
-    if args.section:
+    swap = None
+    if args.section:  # the extractor-swap scenario (audio_swap): needed only with adapt.swap
         cfg = dataclasses.replace(cfg, **{args.modality: getattr(cfg, args.section)})
-    extract_modality(table=schema.read(args.metadata), modality=args.modality, cfg=cfg, out_dir=args.out)
+        swap = load_section("adapt").swap
+    extract_or_skip(
+        table=schema.read(args.metadata), modality=args.modality, cfg=cfg, out_dir=args.out,
+        model_modalities=load_section("model")["modalities"], swap=swap,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """metadata stage: the source and target corpora (``corpora``; the built-in synthetic corpus by
-default) as uniform metadata tables, protocol split files, a quarantine list and counts."""
+default) as uniform metadata tables, protocol split files, a quarantine list and counts; first of
+all, the check that the corpora support every model the run trains (the main model, and with
+``train.strict_recipes`` every listed recipe; see ``mer.recipes``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 from mer.logs import run_stage, setup_logging
 from mer.metadata import build_metadata
-from mer.params import load_section
+from mer.params import load_model_config, load_section
+from mer.recipes import ROLE_KEYS, RunModels
 
 
 def main() -> None:
@@ -19,6 +22,13 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/metadata.json")
     args = parser.parse_args()
     setup_logging()
+    train, ablation = load_section("train"), load_section("ablation")
+    listed = {ROLE_KEYS["baseline"]: train.baselines, ROLE_KEYS["ablation"]: ablation.variants}
+    models = RunModels(
+        main=load_model_config(),
+        recipes={key: {name: load_model_config(name) for name in names} for key, names in listed.items()},
+        strict=train.strict_recipes,
+    )
     build_metadata(
         cfg=load_section("corpora"),
         synthetic_cfg=load_section("synthetic"),
@@ -26,6 +36,7 @@ def main() -> None:
         out=Path(args.out),
         splits_dir=Path(args.splits),
         metrics_path=Path(args.metrics),
+        models=models,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import run_stage, setup_logging
-from mer.params import check_source_fold, load_section
+from mer.params import check_source_fold, load_section, swap_in_use
 from mer.train import loop_config
 from mer.transfer import transfer_to_target
 
@@ -37,7 +37,7 @@ def main() -> None:
         finetune_cfg=finetune,
         scratch_cfg=loop_config(train),
         out_dir=args.out,
-        swap_features=args.swap_features if adapt.swap else None,
+        swap_features=args.swap_features if swap_in_use(adapt, load_section("model")["modalities"]) else None,
     )
 
 

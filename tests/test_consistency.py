@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mer.models.config import FusionConfig
+
 REPO = Path(__file__).resolve().parents[1]
 # Modules whose edits cannot change a stage's outputs (logging, package markers).
 NOT_DEPS = {"src/mer/__init__.py", "src/mer/logs.py", "src/mer/models/__init__.py",
@@ -127,6 +129,10 @@ def test_declared_params_exist_and_are_read(name):
         recipe = re.search(r"--recipe (\S+)", stage["cmd"]).group(1)
         assert f"recipes.{recipe}" in stage["params"], f"{name}: does not depend on recipes.{recipe}"
         assert "recipes" not in stage["params"] and "fusion" not in stage["params"], name
+    if "stages/extract.py" in stage["cmd"]:  # adapt.swap decides the swap extractor's run only
+        swap = "--section audio_swap" in stage["cmd"]
+        assert ("adapt.swap" in stage["params"]) == swap, f"{name}: adapt.swap declared iff the swap stage"
+        optional |= set() if swap else {"adapt"}
     assert loaded - optional <= declared, f"{name}: loads {loaded - declared} without declaring them"
 
 
@@ -141,6 +147,19 @@ def test_imported_code_is_a_declared_dependency(name):
     assert not missing, f"{name}: imports {sorted(missing)} but does not list them in deps"
     unused = {d for d in deps if d.startswith("src/")} - needed
     assert not unused, f"{name}: lists {sorted(unused)} as deps but never imports them"
+
+
+def test_metadata_stage_declares_exactly_what_its_support_check_reads():
+    """The metadata stage checks that the corpora support the run's models (mer.recipes): it
+    re-runs when a field FusionConfig.needs reads changes, and not on any other model field."""
+    declared = set(STAGES["metadata"]["params"])
+    section = {
+        **dict.fromkeys(FusionConfig.MODEL_KEYS, "model"),
+        **dict.fromkeys(FusionConfig.FUSION_KEYS, "fusion"),
+    }
+    needs = {f"{section[key]}.{key}" for key in FusionConfig.NEEDS_KEYS}
+    assert {k for k in declared if k.split(".")[0] in ("model", "fusion")} == needs
+    assert {"recipes", "train.baselines", "train.strict_recipes", "ablation.variants"} <= declared
 
 
 def test_metrics_and_plots_are_committed_not_cached():

@@ -4,7 +4,9 @@ counted, each corpus's protocol and the metrics its literature reports.
 
 The trees are tiny (tests/fixtures_<corpus>.py writes real wav / mp4 / avi files and the real
 label-file formats); the scores say nothing about emotion recognition, only that every stage
-runs on each layout.
+runs on each layout. The single-fold cases run params.yaml's default recipe lists: the recipes a
+corpus cannot support (no sentiment score, no VAD, a modality outside ``model.modalities``) are
+skipped, listed with their reasons, and the features no model reads are never extracted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 
 from mer.corpora.common import QUARANTINE_REASONS
 from mer.profiles import load_profile, merge, overrides, validate_profile
+from mer.skips import SKIP_FILE
 from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
 
 FAST = {
@@ -26,6 +29,22 @@ FAST = {
     "ablation": {"variants": ["cross_attention"]},  # evaluate reads data/predictions/ablation
     "adapt": {"methods": ["coral"], "epochs": 1, "swap": False},
     "transfer": {"fractions": [100], "shots": [2], "seeds": [0], "strategies": ["full"], "epochs": 1},
+}
+# params.yaml's recipe lists, which the single-fold cases run (the LOSO case keeps two of each:
+# every recipe trains on 5 folds there)
+_DEFAULTS = yaml.safe_load((REPO / "params.yaml").read_text())
+DEFAULT_RECIPES = {
+    "train": {"baselines": _DEFAULTS["train"]["baselines"]},
+    "ablation": {"variants": _DEFAULTS["ablation"]["variants"]},
+}
+# the recipes of the default lists each case skips: multitask needs sentiment polarity, regression a
+# continuous sentiment score, full (vad_weight) VAD ratings, video a video modality in model.modalities
+SKIPPED = {
+    "seed000_iemocap_loso": set(),
+    "seed001_004_meld": {"regression", "full"},  # multitask trains on MELD's -1 / 0 / 1 Sentiment
+    "seed002_mosei_to_mosi": {"full"},
+    "seed003_iemocap_to_cremad": {"multitask", "regression", "video"},  # model.modalities: [text, audio]
+    "ravdess": {"multitask", "regression", "full", "video"},
 }
 # case -> (profile or None, params overrides, {corpus: fixture module}); the seeds' profiles run
 # as written except for the hub encoders and the model width (tiny offline ones here)
@@ -37,17 +56,18 @@ CASES = {
         {"iemocap": "iemocap"},
     ),
     # seeds 001 / 004: MELD 7-class + sentiment on the official split, weighted F1
-    "seed001_004_meld": ("seed001_004_meld", {}, {"meld": "meld"}),
+    "seed001_004_meld": ("seed001_004_meld", DEFAULT_RECIPES, {"meld": "meld"}),
     # seed 002: CMU-MOSEI -> CMU-MOSI, sentiment regression (MAE / r / Acc-2 / Acc-7) and adapters
-    "seed002_mosei_to_mosi": ("seed002_mosei_to_mosi", {}, {"mosei": "mmsa", "mosi": "mmsa"}),
+    "seed002_mosei_to_mosi": ("seed002_mosei_to_mosi", DEFAULT_RECIPES, {"mosei": "mmsa", "mosi": "mmsa"}),
     # seed 003: IEMOCAP -> CREMA-D on the shared four classes, few-shot
     "seed003_iemocap_to_cremad": (
-        "seed003_iemocap_to_cremad", {}, {"iemocap": "iemocap", "cremad": "cremad"},
+        "seed003_iemocap_to_cremad", DEFAULT_RECIPES, {"iemocap": "iemocap", "cremad": "cremad"},
     ),
     # RAVDESS (audio-only release): 8 classes, actor-disjoint split
     "ravdess": (
         None,
-        {"corpora": {"source": "ravdess", "target": "none"}, "model": {"modalities": ["text", "audio"]}},
+        {"corpora": {"source": "ravdess", "target": "none"}, "model": {"modalities": ["text", "audio"]},
+         **DEFAULT_RECIPES},
         {"ravdess": "ravdess"},
     ),
 }  # fmt: skip
@@ -153,11 +173,16 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         confusion = pd.read_csv(repo / "plots/confusion_source_test.csv")
         assert set(confusion["actual"]) <= set(table.attrs["classes"])
         assert A_CLASS[corpus] in table.attrs["classes"]
-    # every model has a result on every fold (fold k tests on session k only for IEMOCAP)
+    # every model has a result on every fold (fold k tests on session k only for IEMOCAP), but
+    # the recipes the corpus cannot support: those trained nothing and are listed with the reason
     per_run = pd.read_csv(repo / "results/folds.csv", dtype={"fold": str})
     test_runs = per_run[per_run["split"] == "test"]
+    skipped = SKIPPED[case] & {*baselines, *variants}
     for model in ("fusion", *baselines, *variants):
-        assert set(test_runs.loc[test_runs["model"] == model, "fold"]) == set(folds), model
+        expected_folds = set() if model in skipped else set(folds)
+        assert set(test_runs.loc[test_runs["model"] == model, "fold"]) == expected_folds, model
+    _check_skipped_recipes(repo, skipped, baselines, folds, source, summary)
+    _check_unread_features_not_extracted(repo, params)
     for k in folds:
         test_ids = set(splits.loc[(splits["fold"] == k) & (splits["split"] == "test"), "utt_id"])
         predicted = pd.read_parquet(repo / f"data/predictions/source/fusion/{k}/seed0.parquet")
@@ -176,11 +201,84 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
     else:
         assert counts["target"] == {"utterances": 0} and transfer == {}
         assert "adapt and transfer were skipped" in summary
-    if len(folds) > 1:  # editing one recipe re-runs that recipe's stages (one per fold) only
+    if case == "ravdess":  # video back in model.modalities: only video is encoded, text resumes
+        text_dir, video_dir = repo / "data/features/source/text", repo / "data/features/source/video"
+        before = {p.name: p.read_bytes() for p in text_dir.iterdir()}
+        params["model"]["modalities"] = ["text", "audio", "video"]
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        rerun = run(["dvc", "repro", "-s", "extract@source-text", "extract@source-video"], repo, timeout=600)
+        assert ran_stages(rerun) == {"extract@source-text", "extract@source-video"}
+        after = {p.name: p.read_bytes() for p in text_dir.iterdir()}
+        assert after.keys() == before.keys()  # text resumed every shard: the same shards, bytes
+        assert {n: b for n, b in after.items() if n != "meta.json"} == {
+            n: b for n, b in before.items() if n != "meta.json"
+        }
+        # (meta.json differs in encoder_extra only: the text encoder records "layers" when it encodes)
+        meta_before, meta_after = (json.loads(m["meta.json"]) for m in (before, after))
+        assert {k: v for k, v in meta_after.items() if k != "encoder_extra"} == {
+            k: v for k, v in meta_before.items() if k != "encoder_extra"
+        }
+        assert (video_dir / "meta.json").is_file() and not (video_dir / SKIP_FILE).exists()
+    if len(folds) > 1:  # editing one recipe re-runs that recipe's stages (one per fold) only, and
+        # the metadata stage's support check (its outputs unchanged: nothing else downstream)
         params["recipes"][baselines[0]]["label_smoothing"] = 0.05
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         rerun = ran_stages(run(["dvc", "repro"], repo, timeout=1500))
-        assert rerun == {f"baseline@{baselines[0]}-{k}" for k in folds} | {"evaluate", "report"}, rerun
+        expected = {f"baseline@{baselines[0]}-{k}" for k in folds} | {"metadata", "evaluate", "report"}
+        assert rerun == expected, rerun
+
+
+def _check_skipped_recipes(
+    repo: Path, skipped: set[str], baselines: list[str], folds: list[str], source: dict, summary: str
+) -> None:
+    """Each skipped recipe: a skip record in every out of its stages and nothing else; a row of
+    results/skipped.csv; ``skipped: 1`` in the metrics; its reason in the report."""
+    table = pd.read_csv(repo / "results/skipped.csv", dtype=str, keep_default_na=False)
+    assert set(table["recipe"]) == skipped, table
+    ablation = json.loads((repo / "metrics/ablation.json").read_text())
+    for _, row in table.iterrows():
+        name, role = row["recipe"], row["role"]
+        assert role == ("baseline" if name in baselines else "ablation") and row["folds"] == " ".join(folds)
+        model_root = "models/baselines" if role == "baseline" else "models/ablation"
+        predictions = "data/predictions/source" if role == "baseline" else "data/predictions/ablation"
+        live = "dvclive" if role == "baseline" else "dvclive/ablation"
+        for fold in folds:
+            for out in (
+                f"{model_root}/{name}/{fold}",
+                f"{predictions}/{name}/{fold}",
+                f"{live}/{name}/{fold}",
+            ):
+                assert [p.name for p in (repo / out).iterdir()] == [SKIP_FILE], out
+            record = json.loads((repo / f"{model_root}/{name}/{fold}/{SKIP_FILE}").read_text())
+            assert record["reason"] == row["reason"] and f"remove {name} from" in record["fix"]
+        metrics = source if role == "baseline" else ablation
+        key = f"baselines/{name}/skipped" if role == "baseline" else f"{name}/skipped"
+        assert metrics[key] == 1 and not any(
+            k.startswith(key.removesuffix("skipped")) and k != key for k in metrics
+        )
+        assert f"`{name}`" in summary and row["reason"] in summary
+    assert ("### Skipped recipes" in summary) == bool(skipped)
+    if "multitask" in set(pd.read_csv(repo / "results/models.csv")["model"]):  # MELD: it trained on sentiment
+        assert "multitask/sentiment" in set(pd.read_csv(repo / "results/models.csv")["model"])
+
+
+def _check_unread_features_not_extracted(repo: Path, params: dict) -> None:
+    """A modality outside model.modalities, the swap extractor without adapt.swap and the target
+    of corpora.target: none leave a skip record (no encoder, no decoding); the rest features."""
+    modalities = params["model"]["modalities"]
+    target = params["corpora"]["target"] != "none"
+    folders = {f"data/features/source/{m}": m in modalities for m in ("text", "audio", "video")}
+    folders |= {f"data/features/target/{m}": target and m in modalities for m in ("text", "audio", "video")}
+    folders["data/features_swap/source/audio"] = params["adapt"]["swap"] and "audio" in modalities
+    for folder, extracted in folders.items():
+        names = sorted(p.name for p in (repo / folder).iterdir())
+        if extracted:
+            assert "meta.json" in names and SKIP_FILE not in names, folder
+        else:
+            assert names == [SKIP_FILE], (folder, names)
+    if "video" not in modalities:  # the ravdess / IEMOCAP [text, audio] runs decode no video
+        record = json.loads((repo / "data/features/source/video" / SKIP_FILE).read_text())
+        assert record["reason"].startswith("video is not in model.modalities")
 
 
 def _metadata_stage(repo: Path) -> str:
@@ -202,6 +300,32 @@ def test_a_missing_expected_file_is_named(tmp_path: Path) -> None:
     repo = _repo(tmp_path, {"corpora": {"source": "meld", "target": "none"}}, {"meld": root})
     output = _metadata_stage(repo)
     assert f"{root / 'dev_sent_emo.csv'}: not found" in output
+
+
+def test_strict_recipes_fails_the_metadata_stage_naming_key_recipe_and_fix(tmp_path: Path) -> None:
+    root = _fixture("iemocap").build(tmp_path / "iemocap")
+    overrides = {"corpora": {"source": "iemocap", "target": "none"}, **DEFAULT_RECIPES}
+    overrides["train"] = {**overrides["train"], "strict_recipes": True}
+    repo = _repo(tmp_path, overrides, {"iemocap": root})
+    output = _metadata_stage(repo)
+    assert "ParamsError: train.baselines: recipe multitask needs sentiment polarity labels" in output
+    assert "train.baselines: recipe regression needs a continuous sentiment score" in output
+    assert "which iemocap does not have" in output and "set train.strict_recipes: false" in output
+    assert "recipe full" not in output  # IEMOCAP has VAD ratings
+    assert not (repo / "data/metadata/source.parquet").exists()
+
+
+def test_a_main_model_the_source_cannot_support_fails_the_metadata_stage(tmp_path: Path) -> None:
+    root = _fixture("ravdess").build(tmp_path / "ravdess")
+    overrides = {"corpora": {"source": "ravdess", "target": "none"}, "fusion": {"task": "regression"}}
+    repo = _repo(tmp_path, overrides, {"ravdess": root})
+    output = _metadata_stage(repo)
+    assert (
+        "model + fusion: the main model needs a continuous sentiment score (fusion.task: regression)"
+        in output
+    )
+    assert "which ravdess does not have; change fusion.task" in output
+    assert not (repo / "data/metadata/source.parquet").exists()
 
 
 def test_source_and_target_with_different_classes_are_refused(tmp_path: Path) -> None:

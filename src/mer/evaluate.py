@@ -9,6 +9,9 @@ Inputs (per model, fold and seed, read by :mod:`mer.predictions`):
 for the main model (``fusion``) and the baselines, ``<ablation>/<recipe>/<fold>/...`` for the
 ablation variants, and the transfer stage's
 ``<transfer>/{zeroshot/<method>,fraction/<pct>/<strategy>,kshot/<k>/<strategy>,swap/<method>}/``.
+A recipe the source corpus cannot support has a skip record in its fold folders instead
+(:mod:`mer.recipes`): it is listed in ``results/skipped.csv`` with its reason and fix, and its
+metrics key is ``skipped: 1``.
 
 Declared DVC metrics (numbers only, the headline keys; ``dvc metrics diff`` reads these; every
 key is built by :mod:`mer.metric_keys`):
@@ -16,9 +19,9 @@ key is built by :mod:`mer.metric_keys`):
 - ``metrics/source.json``: ``main/<m>``, ``main/<m>_low`` / ``_high`` for UA, WA, weighted F1
   (regression: MAE, r, Acc-2 non0), ``main/dev_ua`` (``dev_mae``), ``main/n_seeds`` /
   ``n_folds`` / ``n_test``; ``baselines/<name>/ua`` with ``delta_ua`` (main minus baseline)
-  and ``delta_ua_low`` / ``_high``.
+  and ``delta_ua_low`` / ``_high``; a skipped baseline ``baselines/<name>/skipped`` = 1.
 - ``metrics/ablation.json``: ``<row>/ua`` with ``delta_ua`` (row minus cross-attention) and its
-  interval.
+  interval; a skipped variant ``<row>/skipped`` = 1.
 - ``metrics/transfer.json``: ``zeroshot/none/ua`` and the adapter chosen on target dev
   (``zeroshot/best_by_dev/<method>/...``, delta vs none); per budget (``fraction/<pct>``,
   ``kshot/<k>``) full fine-tuning with its interval and the strategy chosen on dev with its
@@ -28,7 +31,8 @@ Data files in ``results/`` (read by the report, ``mer.review`` and ``dvc plots``
 ``models.csv`` (every model x metric: value, interval, seed std, dev score, design),
 ``comparisons.csv`` (every paired comparison, Holm-adjusted p and verdict), ``transfer.csv``
 (the whole few-shot grid), ``folds.csv`` (each fold, seed and split), ``per_class.csv``,
-``per_speaker.csv``, ``gates.json`` and ``provenance.json``.
+``per_speaker.csv``, ``skipped.csv`` (each skipped recipe: role, folds, what it needs that the
+corpus lacks, reason, fix), ``gates.json`` and ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from mer import metric_keys as keys
 from mer import plots
 from mer.files import write_json
 from mer.metrics import classification_metrics, regression_metrics
-from mer.predictions import Frames, read_model, read_seeds
+from mer.predictions import Frames, read_model, read_seeds, read_skipped
 from mer.provenance import provenance
 from mer.uncertainty import (
     CLASSIFICATION_METRICS,
@@ -71,6 +75,7 @@ TRANSFER_FOLD = "target"  # transfer runs have one "fold": the target corpus's t
 SWAP_PAIRS = (("paired", "seed002"), ("seed002", "original"), ("paired", "original"))
 # what each transfer kind's settings are compared with (swap: the pairs above)
 TRANSFER_REFERENCE = {"zeroshot": "none", "fraction": "full", "kshot": "full"}
+SKIPPED_COLUMNS = ("recipe", "role", "folds", "missing", "reason", "fix")  # results/skipped.csv
 
 
 @dataclass
@@ -105,6 +110,8 @@ class SourceResults:
             has predictions, in params order.
         sentiment (list[ModelResult]): the sentiment heads of the multi-task models.
         folds (list[dict]): the ``results/folds.csv`` rows of every model.
+        skipped (list[dict]): the ``results/skipped.csv`` rows: each recipe whose stages the
+            source corpus could not support, with the reason and the fix.
     """
 
     main: ModelResult
@@ -112,6 +119,7 @@ class SourceResults:
     models: list[ModelResult]
     sentiment: list[ModelResult] = field(default_factory=list)
     folds: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
     @property
     def baselines(self) -> list[ModelResult]:
@@ -220,11 +228,30 @@ def read_main(source_dir: Path, folds: list[str]) -> SourceResults:
     return SourceResults(main, test, [main], folds=fold_rows(MAIN, {"test": test, "dev": dev}, main.classes))
 
 
+def skipped_row(name: str, role: str, records: dict[str, dict]) -> dict:
+    """The ``results/skipped.csv`` row of a recipe skipped on ``records``' folds."""
+    first = next(iter(records.values()))
+    missing = [*first.get("missing_labels", []), *first.get("missing_modalities", [])]
+    return {"recipe": name, "role": role, "folds": " ".join(records), "missing": " ".join(missing),
+            "reason": first["reason"], "fix": first["fix"]}  # fmt: skip
+
+
 def read_models(source: SourceResults, role: str, root: Path, names: list[str], folds: list[str]) -> None:
     """Add each model of ``names`` (``role``: baseline or ablation) that has predictions under
-    ``root`` to ``source``, with its fold rows and sentiment head; warn about the others."""
+    ``root`` to ``source``, with its fold rows and sentiment head, and each one its stages
+    skipped to ``source.skipped``; warn about the others."""
     for name in names:
         test = read_model(root, name, folds)
+        skips = read_skipped(root, name, folds)
+        if skips and test:  # support is decided per corpus, so never on some folds only
+            raise RuntimeError(
+                f"{root}/{name}: skipped on folds {list(skips)} but trained on {list(test)}; "
+                f"re-run its stages (`dvc repro -f {role}@{name}-<fold>` for each fold)"
+            )
+        if skips:
+            source.skipped.append(skipped_row(name, role, skips))
+            logger.info("%s %s skipped: %s", role, name, source.skipped[-1]["reason"])
+            continue
         if not test:
             logger.warning("%s/%s: no predictions; left out", root, name)
             continue
@@ -416,15 +443,30 @@ def baseline_metrics(main: ModelResult, baselines: list[ModelResult], rows: list
     return out
 
 
-def source_metrics(main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow]) -> dict:
+def skipped_metrics(skipped: list[dict], role: str) -> dict:
+    """``skipped: 1`` for each skipped recipe of ``role`` (baseline / ablation)."""
+    key = keys.baseline if role == "baseline" else keys.ablation
+    return {key(row["recipe"], keys.SKIPPED): 1 for row in skipped if row["role"] == role}
+
+
+def source_metrics(
+    main: ModelResult, baselines: list[ModelResult], rows: list[ComparisonRow], skipped: list[dict] = ()
+) -> dict:
     """The headline keys of ``metrics/source.json`` (keys without a value left out)."""
-    out = main_metrics(main) | baseline_metrics(main, baselines, rows)
+    out = (
+        main_metrics(main)
+        | baseline_metrics(main, baselines, rows)
+        | skipped_metrics(list(skipped), "baseline")
+    )
     return {k: v for k, v in out.items() if v is not None}
 
 
-def ablation_metrics(rows_results: dict[str, ModelResult], rows: list[ComparisonRow]) -> dict:
-    """``metrics/ablation.json``: each row's UA and its delta vs the cross-attention baseline."""
-    out: dict = {}
+def ablation_metrics(
+    rows_results: dict[str, ModelResult], rows: list[ComparisonRow], skipped: list[dict] = ()
+) -> dict:
+    """``metrics/ablation.json``: each row's UA and its delta vs the cross-attention baseline;
+    ``skipped: 1`` for each skipped variant."""
+    out: dict = skipped_metrics(list(skipped), "ablation")
     deltas = {r.a: r.result for r in rows if r.table == "ablation" and r.metric == "ua"}
     for name, result in rows_results.items():
         out[keys.ablation(name, "ua")] = round(result.estimates["ua"].value, 4)
@@ -465,9 +507,9 @@ def write_metrics(
     comparisons: list[ComparisonRow],
 ) -> dict:
     """``metrics/{source,ablation,transfer}.json``; returns ``source.json``'s dict."""
-    headline = source_metrics(source.main, source.baselines, comparisons)
+    headline = source_metrics(source.main, source.baselines, comparisons, source.skipped)
     write_json(metrics_dir / "source.json", headline)
-    write_json(metrics_dir / "ablation.json", ablation_metrics(ablation, comparisons))
+    write_json(metrics_dir / "ablation.json", ablation_metrics(ablation, comparisons, source.skipped))
     write_json(metrics_dir / "transfer.json", transfer_metrics(groups, comparisons))
     return headline
 
@@ -479,9 +521,9 @@ def _r(value: float) -> float | str:
     return "" if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = ()) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(key for row in rows for key in row)) if rows else ["empty"]
+    columns = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(columns) or ["empty"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -615,6 +657,7 @@ def write_results(
     _write_csv(results_dir / "comparisons.csv", comparison_rows(comparisons))
     _write_csv(results_dir / "transfer.csv", transfer_rows(groups))
     _write_csv(results_dir / "folds.csv", source.folds)
+    _write_csv(results_dir / "skipped.csv", source.skipped, SKIPPED_COLUMNS)
     _write_csv(results_dir / "per_class.csv", per_class_rows(main) if main.task == "classification" else [])
     _write_csv(results_dir / "per_speaker.csv", per_speaker_rows(main, pd.read_parquet(metadata_path)))
     write_json(results_dir / "gates.json", gate_analysis(source.main_test, main.classes))

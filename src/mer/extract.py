@@ -14,6 +14,11 @@ is skipped, so a killed run resumes where it stopped (DVC keeps the outputs: ``p
 Under ``torchrun --nproc-per-node N`` rank r extracts shards r, r+N, ...; rank 0 then merges the
 manifests into ``meta.json``, ``quarantine.csv`` and ``verify.json``.
 
+Features nobody reads are not extracted (:func:`extract_or_skip`): a modality not in
+``model.modalities``, the swap extractor when ``adapt.swap`` is false, the empty target table of
+``corpora.target: none``. Such a stage writes a skip record (:mod:`mer.skips`) in its emptied
+output folder in seconds, building no encoder and decoding nothing; readers refuse the folder.
+
 Unusable inputs (missing / corrupt media, no audio stream, zero-length audio, empty transcript, a
 clip the encoder rejects) are quarantined with their reason and counted; NaN/Inf in an encoder
 output fails the stage, naming the utterances.
@@ -45,6 +50,7 @@ from mer.devices import resolve_device
 from mer.encoders import build_encoder
 from mer.files import write_json
 from mer.params import ExtractParams, as_dict
+from mer.skips import write_skip
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +307,56 @@ def shard_fingerprint(
 def _rows(table: pd.DataFrame) -> list[dict]:
     columns = [c for c in INPUT_COLUMNS if c in table.columns]
     return table[columns].to_dict("records")
+
+
+def skip_reason(
+    table: pd.DataFrame, modality: str, model_modalities: tuple[str, ...], swap: bool | None = None
+) -> dict | None:
+    """Why nothing would read this extraction (``{"reason", "fix"}``), or None.
+
+    ``swap``: ``adapt.swap`` for the extractor-swap stage (None for the others).
+
+    >>> skip_reason(pd.DataFrame({"utt_id": ["a"]}), "video", ("text", "audio"))["reason"]
+    "video is not in model.modalities ['text', 'audio']: no model reads it"
+    """
+    if table.empty:
+        return {
+            "reason": "the metadata table has no utterances (the target of corpora.target: none)",
+            "fix": "set corpora.target to a corpus to transfer to",
+        }
+    if swap is False:
+        return {
+            "reason": "adapt.swap is false: nothing reads the extractor-swap features",
+            "fix": "set adapt.swap: true",
+        }
+    if modality not in model_modalities:
+        return {
+            "reason": f"{modality} is not in model.modalities {list(model_modalities)}: no model reads it",
+            "fix": f"add {modality} to model.modalities",
+        }
+    return None
+
+
+def extract_or_skip(
+    *,
+    table: pd.DataFrame,
+    modality: str,
+    cfg: ExtractParams,
+    out_dir: str | Path,
+    model_modalities: tuple[str, ...],
+    swap: bool | None = None,
+) -> dict | None:
+    """The extract stage: :func:`extract_modality`, or when nothing would read the features
+    (:func:`skip_reason`) a skip record in the emptied ``out_dir`` (no encoder is built, no
+    media decoded). Returns the verification record or the skip record."""
+    skip = skip_reason(table, modality, model_modalities, swap)
+    if skip is None:
+        return extract_modality(table=table, modality=modality, cfg=cfg, out_dir=out_dir)
+    record = {**skip, "stage": "extract", "modality": modality, "model": getattr(cfg, modality).model}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_skip(out_dir, record, clear=True)  # a persisted output: drop the features nobody reads
+    logger.info("%s: %s skipped: %s", out_dir, modality, skip["reason"])
+    return record
 
 
 def extract_modality(

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from mer.files import write_json
+from mer.skips import refuse_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class FeatureStore:
     def __init__(self, feature_dir: str | Path, meta: dict | None = None) -> None:
         self.dir = Path(feature_dir)
         if meta is None:
+            refuse_skipped(self.dir, f"{self.dir.name} features")  # e.g. not in model.modalities
             meta_path = self.dir / "meta.json"
             if not meta_path.is_file():
                 raise FileNotFoundError(

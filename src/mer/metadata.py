@@ -20,7 +20,8 @@ from mer.corpora import cremad, iemocap, meld, mmsa, ravdess, synthetic
 from mer.corpora.common import QUARANTINE_COLUMNS, LayoutError, LoadResult
 from mer.corpora.labels import label_map
 from mer.params import CorporaParams, ParamsError, SyntheticParams
-from mer.vocab import EMOTIONS
+from mer.recipes import Offer, RunModels, check_run
+from mer.vocab import EMOTIONS, LABEL_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,33 @@ def classes_of(cfg: CorporaParams, corpus: str) -> tuple[str, ...]:
     if corpus == "synthetic":
         return EMOTIONS
     return label_map(corpus, cfg.corpus(corpus).labels).classes
+
+
+def declared_label_kinds(corpus: str) -> tuple[str, ...]:
+    """The label kinds (``mer.vocab.LABEL_KINDS``) a corpus's loader says its table carries."""
+    if corpus == "none":
+        return ()
+    return (synthetic if corpus == "synthetic" else LOADERS[corpus]).LABEL_KINDS
+
+
+def corpora_with() -> dict[str, list[str]]:
+    """``{label kind: the corpora that have it}``, for the fixes messages suggest."""
+    corpora = ["synthetic", *LOADERS]
+    return {kind: [c for c in corpora if kind in declared_label_kinds(c)] for kind in LABEL_KINDS}
+
+
+def check_models(models: RunModels | None, cfg: CorporaParams, built: dict[str, Built] | None = None) -> None:
+    """The run's models against the corpora: what their loaders declare (``built`` None, before
+    any corpus is read) or what the built tables have (:func:`mer.recipes.check_run`)."""
+    if models is None:
+        return
+    if built is None:
+        source = Offer(cfg.source, declared_label_kinds(cfg.source))
+        target = None if cfg.target == "none" else Offer(cfg.target, declared_label_kinds(cfg.target))
+    else:
+        source = Offer.of(built["source"].table)
+        target = None if built["target"].table.empty else Offer.of(built["target"].table)
+    check_run(models, source, target, corpora_with())
 
 
 def preflight(cfg: CorporaParams) -> None:
@@ -106,6 +134,7 @@ def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, ra
     if corpus == "none":
         table = pd.DataFrame({c: pd.Series(dtype=object) for c in schema.COLUMNS})
         table.attrs["classes"] = list(classes_of(cfg, cfg.source))
+        table.attrs |= {"corpus": "none", "label_kinds": [], "modalities": []}
         empty = pd.DataFrame(columns=list(protocols.SPLIT_COLUMNS))
         return Built(corpus, table, empty, pd.DataFrame(columns=list(QUARANTINE_COLUMNS)), {"utterances": 0})
     if corpus == "synthetic":
@@ -120,6 +149,12 @@ def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, ra
     table["split"] = table["utt_id"].map(dict(zip(main["utt_id"], main["split"], strict=True)))
     table.attrs["classes"] = list(classes_of(cfg, corpus))
     table.attrs["corpus"] = corpus
+    # what models may train on: the loader's declared label kinds this copy has, its modalities
+    table.attrs["label_kinds"] = list(schema.observed_label_kinds(table, declared_label_kinds(corpus)))
+    table.attrs["modalities"] = list(schema.observed_modalities(table))
+    missing = sorted(set(declared_label_kinds(corpus)) - set(table.attrs["label_kinds"]))
+    if missing:
+        logger.warning("%s: no train utterance has %s; models needing them will not train", name, missing)
     schema.validate(table, name, leakage_keys=protocols.leakage_keys(corpus))
     counts = result.counts()
     counts |= {f"split/{s}": int((table["split"] == s).sum()) for s in schema.SPLITS}
@@ -135,10 +170,22 @@ def build_metadata(
     out: Path,
     splits_dir: Path,
     metrics_path: Path,
+    models: RunModels | None = None,
 ) -> dict[str, Built]:
-    """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts."""
+    """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts.
+
+    With ``models`` (every model the run trains), also checks that the corpora support them
+    (:mod:`mer.recipes`): before reading any corpus, from what its loader declares, and again
+    on the built tables, before anything is written.
+
+    Raises:
+        ParamsError: the main model needs what the source (or the target) lacks, or a listed
+            recipe does under ``train.strict_recipes: true``.
+    """
     preflight(cfg)
+    check_models(models, cfg)
     built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root)) for role in ROLES}
+    check_models(models, cfg, built)
     splits_dir.mkdir(parents=True, exist_ok=True)
     quarantine = []
     for role, result in built.items():

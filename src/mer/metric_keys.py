@@ -8,9 +8,10 @@ with a 95 % interval has two more keys, :func:`low` and :func:`high`.
 - ``metrics/source.json``: the main model's headline metrics ``main(m)`` (:data:`HEADLINE`), its
   dev score ``main(dev(primary))`` and design sizes ``main(N_SEEDS)`` / ``N_FOLDS`` / ``N_TEST``;
   each baseline's ``baseline(name, primary)`` and, for a baseline of the main model's task,
-  ``baseline(name, delta(primary))`` (main minus baseline).
+  ``baseline(name, delta(primary))`` (main minus baseline); a baseline the source corpus cannot
+  support has ``baseline(name, SKIPPED)`` = 1 instead (its reason: ``results/skipped.csv``).
 - ``metrics/ablation.json``: ``ablation(row, "ua")`` and ``ablation(row, delta("ua"))`` (row minus
-  the cross-attention reference).
+  the cross-attention reference); a skipped variant ``ablation(row, SKIPPED)`` = 1.
 - ``metrics/transfer.json``: ``transfer(kind, budget, reference, primary)`` (``none`` zero-shot,
   ``full`` fine-tuning) and the dev-selected setting's ``best_by_dev(kind, budget, setting, m)``
   with ``m`` its primary metric and ``delta(primary)`` vs the reference.
@@ -19,8 +20,8 @@ Standard library only: the sweep collector imports it without the evaluate stage
 
 >>> main("ua"), low(main("ua")), high(main("ua")), main(dev("ua")), main(N_SEEDS)
 ('main/ua', 'main/ua_low', 'main/ua_high', 'main/dev_ua', 'main/n_seeds')
->>> baseline("concat", delta("ua")), ablation("micl", delta("ua"))
-('baselines/concat/delta_ua', 'micl/delta_ua')
+>>> baseline("concat", delta("ua")), ablation("micl", delta("ua")), baseline("regression", SKIPPED)
+('baselines/concat/delta_ua', 'micl/delta_ua', 'baselines/regression/skipped')
 >>> transfer("zeroshot", "", "none", "ua"), best_by_dev("kshot", "3", "head", delta("ua"))
 ('zeroshot/none/ua', 'kshot/3/best_by_dev/head/delta_ua')
 """
@@ -40,6 +41,7 @@ MAIN = "main"
 BASELINES = "baselines"
 BEST_BY_DEV = "best_by_dev"
 N_SEEDS, N_FOLDS, N_TEST = "n_seeds", "n_folds", "n_test"
+SKIPPED = "skipped"  # 1 for a recipe its stage skipped (the metrics files hold numbers only)
 LOW, HIGH = "_low", "_high"
 
 

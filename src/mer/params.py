@@ -292,6 +292,10 @@ class TrainParams:
         amp (bool, true): bf16 autocast on CUDA (no effect on CPU).
         baselines (list[str]): recipes (params.yaml ``recipes``) trained beside the main model on
             every fold of ``corpora.folds``.
+        strict_recipes (bool, false): a listed recipe (``baselines``, ``ablation.variants``)
+            that the source corpus cannot support (it needs labels or a modality the corpus or
+            ``model.modalities`` lacks, ``mer.recipes``) fails the metadata stage instead of
+            being skipped.
     """
 
     epochs: int = 40
@@ -306,6 +310,7 @@ class TrainParams:
     device: str = "auto"
     amp: bool = True
     baselines: tuple[str, ...] = ("concat", "text", "audio", "video")
+    strict_recipes: bool = False
 
     _checks: ClassVar[dict] = {
         "epochs": in_range(1),
@@ -716,6 +721,17 @@ def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
         load_model_config(recipe, path)
     sections[RECIPES_SECTION] = recipes
     return sections
+
+
+def swap_in_use(adapt: AdaptParams, modalities: tuple[str, ...] | list[str]) -> bool:
+    """Whether the extractor-swap scenario runs: ``adapt.swap`` and audio among the modalities
+    the models read (``model.modalities``): it swaps the audio extractor. Otherwise its extract
+    stage writes a skip record and the adapt and transfer stages leave it out.
+
+    >>> swap_in_use(AdaptParams(swap=True), ["text", "video"])
+    False
+    """
+    return adapt.swap and "audio" in modalities
 
 
 def check_source_fold(transfer: TransferParams, corpora: CorporaParams) -> None:

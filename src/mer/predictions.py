@@ -5,7 +5,8 @@ The train stage writes one parquet file per model, protocol fold and seed:
 (dev split), with ``<root>`` :data:`SOURCE_ROOT` for the main model and the baselines and
 :data:`ABLATION_ROOT` for the ablation recipes. The transfer stage writes one folder of seed files
 per setting (no fold folder: its one split is the target corpus's test split), read with
-:func:`read_seeds`.
+:func:`read_seeds`. A recipe the source corpus cannot support leaves a skip record
+(``<root>/<model>/<fold>/skipped.json``, :mod:`mer.skips`) instead, read with :func:`read_skipped`.
 
 >>> parse("data/predictions/source/fusion/1/dev/seed2.parquet", SOURCE_ROOT)
 PredictionFile(model='fusion', fold='1', split='dev', seed=2)
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
+
+from mer.skips import read_skip
 
 SOURCE_ROOT = "data/predictions/source"
 ABLATION_ROOT = "data/predictions/ablation"
@@ -117,6 +120,12 @@ def read_model(root: str | Path, model: str, folds: Sequence[str], split: str = 
     paths = [path.as_posix() for path in sorted(model_dir.rglob("seed*.parquet"))]
     files = layout(paths, Path(root).as_posix(), split).get(model, {})
     return read_frames({fold: files[fold] for fold in folds if fold in files})
+
+
+def read_skipped(root: str | Path, model: str, folds: Sequence[str]) -> dict[str, dict]:
+    """``{fold: skip record}`` of the ``folds`` on which ``model``'s stage skipped it."""
+    records = {fold: read_skip(Path(root) / model / fold) for fold in folds}
+    return {fold: record for fold, record in records.items() if record is not None}
 
 
 def read_seeds(directory: str | Path) -> dict[int, pd.DataFrame]:

@@ -8,8 +8,8 @@ mechanics check.
 
 Inputs: ``metrics/metadata.json`` (corpus loading), the evaluate stage's ``results/`` tables
 (``models.csv``, ``comparisons.csv``, ``transfer.csv``, ``folds.csv``, ``per_class.csv``,
-``per_speaker.csv``, ``gates.json``, ``adapt.json``, ``provenance.json``; any may be missing), the
-PNGs and the metadata tables.
+``per_speaker.csv``, ``skipped.csv``, ``gates.json``, ``adapt.json``, ``provenance.json``; any
+may be missing), the PNGs and the metadata tables.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ TABLES = {
     "folds": ("model", "fold", "seed", "split", "metric", "value"),
     "per_class": ("model", "class", "recall"),
     "per_speaker": ("model", "group", "name", "n", "ua"),
+    "skipped": ("recipe", "role", "folds", "missing", "reason", "fix"),
 }  # fmt: skip
 INTERVALS = (
     "**How to read the intervals.** A score is `value [low, high]`: the mean over the protocol folds "
@@ -132,6 +133,7 @@ class Results:
     folds: pd.DataFrame
     per_class: pd.DataFrame
     per_speaker: pd.DataFrame
+    skipped: pd.DataFrame
     gates: dict
     adapt: dict
     provenance: dict
@@ -457,6 +459,24 @@ def _ablation_section(results: Results) -> list[str]:
         sentence,
         "",
     ]
+
+
+def _skipped_section(results: Results) -> list[str]:
+    """The recipes that did not train, each with what it needs that the run lacks and the fix."""
+    rows = results.skipped
+    if rows.empty:
+        return []
+    text = (
+        f"{len(rows)} listed recipe(s) did not train: each needs labels or a modality that the "
+        "source corpus (or `model.modalities`) lacks, and would have trained that loss on nothing "
+        "(`results/skipped.csv`; `train.strict_recipes: true` makes this an error)."
+    )
+    table = [
+        [MODEL_NAMES.get(r["recipe"], r["recipe"]), f"`{r['recipe']}`", r["role"], r["reason"], r["fix"]]
+        for _, r in rows.iterrows()
+    ]
+    header = ["recipe", "name", "role", "why it was skipped", "fix"]
+    return ["### Skipped recipes", "", text, "", *_table(header, table)]
 
 
 def _fold_key(fold: str) -> tuple:
@@ -817,6 +837,7 @@ def build_summary(
         _source_section(results, source_table),
         _baselines_section(results),
         _ablation_section(results),
+        _skipped_section(results),
         _gates_section(results.gates, png_dir, report_dir),
         _figures_section(png_dir, report_dir),
         _folds_section(results, source_table.attrs.get("corpus", "synthetic")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer.vocab import EMOTIONS
+from mer.vocab import EMOTIONS, LABEL_KINDS, MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,13 @@ COLUMNS = (
 #: Optional columns recording which modalities carry a usable cue (the synthetic corpus has them).
 RELIABILITY_COLUMNS = ("text_reliable", "audio_reliable", "video_reliable")
 SPLITS = ("train", "dev", "test")
+#: The columns each label kind (``mer.vocab.LABEL_KINDS``) is read from by training (``mer.data``).
+LABEL_KIND_COLUMNS = {
+    "sentiment_score": ("sentiment",), "sentiment_polarity": ("sentiment",),
+    "vad": ("valence", "arousal", "dominance"),
+}  # fmt: skip
+#: The column each modality's extractor reads.
+MODALITY_COLUMNS = {"text": "text", "audio": "audio_path", "video": "video_path"}
 
 
 class MetadataError(ValueError):
@@ -45,6 +52,59 @@ def label_classes(table: pd.DataFrame) -> tuple[str, ...]:
     without a label map (tests, the synthetic corpus's loader) have the shared four.
     """
     return tuple(table.attrs.get("classes", EMOTIONS))
+
+
+def observed_label_kinds(table: pd.DataFrame, declared: tuple[str, ...]) -> tuple[str, ...]:
+    """The label kinds of ``declared`` (what the corpus's loader says its table carries, e.g.
+    ``mer.corpora.meld.LABEL_KINDS``) that at least one train row has, in all of the kind's
+    columns. The loader says what a column *means* (MELD's -1 / 0 / 1 sentiment is a polarity,
+    not a score); the train split says whether this copy of the corpus has it.
+
+    >>> table = pd.DataFrame({"split": ["train", "test"], "sentiment": [float("nan"), 1.0],
+    ...                       "valence": [2.0, 3.0], "arousal": [2.0, 3.0], "dominance": [2.0, 3.0]})
+    >>> observed_label_kinds(table, ("sentiment_polarity", "vad"))
+    ('vad',)
+    """
+    unknown = sorted(set(declared) - set(LABEL_KINDS))
+    if unknown:
+        raise ValueError(f"label kinds {unknown} unknown; known: {list(LABEL_KINDS)}")
+    train = table[table["split"] == "train"]
+    found = []
+    for kind in LABEL_KINDS:
+        columns = LABEL_KIND_COLUMNS[kind]
+        if kind in declared and all(c in train for c in columns):
+            values = train[list(columns)].apply(pd.to_numeric, errors="coerce")
+            if values.notna().all(axis=1).any():
+                found.append(kind)
+    return tuple(found)
+
+
+def observed_modalities(table: pd.DataFrame) -> tuple[str, ...]:
+    """The modalities at least one train row has an input for (a non-empty transcript, an
+    ``audio_path``, a ``video_path``): RAVDESS's audio release has no video.
+
+    >>> observed_modalities(pd.DataFrame({"split": ["train"], "text": ["hi"], "audio_path": ["a.wav"],
+    ...                                   "video_path": [None]}))
+    ('text', 'audio')
+    """
+    train = table[table["split"] == "train"]
+    found = []
+    for modality in MODALITIES:
+        column = MODALITY_COLUMNS[modality]
+        values = train[column] if column in train else pd.Series(dtype=object)
+        if values.map(lambda v: isinstance(v, str) and bool(v.strip())).any():
+            found.append(modality)
+    return tuple(found)
+
+
+def recorded(table: pd.DataFrame, attr: str, path: str | Path = "the metadata table") -> tuple[str, ...]:
+    """What the metadata stage recorded in ``table.attrs[attr]`` (``label_kinds``,
+    ``modalities``); a table written before mer recorded them fails, naming the fix."""
+    if attr not in table.attrs:
+        raise MetadataError(
+            f"{path}: no {attr!r} recorded (a table from an older mer); re-run `dvc repro -f metadata`"
+        )
+    return tuple(table.attrs[attr])
 
 
 def check_leakage(table: pd.DataFrame, name: str, keys: tuple[str, ...] = ("speaker",)) -> None:

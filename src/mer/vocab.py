@@ -16,3 +16,8 @@ FUSION_MODES = ("crossmodal", "concat", "late", "ensemble", *MODALITIES)
 GATES = ("modality", "vector", "none")
 #: ``classification`` (emotion classes) or ``regression`` (sentiment score in [-3, 3]).
 TASKS = ("classification", "regression")
+#: Labels beside the emotion class that a corpus may carry and a model may train on:
+#: ``sentiment_score`` (a continuous sentiment score in [-3, 3], MOSI / MOSEI), ``sentiment_polarity``
+#: (negative / neutral / positive, e.g. MELD's Sentiment; a score has one by its sign) and ``vad``
+#: (valence, arousal and dominance ratings, IEMOCAP).
+LABEL_KINDS = ("sentiment_score", "sentiment_polarity", "vad")

@@ -41,6 +41,8 @@ from mer.schema import COLUMNS
 logger = logging.getLogger(__name__)
 
 CORPUS = "cremad"
+#: Labels beside the emotion (mer.vocab.LABEL_KINDS): none (no sentiment, no VAD ratings)
+LABEL_KINDS: tuple[str, ...] = ()
 DEFAULT_LABELS = "6class"
 AUDIO_DIR, VIDEO_DIR, DEMOGRAPHICS = "AudioWAV", "VideoFlash", "VideoDemographics.csv"
 DEMOGRAPHIC_COLUMNS = ("ActorID", "Age", "Sex", "Race", "Ethnicity")

@@ -52,6 +52,9 @@ from mer.media import MediaError
 logger = logging.getLogger(__name__)
 
 CORPUS = "iemocap"
+#: Labels beside the emotion (mer.vocab.LABEL_KINDS): the [valence, arousal, dominance] of each
+#: summary line; IEMOCAP has no sentiment
+LABEL_KINDS = ("vad",)
 DEFAULT_LABELS = "4class"
 SESSIONS = (1, 2, 3, 4, 5)
 EXTRA_COLUMNS = ("raw_label", "dialog", "improvised", "video_start", "video_end")

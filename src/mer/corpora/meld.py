@@ -47,6 +47,9 @@ from mer.schema import COLUMNS
 logger = logging.getLogger(__name__)
 
 CORPUS = "meld"
+#: Labels beside the emotion (mer.vocab.LABEL_KINDS): the Sentiment column, -1 / 0 / +1 in
+#: ``sentiment`` (a polarity, not a continuous score); no VAD
+LABEL_KINDS = ("sentiment_polarity",)
 CSV_COLUMNS = (
     "Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
     "Season", "Episode", "StartTime", "EndTime",

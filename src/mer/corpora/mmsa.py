@@ -54,6 +54,9 @@ from mer.corpora.labels import label_map
 logger = logging.getLogger(__name__)
 
 CORPORA = ("mosi", "mosei")
+#: Labels beside the (binned) class (mer.vocab.LABEL_KINDS): ``label``, a continuous sentiment score
+#: in [-3, 3], and so its polarity by its sign; no VAD
+LABEL_KINDS = ("sentiment_score", "sentiment_polarity")
 UNIMODAL_COLUMNS = ("label_T", "label_A", "label_V")
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", *UNIMODAL_COLUMNS, "annotation", "mode")
 EXTRA_COLUMNS = ("raw_label", "video_id", "clip_id", "annotation", *UNIMODAL_COLUMNS)

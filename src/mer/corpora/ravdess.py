@@ -42,6 +42,8 @@ from mer.schema import COLUMNS
 logger = logging.getLogger(__name__)
 
 CORPUS = "ravdess"
+#: Labels beside the emotion (mer.vocab.LABEL_KINDS): none (no sentiment, no VAD ratings)
+LABEL_KINDS: tuple[str, ...] = ()
 DEFAULT_LABELS = "8class"
 RELEASE_DIR = "Audio_Speech_Actors_01-24"
 MODALITY_CODES = {"01": "full_av", "02": "video_only", "03": "audio_only"}

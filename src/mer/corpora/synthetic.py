@@ -48,6 +48,9 @@ from mer.vocab import EMOTIONS, MODALITIES
 logger = logging.getLogger(__name__)
 
 DOMAINS = ("source", "target")
+#: Labels beside the emotion (mer.vocab.LABEL_KINDS): every utterance has VAD and a continuous
+#: sentiment score derived from its valence
+LABEL_KINDS = ("sentiment_score", "sentiment_polarity", "vad")
 DOMAIN_PREFIX = {"source": "src", "target": "tgt"}
 VIDEO_FPS = 4
 

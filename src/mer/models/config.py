@@ -10,6 +10,10 @@ by hand is checked the same way :mod:`mer.params` checks ``params.yaml``.
 >>> config = FusionConfig(mode="concat", d_model=16, num_heads=2)
 >>> config.beta, config.used_modalities
 (0.5, ('text', 'audio', 'video'))
+>>> FusionConfig(task="regression", sentiment_weight=0.5).needs().labels
+('sentiment_score', 'sentiment_polarity')
+>>> FusionConfig(mode="video", modalities=("text", "audio")).needs().modalities
+('video',)
 >>> FusionConfig(d_model=30, num_heads=4)
 Traceback (most recent call last):
 ...
@@ -22,7 +26,23 @@ from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from mer.validation import ParamsError, check_value, in_range, one_of
-from mer.vocab import FUSION_MODES, GATES, MODALITIES, TASKS
+from mer.vocab import FUSION_MODES, GATES, LABEL_KINDS, MODALITIES, TASKS
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a model trains on besides the emotion classes (:meth:`FusionConfig.needs`).
+
+    Attributes:
+        labels (tuple[str, ...]): label kinds (``mer.vocab.LABEL_KINDS``) its losses read.
+        modalities (tuple[str, ...]): the modalities it reads.
+        settings (dict[str, str]): for each label kind, the setting that needs it
+            (``{"sentiment_score": "task: regression"}``), for messages.
+    """
+
+    labels: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +104,8 @@ class FusionConfig:
         "task", "label_smoothing", "vad_weight", "micl_weight", "micl_temperature",
         "sentiment_weight", "corr_alpha", "corr_beta",
     )  # fmt: skip
+    #: The fields :meth:`needs` reads (the metadata stage declares exactly these params).
+    NEEDS_KEYS: ClassVar[tuple[str, ...]] = ("modalities", "mode", "task", "sentiment_weight", "vad_weight")
 
     d_model: int = 64
     num_heads: int = 4
@@ -159,6 +181,29 @@ class FusionConfig:
     def used_modalities(self) -> tuple[str, ...]:
         """The modalities this mode reads."""
         return (self.mode,) if self.mode in MODALITIES else self.modalities
+
+    def needs(self) -> Needs:
+        """The labels and modalities training this config reads, from the losses it turns on:
+
+        - ``task: regression`` trains on the continuous sentiment score (``sentiment_score``);
+        - ``sentiment_weight > 0``: the 3-way sentiment head trains on the score's sign
+          (``sentiment_polarity``; MELD's -1 / 0 / 1 qualify);
+        - ``vad_weight > 0``: the VAD head trains on valence / arousal / dominance (``vad``).
+          ``vad_guidance`` reads no label: its VAD projection is learned from the emotion loss
+          (and from the VAD head's loss only when ``vad_weight > 0``);
+        - the modalities it reads (:attr:`used_modalities`): a unimodal mode its one modality,
+          which must be one of ``modalities`` (params.yaml ``model.modalities``).
+
+        Rows without a label are masked out of its loss; a corpus without the label at all
+        would train the term on nothing, so :mod:`mer.recipes` skips such a model instead.
+        """
+        wanted = {
+            "sentiment_score": ("task: regression", self.task == "regression"),
+            "sentiment_polarity": (f"sentiment_weight: {self.sentiment_weight}", self.sentiment_weight > 0),
+            "vad": (f"vad_weight: {self.vad_weight}", self.vad_weight > 0),
+        }
+        settings = {kind: wanted[kind][0] for kind in LABEL_KINDS if wanted[kind][1]}
+        return Needs(tuple(settings), self.used_modalities, settings)
 
     @property
     def num_outputs(self) -> int:
