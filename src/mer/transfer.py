@@ -41,7 +41,7 @@ from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
-from mer.train import LoopConfig, fit, load_model, predict
+from mer.train import LoopConfig, copy_model, fit, load_model, predict, progress_bar, showing
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def transfer_to_target(
     the model on the source test split with swapped, adapted audio (:mod:`mer.swap`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    modalities = list(load_model(model_path).modalities)
-    model = load_model(model_path)
+    model = load_model(model_path)  # read once; every fine-tuning starts from a copy
+    modalities = list(model.modalities)
     if swap_features is not None:
         source_test = load_splits(source_metadata, source_features, modalities)["test"]
         cheap_test = cheap_splits(source_metadata, swap_features)["test"]
@@ -134,10 +134,12 @@ def transfer_to_target(
         logger.info("%s: no target corpus (corpora.target: none), transfer skipped", target_metadata)
         (out_dir / "records.json").write_text("{}\n")
         return {}
+    # packed once: every run's subset, batch and evaluation is cut from these
     splits = load_splits(target_metadata, target_features, modalities)
+    splits = {name: data.pack() for name, data in splits.items()}
     source_train = None
     if any(s in DA_STRATEGIES for s in params.strategies):
-        source_train = load_splits(source_metadata, source_features, modalities)["train"]
+        source_train = load_splits(source_metadata, source_features, modalities)["train"].pack()
 
     # zero-shot on the target test split, and on its dev split: the adapter is chosen on dev
     for method in ("none", *adapt_methods):
@@ -147,26 +149,23 @@ def transfer_to_target(
             predictions.write(frame, out_dir / "zeroshot" / method, seed=0, split=split)
 
     records: dict = {}
-    for seed in params.seeds:
-        for budget, positions in fewshot_subsets(splits["train"].labels, params, seed).items():
-            subset = splits["train"].subset(positions)
-            for strategy in params.strategies:
-                seed_everything(seed)
-                trained = prepare(load_model(model_path), strategy, subset, params.adapter_bottleneck)
-                cfg = scratch_cfg if strategy == "scratch" else finetune_cfg
-                alignment = None
-                if strategy in DA_STRATEGIES:
-                    alignment = Alignment(strategy, params.da_weight, source_train, splits["train"])
-                result = fit(
-                    trained, subset, splits["dev"], dataclasses.replace(cfg, seed=seed), alignment=alignment
-                )
-                predictions.write(predict(trained, splits["test"]), out_dir / budget / strategy, seed)
-                record = {
-                    "n_train": len(subset),
-                    "best_epoch": result.best_epoch,
-                    "dev": result.best_dev_score,
-                }
-                records.setdefault(budget, {}).setdefault(strategy, {})[seed] = record
-                logger.info("%s %s seed %d: %s", budget, strategy, seed, record)
+    subsets = {seed: fewshot_subsets(splits["train"].labels, params, seed) for seed in params.seeds}
+    runs = [(seed, budget, strategy) for seed, budgets in subsets.items() for budget in budgets
+            for strategy in params.strategies]  # fmt: skip
+    with showing(progress_bar(len(runs), "transfer")) as bar:
+        for seed, budget, strategy in runs:
+            subset = splits["train"].subset(subsets[seed][budget])  # a view into the packed split
+            alignment = None
+            if strategy in DA_STRATEGIES:
+                alignment = Alignment(strategy, params.da_weight, source_train, splits["train"])
+            cfg = dataclasses.replace(scratch_cfg if strategy == "scratch" else finetune_cfg, seed=seed)
+            seed_everything(seed)
+            trained = prepare(copy_model(model), strategy, subset, params.adapter_bottleneck)
+            result = fit(trained, subset, splits["dev"], cfg, alignment=alignment)
+            predictions.write(predict(trained, splits["test"]), out_dir / budget / strategy, seed)
+            record = {"n_train": len(subset), "best_epoch": result.best_epoch, "dev": result.best_dev_score}
+            records.setdefault(budget, {}).setdefault(strategy, {})[seed] = record
+            logger.info("%s %s seed %d: %s", budget, strategy, seed, record)
+            bar.update()
     (out_dir / "records.json").write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     return records
