@@ -268,9 +268,10 @@ def fit(
         else:
             stale += 1
             if stale >= cfg.patience:
-                logger.info(
-                    "early stop at epoch %d (best %d, dev %.4f)", epoch, best.best_epoch, best.best_dev_score
-                )
+                logger.debug(
+                    "%searly stop at epoch %d (best %d, dev %.4f)",
+                    prefix, epoch, best.best_epoch, best.best_dev_score,
+                )  # fmt: skip
                 break
     model.load_state_dict(best_state)
     model.to("cpu")
