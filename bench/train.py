@@ -23,6 +23,7 @@ Target on a 2-core CPU: >= 3x fewer seconds per fine-tuning; identical predictio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -41,28 +42,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_side(args: argparse.Namespace) -> None:
     """One side (the imports resolve to that side's ``src``): run the step, print its seconds."""
-    from mer.params import TrainParams, TransferParams, load_model_config
+    import torch
+
+    from mer import transfer
+    from mer.params import load_model_config, load_section
     from mer.train import loop_config, train_source_model
-    from mer.transfer import transfer_to_target
 
     root, out = Path(args.data_root), Path(args.out)
     metadata, features = root / "data/metadata", root / "data/features"
-    train = TrainParams(device="cpu", seeds=(0,), epochs=args.train_epochs)
+    # the default run's settings (this repo's params.yaml), on the CPU
+    train = dataclasses.replace(load_section("train", REPO / "params.yaml"), device="cpu")
+    workers = 1
     started = time.perf_counter()
     if args.side == "train":
         train_source_model(
-            config=load_model_config(path=root / "params.yaml"), train_params=train,
+            config=load_model_config(path=REPO / "params.yaml"),
+            train_params=dataclasses.replace(train, seeds=(0,), epochs=args.train_epochs),
             metadata_path=metadata / "source.parquet", feature_root=features / "source",
             model_dir=out / "model", predictions_dir=out / "predictions", live_dir=out / "live",
             fold="main", splits_path=root / "splits/source.csv",
         )  # fmt: skip
         runs = 1
     else:
-        params = TransferParams(
-            strategies=tuple(args.strategies), fractions=tuple(args.fractions), shots=tuple(args.shots),
-            seeds=tuple(args.seeds),
+        params = dataclasses.replace(
+            load_section("transfer", REPO / "params.yaml"), strategies=tuple(args.strategies),
+            fractions=tuple(args.fractions), shots=tuple(args.shots), seeds=tuple(args.seeds),
         )  # fmt: skip
-        records = transfer_to_target(
+        records = transfer.transfer_to_target(
             model_path=args.model, adapters_dir=out / "no-adapters", adapt_methods=[],
             source_metadata=metadata / "source.parquet", source_features=features / "source",
             target_metadata=metadata / "target.parquet", target_features=features / "target",
@@ -70,16 +76,26 @@ def run_side(args: argparse.Namespace) -> None:
             finetune_cfg=loop_config(train, epochs=params.epochs, lr=params.lr, patience=params.patience),
         )  # fmt: skip
         runs = sum(len(seeds) for strategies in records.values() for seeds in strategies.values())
-    print(json.dumps({"seconds": time.perf_counter() - started, "runs": runs}))
+        if hasattr(transfer, "fewshot_workers"):  # the current loop's side-by-side processes
+            workers = transfer.fewshot_workers("cpu", runs)
+    seconds = time.perf_counter() - started
+    print(
+        json.dumps({"seconds": seconds, "runs": runs, "workers": workers, "threads": torch.get_num_threads()})
+    )
 
 
-def side(name: str, src: Path, step: str, out: Path, args: argparse.Namespace, model: str) -> dict:
-    """Run ``step`` of one side in a fresh process; its seconds and run count."""
+def side(
+    name: str, src: Path, step: str, out: Path, args: argparse.Namespace, model: str, threads: int = 0
+) -> dict:
+    """Run ``step`` of one side in a fresh process (``threads`` > 0: torch's thread count); its
+    seconds, run count, worker processes and threads."""
     command = [sys.executable, __file__, "--side", step, "--out", str(out), "--model", model,
                "--data-root", args.data_root, "--train-epochs", str(args.train_epochs),
                "--strategies", *args.strategies, "--fractions", *map(str, args.fractions),
                "--shots", *map(str, args.shots), "--seeds", *map(str, args.seeds)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(src), "MER_LOG_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{name} side of {step} failed:\n{result.stderr[-3000:]}")
@@ -102,13 +118,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-root", default=".", help="data/, splits/, params.yaml of a default run")
+    parser.add_argument("--data-root", default=".", help="data/ and splits/ of a default run")
     parser.add_argument("--model", default="models/fusion/main", help="the source model to fine-tune")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--fractions", nargs="*", type=int, default=[20, 100])
+    parser.add_argument("--fractions", nargs="*", type=int, default=[50])
     parser.add_argument("--shots", nargs="*", type=int, default=[3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--train-epochs", type=int, default=5, help="epochs of the source training")
+    parser.add_argument(
+        "--single-thread", action="store_true",
+        help="also run the landed transfer loop single-threaded, as each current worker runs",
+    )  # fmt: skip
     parser.add_argument("--side", choices=["train", "transfer"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,36 +153,38 @@ def main() -> None:
     speedup = seconds["landed"] / seconds["current"]
     print(f"{seconds['landed']:9.1f} {seconds['current']:9.1f} {speedup:7.2f}x {max_abs:9.2e} {equal!s:>6}")
 
-    model = args.model
-    if not (Path(args.data_root) / model).exists() and not Path(model).exists():
-        model = str(work / "current/train/model/seed0.pt")
-        print(f"\n({args.model} not found: fine-tuning the source model trained above)")
-    elif not Path(model).exists():
-        model = str(Path(args.data_root) / model)
+    model = Path(args.data_root) / args.model  # (an absolute --model stays as it is)
+    if not model.exists():
+        print(f"\n({model} not found: fine-tuning the source model trained above)")
+        model = work / "current/train/model/seed0.pt"
+    variants = {"landed": (sources["landed"], 0)}
+    if args.single_thread:
+        variants["landed-1-thread"] = (sources["landed"], 1)
+    variants["current"] = (sources["current"], 0)
     results = {
-        name: side(name, src, "transfer", work / name / "transfer", args, model)
-        for name, src in sources.items()
+        name: side(name, src, "transfer", work / name / "transfer", args, str(model), threads)
+        for name, (src, threads) in variants.items()
     }
-    runs = results["current"]["runs"]
-    per_run = {name: result["seconds"] / result["runs"] for name, result in results.items()}
-    landed, current = work / "landed/transfer/predictions", work / "current/transfer/predictions"
-    files, max_abs, equal = compare(landed, current)
-    same_records = json.loads((landed / "records.json").read_text()) == json.loads(
-        (current / "records.json").read_text()
-    )
     print(
-        f"\ntransfer: {runs} fine-tunings ({', '.join(args.strategies)} x fractions {args.fractions}, "
-        f"shots {args.shots} x seeds {args.seeds}), {files} prediction files"
+        f"\ntransfer: {results['current']['runs']} fine-tunings ({', '.join(args.strategies)} x fractions "
+        f"{args.fractions}, shots {args.shots} x seeds {args.seeds}); predictions compared with current's"
     )
-    print(
-        f"{'landed s/run':>12} {'current s/run':>13} {'speed-up':>8} {'max|dp|':>9} {'labels':>6} "
-        f"{'records':>7}"
-    )
-    speedup = per_run["landed"] / per_run["current"]
-    print(
-        f"{per_run['landed']:12.2f} {per_run['current']:13.2f} {speedup:7.2f}x {max_abs:9.2e} "
-        f"{equal!s:>6} {same_records!s:>7}"
-    )
+    print(f"{'loop':46} {'s/run':>6} {'speed-up':>8} {'max|dp|':>9} {'labels':>6} {'records':>7}")
+    current = work / "current/transfer/predictions"
+    slowest = results["landed"]["seconds"] / results["landed"]["runs"]
+    for name, result in results.items():
+        per_run = result["seconds"] / result["runs"]
+        threads = result["threads"] // result["workers"] or 1
+        label = f"{name} ({result['workers']} process(es) x {threads} thread(s))"
+        comparison = ""
+        if name != "current":
+            predictions = work / name / "transfer/predictions"
+            _, max_abs, equal = compare(predictions, current)
+            same = json.loads((predictions / "records.json").read_text()) == json.loads(
+                (current / "records.json").read_text()
+            )
+            comparison = f" {max_abs:9.2e} {equal!s:>6} {same!s:>7}"
+        print(f"{label:46} {per_run:6.2f} {slowest / per_run:7.2f}x{comparison}")
 
 
 if __name__ == "__main__":
