@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import numpy as np
 import pytest
 import torch
 
 from mer.data import MultimodalData
+from mer.metrics import regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel
 from mer.seeding import seed_everything
 from mer.splits import stratified_positions
@@ -104,8 +108,6 @@ def _with_sentiment(data: MultimodalData, seed: int = 0) -> MultimodalData:
 
 
 def test_regression_fit_learns_sentiment(tiny_data):
-    from mer.metrics import regression_metrics
-
     splits = {name: _with_sentiment(data, i) for i, (name, data) in enumerate(tiny_data.items())}
     seed_everything(0)
     config = FusionConfig(
@@ -180,3 +182,79 @@ def test_checkpoint_of_another_layout_fails_naming_the_fix(tmp_path):
     torch.save({"config": config.to_dict(), "state_dict": state}, path)
     with pytest.raises(RuntimeError, match=r"seed0\.pt: this checkpoint's weights do not fit.*dvc repro"):
         load_model(path)
+
+
+def test_dev_score_is_the_ua_of_the_predictions(tiny_data):
+    from mer.metrics import classification_metrics
+    from mer.train import dev_score
+
+    model = _model(tiny_data["train"])
+    fit(model, tiny_data["train"], tiny_data["dev"], LoopConfig(**{**LOOP.__dict__, "epochs": 2}))
+    frame = predict(model, tiny_data["dev"])
+    expected = classification_metrics(frame["label_id"], frame["pred_id"], tiny_data["dev"].classes)["ua"]
+    assert 0.0 < dev_score(model, tiny_data["dev"]) == expected
+    splits = {name: _with_sentiment(data, i) for i, (name, data) in enumerate(tiny_data.items())}
+    seed_everything(0)
+    regression = FusionModel(
+        FusionConfig(input_dims=splits["dev"].dims(), d_model=16, num_heads=2, gate="none", task="regression")
+    )
+    frame = predict(regression, splits["dev"])
+    mae = regression_metrics(frame["sentiment"], frame["sentiment_pred"])["mae"]
+    assert dev_score(regression, splits["dev"]) == -mae < 0
+
+
+def test_fit_logs_each_epoch_at_debug_level(tiny_data, caplog):
+    caplog.set_level(logging.DEBUG, logger="mer.train")
+    result = fit(_model(tiny_data["train"]), tiny_data["train"], tiny_data["dev"],
+                 LoopConfig(**{**LOOP.__dict__, "epochs": 3}), prefix="run/")  # fmt: skip
+    epochs = [r for r in caplog.records if r.levelno == logging.DEBUG and "epoch" in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in epochs] == ["run/epoch 0", "run/epoch 1", "run/epoch 2"]
+    assert f"dev {result.history['dev_score'][1]:.4f}" in epochs[1].getMessage()
+
+
+def test_copy_model_is_load_model_without_the_disk(tiny_data, tmp_path):
+    from mer.train import copy_model
+
+    source = _model(tiny_data["train"])
+    path = save_model(source, tmp_path / "m.pt")
+    seed_everything(5)
+    loaded, after_load = load_model(path), torch.rand(4)
+    seed_everything(5)
+    copied, after_copy = copy_model(source), torch.rand(4)
+    assert torch.equal(after_load, after_copy)  # the same RNG draws: seeded runs that follow agree
+    assert predict(copied, tiny_data["test"]).equals(predict(loaded, tiny_data["test"]))
+    copied.add_input_adapters(4)  # the copy owns its config and weights
+    assert source.config.input_adapters == 0 and source.input_adapters is None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("rank", "env", "shown"),
+    [(0, None, True), (1, None, False), (0, "1", False), (0, "true", False), (0, "0", True)],
+)
+def test_progress_bar_rank_zero_only_and_off_under_tqdm_disable(monkeypatch, rank, env, shown):
+    from mer.train import progress_bar, showing
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    with showing(progress_bar(3, "transfer", rank)) as bar:
+        assert bar.disable is not shown  # (tqdm marks a closed bar disabled)
+        for _ in range(3):
+            bar.update()
+    assert ("transfer: 100%" in terminal.getvalue() and "3/3" in terminal.getvalue()) is shown
+
+
+def test_progress_bar_is_off_where_stderr_is_not_a_terminal(monkeypatch):
+    from mer.train import progress_bar
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # CI, captured logs
+    assert progress_bar(3, "train", rank=0).disable

@@ -150,3 +150,61 @@ def test_paired_swap_adapter_learns_the_frame_map_random_pairs_do_not(tiny_data)
         assert losses[-1] < losses[0]
         errors[method] = float(np.mean((adapter.transform(inputs) - targets) ** 2))
     assert errors["paired"] < 0.75 * errors["seed002"], errors  # random pairs only learn the mean
+
+
+def _write_corpus(root, name: str, dims: dict[str, int], seed: int) -> None:
+    """A tiny on-disk corpus: ``root/<name>.parquet`` and one float16 feature store per modality."""
+    from mer import features, schema
+    from mer.files import write_json
+    from mer.vocab import EMOTIONS
+    from tests.conftest import make_sequences, make_table
+
+    table = make_table(6, ("train", "dev", "test"))
+    table["utt_id"] = name + "_" + table["utt_id"]
+    table["label"] = [EMOTIONS[i] for i in table["label_id"]]
+    for column in schema.COLUMNS:
+        if column not in table:
+            table[column] = None
+    schema.write(table, root / f"{name}.parquet")
+    for modality, sequences in make_sequences(table, dims, seed=seed).items():
+        manifest = features.write_shard(
+            root / name / modality, 0, table["utt_id"].tolist(), sequences, [], "fp"
+        )
+        write_json(root / name / modality / "meta.json", {"hidden_dim": dims[modality], "shards": [manifest]})
+
+
+def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_path):
+    """Fine-tunings spread over spawned worker processes (each single-threaded) match the runs in
+    this process exactly: every run seeds itself, and nothing else of the parent reaches it."""
+    import pandas as pd
+
+    from mer.params import TransferParams
+    from mer.train import save_model
+    from mer.transfer import transfer_to_target
+
+    dims = {"text": 12, "audio": 10, "video": 8}
+    _write_corpus(tmp_path, "source", dims, seed=0)
+    _write_corpus(tmp_path, "target", dims, seed=1)
+    seed_everything(0)
+    model_path = save_model(
+        FusionModel(FusionConfig(input_dims=dims, d_model=16, num_heads=2)), tmp_path / "m.pt"
+    )
+    strategies = ("full", "adapters", "scratch", "mmd")
+    params = TransferParams(
+        fractions=(50,), shots=(1,), seeds=(0, 1), strategies=strategies, adapter_bottleneck=4
+    )
+    outputs = {}
+    for workers in (1, 2):
+        outputs[workers] = tmp_path / f"out{workers}"
+        records = transfer_to_target(
+            model_path=model_path, adapters_dir=tmp_path, adapt_methods=[],
+            source_metadata=tmp_path / "source.parquet", source_features=tmp_path / "source",
+            target_metadata=tmp_path / "target.parquet", target_features=tmp_path / "target",
+            params=params, finetune_cfg=LOOP, scratch_cfg=LOOP, out_dir=outputs[workers], workers=workers,
+        )  # fmt: skip
+        assert sum(len(s) for b in records.values() for s in b.values()) == 2 * 2 * 4
+    assert (outputs[1] / "records.json").read_text() == (outputs[2] / "records.json").read_text()
+    files = sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*.parquet"))
+    assert len(files) == 2 * 2 * 4 + 2  # the fine-tunings' test predictions and zero-shot test + dev
+    for file in files:
+        pd.testing.assert_frame_equal(pd.read_parquet(outputs[1] / file), pd.read_parquet(outputs[2] / file))

@@ -49,7 +49,7 @@ class Alignment:
         self, model: nn.Module, data: MultimodalData, size: int, generator, device
     ) -> torch.Tensor:
         index = torch.randint(len(data), (min(size, len(data)),), generator=generator)
-        batch = next(data.subset(index.tolist()).batches(len(index))).to(device)
+        batch = data.batch(index).to(device)  # cut from data's packed sequences (MultimodalData.pack)
         return model(batch.features, batch.masks).embeddings  # (B, E)
 
     def loss(

@@ -1,5 +1,10 @@
 """Multimodal training data: metadata rows joined with their per-modality feature sequences.
 
+Batches are cut from each modality's packed sequences (:class:`PackedSequences`: every row's
+frames back to back in one tensor, built once per data and shared by its subsets), padded only
+up to each batch's longest item; the values equal padding each batch's arrays anew
+(:func:`mer.features.pad_sequences`), without re-reading or re-converting them every epoch.
+
 >>> import pandas as pd
 >>> table = pd.DataFrame({"utt_id": ["a", "b"], "label_id": [0, 1]})
 >>> data = MultimodalData.from_arrays(table, {"text": [np.ones((2, 3)), np.ones((4, 3))]})
@@ -20,9 +25,61 @@ import pandas as pd
 import torch
 
 from mer import protocols, schema
-from mer.features import FeatureStore, pad_sequences
+from mer.features import FeatureStore
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackedSequences:
+    """One modality's ragged sequences back to back in one tensor; a batch is gathered by row.
+
+    Attributes:
+        frames (`Tensor` of shape `(sum_i L_i + 1, D)`): the sequences' frames in row order,
+            float16 when every sequence is (the feature stores' dtype; converted per batch), else
+            float32; the last row is zeros, the value of every padded position.
+        offsets (`LongTensor` `(N,)`): each row's first frame in ``frames``.
+        lengths (`LongTensor` `(N,)`): each row's sequence length.
+
+    Packed rather than padded to the split's longest sequence: memory stays the size of the
+    features themselves however long the longest utterance is.
+
+    >>> packed = PackedSequences.from_arrays([np.ones((2, 3)), 2 * np.ones((1, 3))])
+    >>> hidden_states, mask = packed.pad(torch.tensor([1, 0]))
+    >>> hidden_states[:, :, 0].tolist(), mask.tolist()
+    ([[2.0, 0.0], [1.0, 1.0]], [[True, False], [True, True]])
+    """
+
+    frames: torch.Tensor
+    offsets: torch.Tensor
+    lengths: torch.Tensor
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> PackedSequences:
+        """Pack ragged ``(L_i, D)`` arrays (copied once, e.g. out of memory-mapped shards)."""
+        dim = arrays[0].shape[1] if len(arrays) else 0
+        # float16 stays float16 (half the memory); anything else becomes float32 here exactly as
+        # pad_sequences converts it
+        dtype = np.float16 if all(a.dtype == np.float16 for a in arrays) else np.float32
+        frames = np.concatenate([np.asarray(a, dtype=dtype) for a in arrays] + [np.zeros((1, dim), dtype)])
+        lengths = torch.tensor([len(a) for a in arrays], dtype=torch.long)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return cls(frames=torch.from_numpy(frames), offsets=offsets, lengths=lengths)
+
+    def pad(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequences of ``rows`` (`LongTensor` `(B,)`), zero-padded to their longest.
+
+        Returns:
+            hidden_states (`FloatTensor` of shape `(B, L_max, D)`) and mask (`BoolTensor` of
+            shape `(B, L_max)`, True on real positions), equal to ``pad_sequences`` of the rows'
+            arrays.
+        """
+        lengths = self.lengths[rows]  # (B,)
+        steps = torch.arange(int(lengths.max()) if len(rows) else 0)  # (L,)
+        mask = steps < lengths[:, None]  # (B, L)
+        padding_row = len(self.frames) - 1
+        positions = torch.where(mask, self.offsets[rows, None] + steps, padding_row)  # (B, L)
+        return self.frames[positions].float(), mask  # (B, L, D), (B, L)
 
 
 @dataclass
@@ -72,6 +129,9 @@ class MultimodalData:
         self.table.attrs = dict(table.attrs)
         self.sequences = sequences
         self.n_missing = n_missing
+        # packed sequences (shared with subsets) and this data's rows in them, see pack()
+        self._packed: dict[str, PackedSequences] | None = None
+        self._rows: torch.Tensor | None = None
         self.labels = torch.tensor(self.table["label_id"].to_numpy(), dtype=torch.long)
         # VAD on IEMOCAP's 1-5 annotation scale -> [-1, 1], so the auxiliary MSE is O(1)
         vad = np.stack([_float_column(self.table, c) for c in VAD_COLUMNS], axis=-1).reshape(-1, 3)
@@ -118,8 +178,22 @@ class MultimodalData:
         return {m: int(seqs[0].shape[1]) for m, seqs in self.sequences.items()}
 
     def only(self, modalities: Sequence[str]) -> MultimodalData:
-        """The same rows with only ``modalities``' sequences."""
-        return MultimodalData(self.table, {m: self.sequences[m] for m in modalities}, self.n_missing)
+        """The same rows with only ``modalities``' sequences (sharing their packing, if any)."""
+        kept = MultimodalData(self.table, {m: self.sequences[m] for m in modalities}, self.n_missing)
+        if self._packed is not None:
+            kept._packed, kept._rows = {m: self._packed[m] for m in modalities}, self._rows
+        return kept
+
+    def pack(self) -> MultimodalData:
+        """Pack every modality's sequences now (else on the first batch) and return ``self``.
+
+        Subsets taken afterwards are views into this packing: a stage packs each split once and
+        every run's subset and batch comes from it.
+        """
+        if self._packed is None:
+            self._packed = {m: PackedSequences.from_arrays(s) for m, s in self.sequences.items()}
+            self._rows = torch.arange(len(self))
+        return self
 
     def frame_statistics(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per-dimension mean and std over every frame / token of each modality: `(D,)` each."""
@@ -141,12 +215,15 @@ class MultimodalData:
         return statistics
 
     def subset(self, positions: Sequence[int]) -> MultimodalData:
-        """The rows at ``positions`` (in that order)."""
+        """The rows at ``positions`` (in that order); a view into this data's packing, if packed."""
         positions = list(positions)
-        return MultimodalData(
+        subset = MultimodalData(
             self.table.iloc[positions],
             {m: [seqs[i] for i in positions] for m, seqs in self.sequences.items()},
         )
+        if self._packed is not None:
+            subset._packed, subset._rows = self._packed, self._rows[positions]
+        return subset
 
     def map(self, modality: str, transform: Callable[[np.ndarray], np.ndarray]) -> MultimodalData:
         """A copy whose ``modality`` sequences are ``transform(sequence)`` (e.g. an adapter)."""
@@ -172,13 +249,19 @@ class MultimodalData:
             index = order[start : start + batch_size][rank::world_size]
             if len(index) == 0:
                 continue
-            features, masks = {}, {}
-            for modality, seqs in self.sequences.items():
-                features[modality], masks[modality] = pad_sequences([seqs[i] for i in index.tolist()])
-            yield Batch(
-                features=features, masks=masks, labels=self.labels[index], index=index,
-                vad=self.vad[index], sentiment=self.sentiment[index],
-            )  # fmt: skip
+            yield self.batch(index)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """One padded batch of the rows at ``index`` (`LongTensor` `(B,)`), in that order."""
+        self.pack()
+        rows = self._rows[index]  # (B,) rows of the packed sequences
+        features, masks = {}, {}
+        for modality, packed in self._packed.items():
+            features[modality], masks[modality] = packed.pad(rows)  # (B, L_m, D_m), (B, L_m)
+        return Batch(
+            features=features, masks=masks, labels=self.labels[index], index=index,
+            vad=self.vad[index], sentiment=self.sentiment[index],
+        )  # fmt: skip
 
 
 def load_splits(

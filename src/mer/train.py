@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dvclive import Live
 from mer import distributed, predictions
@@ -72,6 +75,37 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights * (counts > 0).sum() / weights.sum()
 
 
+def progress_bar(total: int, desc: str, rank: int = 0) -> tqdm:
+    """One bar over a stage's runs (``unit="run"``) with tqdm's time-left estimate.
+
+    Shown by rank 0 only (under ``torchrun`` every rank runs the same loop); off where stderr is
+    not a terminal (CI, captured logs: tqdm's ``disable=None``) and when ``TQDM_DISABLE`` is set
+    to anything but ``0`` / ``false`` / ``no``.
+    """
+    disabled_by_env = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return tqdm(total=total, desc=desc, unit="run", disable=True if rank != 0 or disabled_by_env else None)
+
+
+@contextlib.contextmanager
+def showing(bar: tqdm) -> contextlib.AbstractContextManager[tqdm]:
+    """``bar``, closed at the end; while it shows, log lines print above it instead of through it."""
+    with bar, logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
+        yield bar
+
+
+@contextlib.contextmanager
+def _no_nan_fill() -> contextlib.AbstractContextManager[None]:
+    """Deterministic mode (:func:`mer.seeding.seed_everything`) also fills every new tensor with
+    NaN, to expose reads of uninitialised memory; no op of the loop reads one (its results are
+    bit-identical without the fills) and the fills cost ~5% of a CPU step (bench/PROFILE.md)."""
+    previous = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = previous
+
+
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -91,7 +125,8 @@ def predict(model: FusionModel, data: MultimodalData, batch_size: int = 64) -> p
     device = next(model.parameters()).device
     logits, gates, sentiment_logits = [], [], []
     for batch in data.batches(batch_size):
-        output = model(batch.to(device).features, batch.to(device).masks)
+        batch = batch.to(device)
+        output = model(batch.features, batch.masks)
         logits.append(output.logits.float().cpu())
         if output.gates is not None:
             gates.append(output.gates.float().cpu())
@@ -120,12 +155,24 @@ def predict(model: FusionModel, data: MultimodalData, batch_size: int = 64) -> p
     return frame
 
 
-def dev_score(model: FusionModel, data: MultimodalData) -> float:
-    """The early-stopping score (higher is better): UA, or -MAE for regression."""
-    frame = predict(model, data)
+@torch.inference_mode()
+def dev_score(model: FusionModel, data: MultimodalData, batch_size: int = 64) -> float:
+    """The early-stopping score (higher is better): UA, or -MAE for regression.
+
+    Computed from the logits alone, as :func:`predict` computes them (same batches, same
+    softmax and argmax), without building its table: the loop reads this score every epoch.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    logits = []
+    for batch in data.batches(batch_size):
+        batch = batch.to(device)
+        logits.append(model(batch.features, batch.masks).logits.float().cpu())
+    scores = torch.cat(logits)  # (N, C), or (N, 1) for regression
     if model.config.task == "regression":
-        return -regression_metrics(frame["sentiment"], frame["sentiment_pred"])["mae"]
-    return classification_metrics(frame["label_id"], frame["pred_id"], data.classes)["ua"]
+        return -regression_metrics(data.sentiment.numpy(), scores[:, 0].numpy())["mae"]
+    predicted = torch.softmax(scores, dim=-1).numpy().argmax(-1)
+    return classification_metrics(data.labels.numpy(), predicted, data.classes)["ua"]
 
 
 def evaluate_ua(model: FusionModel, data: MultimodalData) -> float:
@@ -134,6 +181,7 @@ def evaluate_ua(model: FusionModel, data: MultimodalData) -> float:
     return classification_metrics(frame["label_id"], frame["pred_id"], data.classes)["ua"]
 
 
+@_no_nan_fill()
 def fit(
     model: FusionModel,
     train: MultimodalData,
@@ -214,6 +262,10 @@ def fit(
         history["lr"].append(optimizer.param_groups[0]["lr"])
         if alignment is not None:
             history["align_loss"].append(round(aligned / seen, 5))
+        logger.debug(
+            "%sepoch %d: train loss %.4f, dev %.4f, lr %.2g",
+            prefix, epoch, history["train_loss"][-1], score, history["lr"][-1],
+        )  # fmt: skip
         if live is not None and rank == 0:
             live.log_metric(f"{prefix}train/loss", history["train_loss"][-1])
             for name, value in terms.items():
@@ -230,9 +282,10 @@ def fit(
         else:
             stale += 1
             if stale >= cfg.patience:
-                logger.info(
-                    "early stop at epoch %d (best %d, dev %.4f)", epoch, best.best_epoch, best.best_dev_score
-                )
+                logger.debug(
+                    "%searly stop at epoch %d (best %d, dev %.4f)",
+                    prefix, epoch, best.best_epoch, best.best_dev_score,
+                )  # fmt: skip
                 break
     model.load_state_dict(best_state)
     model.to("cpu")
@@ -267,6 +320,15 @@ def load_model(path: str | Path) -> FusionModel:
             "re-create it with `dvc repro` (or `dvc repro -f <its stage>`)"
         )
     return model.eval()
+
+
+def copy_model(model: FusionModel) -> FusionModel:
+    """A new model with ``model``'s config and weights, built as :func:`load_model` builds one
+    (so it draws the same numbers from the global RNG, and a seeded run that follows goes exactly
+    as after ``load_model``), without re-reading the checkpoint."""
+    copy = FusionModel(FusionConfig(**model.config.to_dict()))
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
 
 
 def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
@@ -317,32 +379,37 @@ def train_source_model(
     rank, _ = distributed.setup()
     model_dir, predictions_dir, live_dir = Path(model_dir), Path(predictions_dir), Path(live_dir)
     statistics = splits["train"].frame_statistics()
+    for data in splits.values():  # padded batches are cut from these for every seed and epoch
+        data.pack()
     results = []
-    for seed in train_params.seeds:
-        seed_everything(seed)
-        model = build_model(config, splits["train"].dims(), len(splits["train"].classes))
-        model.set_feature_statistics(statistics)
-        live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
-        with live if live is not None else contextlib.nullcontext():
-            result = fit(
-                model, splits["train"], splits["dev"], loop_config(train_params, seed=seed), live=live
-            )
-            if live is not None:
-                live.log_metric("best_epoch", result.best_epoch, plot=False)
-                live.log_metric("best_dev_score", result.best_dev_score, plot=False)
-        results.append(result)
-        logger.info(
-            "%s seed %d: best epoch %d, dev %.4f, %s",
-            config.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
-        )  # fmt: skip
-        if rank != 0:
-            continue
-        save_model(model, model_dir / f"seed{seed}.pt")
-        # test predictions are what is reported; dev predictions are what models are selected on
-        for split in ("test", "dev"):
-            frame = predict(model, splits[split])
-            frame["n_missing_features"] = splits[split].n_missing
-            predictions.write(frame, predictions_dir, seed, split)
+    with showing(progress_bar(len(train_params.seeds), f"train {config.mode}", rank)) as bar:
+        for seed in train_params.seeds:
+            seed_everything(seed)
+            model = build_model(config, splits["train"].dims(), len(splits["train"].classes))
+            model.set_feature_statistics(statistics)
+            live = None
+            if rank == 0:
+                live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None)
+            with live if live is not None else contextlib.nullcontext():
+                result = fit(
+                    model, splits["train"], splits["dev"], loop_config(train_params, seed=seed), live=live
+                )
+                if live is not None:
+                    live.log_metric("best_epoch", result.best_epoch, plot=False)
+                    live.log_metric("best_dev_score", result.best_dev_score, plot=False)
+            results.append(result)
+            logger.info(
+                "%s seed %d: best epoch %d, dev %.4f, %s",
+                config.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
+            )  # fmt: skip
+            if rank == 0:
+                save_model(model, model_dir / f"seed{seed}.pt")
+                # test predictions are what is reported; dev predictions are what models are selected on
+                for split in ("test", "dev"):
+                    frame = predict(model, splits[split])
+                    frame["n_missing_features"] = splits[split].n_missing
+                    predictions.write(frame, predictions_dir, seed, split)
+            bar.update()
     if rank == 0:
         index = {
             "models": [f"seed{s}.pt" for s in train_params.seeds],

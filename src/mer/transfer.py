@@ -26,7 +26,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -35,13 +40,15 @@ from mer import predictions, schema
 from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.data import MultimodalData, load_splits
+from mer.devices import resolve_device
+from mer.logs import setup_logging
 from mer.models.adapter import FeatureAdapter
 from mer.models.fusion import FusionModel
 from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
-from mer.train import LoopConfig, fit, load_model, predict
+from mer.train import LoopConfig, copy_model, fit, load_model, predict, progress_bar, showing
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +105,113 @@ def swap_predictions(
     return frames
 
 
+@dataclass(frozen=True)
+class FewShotJob:
+    """What every few-shot run reads: the model and data paths (a worker process loads them once)
+    and the settings."""
+
+    model_path: str
+    source_metadata: str
+    source_features: str
+    target_metadata: str
+    target_features: str
+    params: TransferParams
+    finetune_cfg: LoopConfig
+    scratch_cfg: LoopConfig
+
+
+@dataclass
+class FewShotData:
+    """The source model and the packed target splits (and, for the domain-adaptation strategies,
+    the packed source train split) that every few-shot run starts from."""
+
+    model: FusionModel
+    splits: dict[str, MultimodalData]
+    source_train: MultimodalData | None
+
+    @classmethod
+    def load(cls, job: FewShotJob, model: FusionModel | None = None) -> FewShotData:
+        """Read and pack once; every run's subset, batch and evaluation is cut from these."""
+        model = load_model(job.model_path) if model is None else model
+        modalities = list(model.modalities)
+        splits = load_splits(job.target_metadata, job.target_features, modalities)
+        source_train = None
+        if any(s in DA_STRATEGIES for s in job.params.strategies):
+            source_train = load_splits(job.source_metadata, job.source_features, modalities)["train"].pack()
+        return cls(model, {name: data.pack() for name, data in splits.items()}, source_train)
+
+
+@dataclass(frozen=True)
+class FewShotRun:
+    """One fine-tuning: ``strategy`` on the ``budget`` subset (``positions`` of the target train
+    split) drawn with ``seed``, which also seeds the training."""
+
+    seed: int
+    budget: str
+    strategy: str
+    positions: tuple[int, ...]
+
+
+def finetune(data: FewShotData, run: FewShotRun, job: FewShotJob) -> tuple[dict, pd.DataFrame]:
+    """Train ``run``'s strategy from a copy of the source model; its record (subset size, best
+    epoch, dev score) and its target-test predictions."""
+    subset = data.splits["train"].subset(run.positions)  # a view into the packed train split
+    alignment = None
+    if run.strategy in DA_STRATEGIES:
+        alignment = Alignment(run.strategy, job.params.da_weight, data.source_train, data.splits["train"])
+    cfg = job.scratch_cfg if run.strategy == "scratch" else job.finetune_cfg
+    seed_everything(run.seed)
+    trained = prepare(copy_model(data.model), run.strategy, subset, job.params.adapter_bottleneck)
+    cfg = dataclasses.replace(cfg, seed=run.seed)
+    result = fit(trained, subset, data.splits["dev"], cfg, alignment=alignment)
+    record = {"n_train": len(subset), "best_epoch": result.best_epoch, "dev": result.best_dev_score}
+    return record, predict(trained, data.splits["test"])
+
+
+def fewshot_workers(device: str, runs: int) -> int:
+    """Processes that fine-tune side by side: on CPU one per thread torch would use (each runs
+    single-threaded), on a GPU one.
+
+    Single-threaded runs side by side use a small model's CPU better than each run spreading its
+    small ops over every core (bench/train.py); each run's result does not depend on which
+    process ran it (every run seeds itself).
+    """
+    if resolve_device(device, "train.device").type != "cpu":
+        return 1
+    return max(1, min(runs, torch.get_num_threads()))
+
+
+_WORKER: dict[str, Any] = {}  # a worker process's job and FewShotData
+
+
+def _start_worker(job: FewShotJob) -> None:
+    torch.set_num_threads(1)
+    setup_logging()
+    _WORKER.update(job=job, data=FewShotData.load(job))
+
+
+def _finetune_in_worker(run: FewShotRun) -> tuple[FewShotRun, dict, pd.DataFrame]:
+    return run, *finetune(_WORKER["data"], run, _WORKER["job"])
+
+
+def run_fewshot(
+    data: FewShotData, job: FewShotJob, runs: list[FewShotRun], workers: int
+) -> Iterator[tuple[FewShotRun, dict, pd.DataFrame]]:
+    """``(run, record, test predictions)`` of every run, in this process (``workers`` <= 1) or
+    as ``workers`` spawned processes finish them (each loads the job's data once)."""
+    if workers <= 1:
+        for run in runs:
+            yield run, *finetune(data, run, job)
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(job,))
+    try:
+        for future in as_completed([pool.submit(_finetune_in_worker, run) for run in runs]):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def transfer_to_target(
     model_path: str | Path,
     adapters_dir: str | Path,
@@ -111,6 +225,7 @@ def transfer_to_target(
     scratch_cfg: LoopConfig,
     out_dir: str | Path,
     swap_features: str | Path | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Write ``out_dir/zeroshot/<method>/seed0.parquet`` (+ ``dev/seed0.parquet``, the target dev
     split, on which the adapter is selected) and
@@ -118,11 +233,14 @@ def transfer_to_target(
     return ``{budget: {strategy: {seed: record}}}`` (subset size, best epoch, dev score).
 
     With ``swap_features`` (the cheap extractor's source audio), also ``out_dir/swap/<method>/``:
-    the model on the source test split with swapped, adapted audio (:mod:`mer.swap`)."""
+    the model on the source test split with swapped, adapted audio (:mod:`mer.swap`).
+
+    ``workers``: processes fine-tuning side by side (default :func:`fewshot_workers`); the
+    records and predictions are the same for any number."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    modalities = list(load_model(model_path).modalities)
-    model = load_model(model_path)
+    model = load_model(model_path)  # read once; every fine-tuning starts from a copy
+    modalities = list(model.modalities)
     if swap_features is not None:
         source_test = load_splits(source_metadata, source_features, modalities)["test"]
         cheap_test = cheap_splits(source_metadata, swap_features)["test"]
@@ -134,10 +252,12 @@ def transfer_to_target(
         logger.info("%s: no target corpus (corpora.target: none), transfer skipped", target_metadata)
         (out_dir / "records.json").write_text("{}\n")
         return {}
-    splits = load_splits(target_metadata, target_features, modalities)
-    source_train = None
-    if any(s in DA_STRATEGIES for s in params.strategies):
-        source_train = load_splits(source_metadata, source_features, modalities)["train"]
+    job = FewShotJob(
+        str(model_path), str(source_metadata), str(source_features), str(target_metadata),
+        str(target_features), params, finetune_cfg, scratch_cfg,
+    )  # fmt: skip
+    data = FewShotData.load(job, model)
+    splits = data.splits
 
     # zero-shot on the target test split, and on its dev split: the adapter is chosen on dev
     for method in ("none", *adapt_methods):
@@ -146,27 +266,19 @@ def transfer_to_target(
             frame = predict(model, apply_adapters(splits[split], adapters))
             predictions.write(frame, out_dir / "zeroshot" / method, seed=0, split=split)
 
+    runs = [
+        FewShotRun(seed, budget, strategy, tuple(positions))
+        for seed in params.seeds
+        for budget, positions in fewshot_subsets(splits["train"].labels, params, seed).items()
+        for strategy in params.strategies
+    ]
+    workers = fewshot_workers(finetune_cfg.device, len(runs)) if workers is None else workers
     records: dict = {}
-    for seed in params.seeds:
-        for budget, positions in fewshot_subsets(splits["train"].labels, params, seed).items():
-            subset = splits["train"].subset(positions)
-            for strategy in params.strategies:
-                seed_everything(seed)
-                trained = prepare(load_model(model_path), strategy, subset, params.adapter_bottleneck)
-                cfg = scratch_cfg if strategy == "scratch" else finetune_cfg
-                alignment = None
-                if strategy in DA_STRATEGIES:
-                    alignment = Alignment(strategy, params.da_weight, source_train, splits["train"])
-                result = fit(
-                    trained, subset, splits["dev"], dataclasses.replace(cfg, seed=seed), alignment=alignment
-                )
-                predictions.write(predict(trained, splits["test"]), out_dir / budget / strategy, seed)
-                record = {
-                    "n_train": len(subset),
-                    "best_epoch": result.best_epoch,
-                    "dev": result.best_dev_score,
-                }
-                records.setdefault(budget, {}).setdefault(strategy, {})[seed] = record
-                logger.info("%s %s seed %d: %s", budget, strategy, seed, record)
+    with showing(progress_bar(len(runs), f"transfer ({workers} worker{'s' * (workers > 1)})")) as bar:
+        for run, record, frame in run_fewshot(data, job, runs, workers):
+            predictions.write(frame, out_dir / run.budget / run.strategy, run.seed)
+            records.setdefault(run.budget, {}).setdefault(run.strategy, {})[run.seed] = record
+            logger.info("%s %s seed %d: %s", run.budget, run.strategy, run.seed, record)
+            bar.update()
     (out_dir / "records.json").write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     return records
