@@ -290,7 +290,8 @@ def test_a_missing_root_fails_before_any_work_naming_the_path(tmp_path: Path) ->
         tmp_path, {"corpora": {"source": "meld", "target": "none"}}, {"meld": tmp_path / "nowhere/MELD.Raw"}
     )
     output = _metadata_stage(repo)
-    assert "LayoutError" in output and str(tmp_path / "nowhere/MELD.Raw") in output
+    assert f"mer: metadata failed: corpora.meld.root: {tmp_path / 'nowhere/MELD.Raw'}" in output
+    assert "Traceback" not in output and "dvc exp run -S corpora.meld.root=" in output
     assert not (repo / "data/metadata/source.parquet").exists()
 
 
@@ -308,7 +309,7 @@ def test_strict_recipes_fails_the_metadata_stage_naming_key_recipe_and_fix(tmp_p
     overrides["train"] = {**overrides["train"], "strict_recipes": True}
     repo = _repo(tmp_path, overrides, {"iemocap": root})
     output = _metadata_stage(repo)
-    assert "ParamsError: train.baselines: recipe multitask needs sentiment polarity labels" in output
+    assert "mer: metadata failed: train.baselines: recipe multitask needs sentiment polarity labels" in output
     assert "train.baselines: recipe regression needs a continuous sentiment score" in output
     assert "which iemocap does not have" in output and "set train.strict_recipes: false" in output
     assert "recipe full" not in output  # IEMOCAP has VAD ratings
@@ -348,7 +349,7 @@ def test_a_leaking_official_split_fails_the_metadata_stage_naming_the_ids(tmp_pa
     labels.to_csv(root / "label.csv", index=False)
     repo = _repo(tmp_path, {"corpora": {"source": "mosi", "target": "none"}}, {"mosi": root})
     output = _metadata_stage(repo)
-    assert "MetadataError" in output and "leakage" in output and video in output
+    assert "mer: metadata failed: " in output and "leakage" in output and video in output
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "profiles").glob("*.yaml")))
