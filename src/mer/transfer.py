@@ -19,6 +19,10 @@ stopping on the target dev split:
 - ``dann`` / ``mmd`` / ``coral``: ``full`` plus a domain-adaptation loss between the fused
   embeddings of source-train and (unlabelled) target-train batches, weighted by
   ``transfer.da_weight`` (seed 003's ``domain_adaptation.py`` list).
+
+The model is read and the splits packed once per stage; every run starts from a copy of the
+model and takes its subset as a view of the packed train split. On CPU the runs are spread over
+single-threaded worker processes (:func:`fewshot_workers`), one per core torch would use.
 """
 
 from __future__ import annotations
