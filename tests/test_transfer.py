@@ -207,4 +207,5 @@ def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_pat
     files = sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*.parquet"))
     assert len(files) == 2 * 2 * 4 + 2  # the fine-tunings' test predictions and zero-shot test + dev
     for file in files:
-        pd.testing.assert_frame_equal(pd.read_parquet(outputs[1] / file), pd.read_parquet(outputs[2] / file))
+        one, two = pd.read_parquet(outputs[1] / file), pd.read_parquet(outputs[2] / file)
+        pd.testing.assert_frame_equal(one, two, check_exact=True)

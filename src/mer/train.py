@@ -3,8 +3,11 @@
 AdamW, the model's own loss (class-weighted cross-entropy plus its auxiliary terms, or the
 regression loss), gradient-norm clipping, ReduceLROnPlateau and early stopping on the dev score
 (UA; -MAE for regression; the best epoch's weights are restored), bf16 autocast on CUDA,
-per-epoch metrics to dvclive. Seeded and deterministic on CPU. Under ``torchrun`` the model is
-wrapped in DistributedDataParallel and each rank takes its share of every global batch.
+per-epoch metrics to dvclive (and to the log at debug level). Seeded and deterministic on CPU.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank takes its share
+of every global batch. Batches are cut from each split's packed sequences
+(:meth:`mer.data.MultimodalData.pack`), packed once per stage; a stage shows one progress bar
+over its runs (:func:`progress_bar`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,14 +91,14 @@ def progress_bar(total: int, desc: str, rank: int = 0) -> tqdm:
 
 
 @contextlib.contextmanager
-def showing(bar: tqdm) -> contextlib.AbstractContextManager[tqdm]:
+def showing(bar: tqdm) -> Iterator[tqdm]:
     """``bar``, closed at the end; while it shows, log lines print above it instead of through it."""
     with bar, logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
         yield bar
 
 
 @contextlib.contextmanager
-def _no_nan_fill() -> contextlib.AbstractContextManager[None]:
+def _no_nan_fill() -> Iterator[None]:
     """Deterministic mode (:func:`mer.seeding.seed_everything`) also fills every new tensor with
     NaN, to expose reads of uninitialised memory; no op of the loop reads one (its results are
     bit-identical without the fills) and the fills cost ~5% of a CPU step (bench/PROFILE.md)."""

@@ -19,10 +19,15 @@ stopping on the target dev split:
 - ``dann`` / ``mmd`` / ``coral``: ``full`` plus a domain-adaptation loss between the fused
   embeddings of source-train and (unlabelled) target-train batches, weighted by
   ``transfer.da_weight`` (seed 003's ``domain_adaptation.py`` list).
+
+The model is read and the splits packed once per stage; every run starts from a copy of the
+model and takes its subset as a view of the packed train split. On CPU the runs are spread over
+single-threaded worker processes (:func:`fewshot_workers`), one per core torch would use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -169,16 +174,29 @@ def finetune(data: FewShotData, run: FewShotRun, job: FewShotJob) -> tuple[dict,
 
 
 def fewshot_workers(device: str, runs: int) -> int:
-    """Processes that fine-tune side by side: on CPU one per thread torch would use (each runs
-    single-threaded), on a GPU one.
+    """Processes that fine-tune side by side: on CPU one per thread torch would use, on a GPU one.
 
-    Single-threaded runs side by side use a small model's CPU better than each run spreading its
-    small ops over every core (bench/train.py); each run's result does not depend on which
-    process ran it (every run seeds itself).
+    On CPU every fine-tuning runs single-threaded, wherever it runs: side by side, such runs use
+    the cores better than one run at a time spreading its small ops over all of them (1.4x the
+    fine-tunings per second on 2 cores, bench/train.py), and a run's result depends neither on
+    the number of workers nor on the machine's cores (a few CPU reductions sum in an order that
+    depends on the thread count). Every run seeds itself, so which process runs it is immaterial.
     """
     if resolve_device(device, "train.device").type != "cpu":
         return 1
     return max(1, min(runs, torch.get_num_threads()))
+
+
+@contextlib.contextmanager
+def _single_threaded(device: str) -> Iterator[None]:
+    """Torch single-threaded within (on CPU; see :func:`fewshot_workers`)."""
+    threads = torch.get_num_threads()
+    if resolve_device(device, "train.device").type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 _WORKER: dict[str, Any] = {}  # a worker process's job and FewShotData
@@ -201,7 +219,9 @@ def run_fewshot(
     as ``workers`` spawned processes finish them (each loads the job's data once)."""
     if workers <= 1:
         for run in runs:
-            yield run, *finetune(data, run, job)
+            with _single_threaded(job.finetune_cfg.device):
+                result = finetune(data, run, job)
+            yield run, *result
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(job,))
@@ -236,7 +256,8 @@ def transfer_to_target(
     the model on the source test split with swapped, adapted audio (:mod:`mer.swap`).
 
     ``workers``: processes fine-tuning side by side (default :func:`fewshot_workers`); the
-    records and predictions are the same for any number."""
+    records and predictions are the same for any number. Spawned worker processes import the
+    caller's main module: a script calling this needs the ``if __name__ == "__main__":`` guard."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(model_path)  # read once; every fine-tuning starts from a copy
