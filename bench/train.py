@@ -7,7 +7,13 @@ Both sides run the same work in a fresh process each, the landed code checked ou
    ``--train-epochs``);
 2. a slice of the transfer stage's few-shot grid, :func:`mer.transfer.transfer_to_target`
    (``--strategies`` x ``--fractions`` / ``--shots`` x ``--seeds``; no adapters, no swap),
-   from ``--model`` (the default run's main model; without it, the source model of step 1).
+   from the source model each side trained in step 1 (or ``--model``, a checkpoint both sides
+   can read).
+
+Both sides read this repo's params.yaml; the landed side's copy lacks the keys its code does not
+know (``LANDED_UNKNOWN``), so it runs the landed model: attention dropout = ``model.dropout``.
+Where the model changed (``model.attention_dropout``), the predictions differ by design and the
+comparison columns say so; where only the loop changed they must agree exactly.
 
 Printed per step: seconds per run (source training; fine-tuning: the stage's wall time over its
 fine-tunings) of each side and their ratio, and whether the predictions agree: the largest
@@ -16,6 +22,7 @@ label is equal, and (transfer) whether the records (best epoch, dev score) are e
 
     .venv/bin/python bench/train.py [--data-root .] [--model models/fusion/main]
         [--strategies full head ...] [--fractions 20 100] [--shots 3] [--seeds 0 1]
+        [--model models/fusion/main] [--single-thread]
 
 Target on a 2-core CPU: >= 3x fewer seconds per fine-tuning; identical predictions.
 """
@@ -38,6 +45,22 @@ import pandas as pd
 STRATEGIES = ("full", "head", "adapters", "scratch", "dann", "mmd", "coral")
 BASE = "6e826ee"  # the landed loop: per-run model reload, per-batch padding, predict() per epoch
 REPO = Path(__file__).resolve().parents[1]
+#: params.yaml keys added since BASE: (section, key) -> what BASE's model did instead
+LANDED_UNKNOWN = {
+    ("model", "attention_dropout"): "attention dropout = model.dropout",
+    ("train", "strict_recipes"): "no such switch (unused by these steps)",
+}
+
+
+def landed_params(out: Path) -> Path:
+    """This repo's params.yaml without the keys BASE's validation would reject."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, key in LANDED_UNKNOWN:
+        params.get(section, {}).pop(key, None)
+    out.write_text(yaml.safe_dump(params, sort_keys=False))
+    return out
 
 
 def run_side(args: argparse.Namespace) -> None:
@@ -48,15 +71,15 @@ def run_side(args: argparse.Namespace) -> None:
     from mer.params import load_model_config, load_section
     from mer.train import loop_config, train_source_model
 
-    root, out = Path(args.data_root), Path(args.out)
+    root, out, params_path = Path(args.data_root), Path(args.out), Path(args.params)
     metadata, features = root / "data/metadata", root / "data/features"
     # the default run's settings (this repo's params.yaml), on the CPU
-    train = dataclasses.replace(load_section("train", REPO / "params.yaml"), device="cpu")
+    train = dataclasses.replace(load_section("train", params_path), device="cpu")
     workers = 1
     started = time.perf_counter()
     if args.side == "train":
         train_source_model(
-            config=load_model_config(path=REPO / "params.yaml"),
+            config=load_model_config(path=params_path),
             train_params=dataclasses.replace(train, seeds=(0,), epochs=args.train_epochs),
             metadata_path=metadata / "source.parquet", feature_root=features / "source",
             model_dir=out / "model", predictions_dir=out / "predictions", live_dir=out / "live",
@@ -65,7 +88,7 @@ def run_side(args: argparse.Namespace) -> None:
         runs = 1
     else:
         params = dataclasses.replace(
-            load_section("transfer", REPO / "params.yaml"), strategies=tuple(args.strategies),
+            load_section("transfer", params_path), strategies=tuple(args.strategies),
             fractions=tuple(args.fractions), shots=tuple(args.shots), seeds=tuple(args.seeds),
         )  # fmt: skip
         records = transfer.transfer_to_target(
@@ -85,11 +108,19 @@ def run_side(args: argparse.Namespace) -> None:
 
 
 def side(
-    name: str, src: Path, step: str, out: Path, args: argparse.Namespace, model: str, threads: int = 0
+    name: str,
+    src: Path,
+    step: str,
+    out: Path,
+    args: argparse.Namespace,
+    model: str,
+    params: Path,
+    threads: int = 0,
 ) -> dict:
     """Run ``step`` of one side in a fresh process (``threads`` > 0: torch's thread count); its
     seconds, run count, worker processes and threads."""
     command = [sys.executable, __file__, "--side", step, "--out", str(out), "--model", model,
+               "--params", str(params),
                "--data-root", args.data_root, "--train-epochs", str(args.train_epochs),
                "--strategies", *args.strategies, "--fractions", *map(str, args.fractions),
                "--shots", *map(str, args.shots), "--seeds", *map(str, args.seeds)]  # fmt: skip
@@ -100,6 +131,12 @@ def side(
     if result.returncode != 0:
         raise SystemExit(f"{name} side of {step} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _section(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text()).get(name, {})
 
 
 def compare(old: Path, new: Path) -> tuple[int, float, bool]:
@@ -119,7 +156,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-root", default=".", help="data/ and splits/ of a default run")
-    parser.add_argument("--model", default="models/fusion/main", help="the source model to fine-tune")
+    parser.add_argument("--model", help="a source model both sides fine-tune (default: each its own)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--fractions", nargs="*", type=int, default=[50])
     parser.add_argument("--shots", nargs="*", type=int, default=[3])
@@ -131,6 +168,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--side", choices=["train", "transfer"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         run_side(args)
@@ -142,28 +180,42 @@ def main() -> None:
     )
     subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
     sources = {"landed": work / "src", "current": REPO / "src"}
+    params = {"landed": landed_params(work / "landed-params.yaml"), "current": REPO / "params.yaml"}
     print(f"landed: {BASE}; current: {REPO}; data: {Path(args.data_root).resolve()}")
+    changed = [f"{s}.{k}" for s, k in LANDED_UNKNOWN if s == "model" and k in _section(s)]
+    if changed:
+        print(f"model changed since {BASE} ({', '.join(changed)}): predictions differ by design")
 
     seconds = {}
     for name, src in sources.items():
-        seconds[name] = side(name, src, "train", work / name / "train", args, args.model)["seconds"]
+        step = side(name, src, "train", work / name / "train", args, "-", params[name])
+        seconds[name] = step["seconds"]
     files, max_abs, equal = compare(work / "landed/train/predictions", work / "current/train/predictions")
     print(f"\nsource training (1 seed, {args.train_epochs} epochs, {files} prediction files)")
     print(f"{'landed s':>9s} {'current s':>9s} {'speed-up':>8s} {'max|dp|':>9s} {'labels':>6s}")
     speedup = seconds["landed"] / seconds["current"]
     print(f"{seconds['landed']:9.1f} {seconds['current']:9.1f} {speedup:7.2f}x {max_abs:9.2e} {equal!s:>6}")
 
-    model = Path(args.data_root) / args.model  # (an absolute --model stays as it is)
-    if not model.exists():
-        print(f"\n({model} not found: fine-tuning the source model trained above)")
-        model = work / "current/train/model/seed0.pt"
-    variants = {"landed": (sources["landed"], 0)}
+    def model(name: str) -> str:  # (an absolute --model stays as it is)
+        own = work / name.removesuffix("-1-thread") / "train/model/seed0.pt"
+        return str(Path(args.data_root) / args.model) if args.model else str(own)
+
+    variants = {"landed": "landed"}
     if args.single_thread:
-        variants["landed-1-thread"] = (sources["landed"], 1)
-    variants["current"] = (sources["current"], 0)
+        variants["landed-1-thread"] = "landed"
+    variants["current"] = "current"
     results = {
-        name: side(name, src, "transfer", work / name / "transfer", args, str(model), threads)
-        for name, (src, threads) in variants.items()
+        name: side(
+            name,
+            sources[code],
+            "transfer",
+            work / name / "transfer",
+            args,
+            model(name),
+            params[code],
+            threads=1 if name.endswith("-1-thread") else 0,
+        )
+        for name, code in variants.items()
     }
     print(
         f"\ntransfer: {results['current']['runs']} fine-tunings ({', '.join(args.strategies)} x fractions "

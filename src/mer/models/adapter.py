@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mer.models.dropout import Dropout
+
 
 @dataclass
 class AdapterConfig:
@@ -75,7 +77,7 @@ class FeatureAdapter(nn.Module):
                 nn.Linear(width, config.hidden_dim),
                 nn.BatchNorm1d(config.hidden_dim),
                 nn.ReLU(),
-                nn.Dropout(config.dropout),
+                Dropout(config.dropout),
             ]
             width = config.hidden_dim
         self.layers = nn.Sequential(*blocks, nn.Linear(width, config.output_dim))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mer.models.config import FusionConfig
+from mer.models.dropout import Dropout
 
 
 class VADGuidedBias(nn.Module):
@@ -49,18 +50,18 @@ class AttentionBlock(nn.Module):
         super().__init__()
         self.num_heads = config.num_heads
         self.attention = nn.MultiheadAttention(
-            config.d_model, config.num_heads, dropout=config.dropout, batch_first=True
+            config.d_model, config.num_heads, dropout=config.attention_dropout, batch_first=True
         )
         self.vad_bias = VADGuidedBias(config) if vad_guided else None
         self.norm1 = nn.LayerNorm(config.d_model)
         self.feed_forward = nn.Sequential(
             nn.Linear(config.d_model, 2 * config.d_model),
             nn.GELU(),
-            nn.Dropout(config.dropout),
+            Dropout(config.dropout),
             nn.Linear(2 * config.d_model, config.d_model),
         )
         self.norm2 = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """queries `(B, Lq, H)`, keys `(B, Lk, H)`, key_mask `(B, Lk)` True = real -> `(B, Lq, H)`."""

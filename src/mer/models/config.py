@@ -53,7 +53,11 @@ class FusionConfig:
         d_model (int, 64): width H of the modality projections and attention.
         num_heads (int, 4): attention heads (must divide ``d_model``).
         num_cross_layers (int, 1): bidirectional cross-modal attention layers (``crossmodal``).
-        dropout (float, 0.1): dropout in attention, feed-forward and head.
+        dropout (float, 0.1): dropout on the projections, residual branches, feed-forward and head.
+        attention_dropout (float, 0.0): dropout on the attention probabilities. 0 (as in CLIP's
+            and Llama's configs) lets PyTorch run its fused attention kernel in training as in
+            evaluation; > 0 materialises ``(B, heads, Lq, Lk)`` probability and mask tensors,
+            which made attention 2.3x slower per step on CPU (bench/PROFILE.md).
         modalities (tuple[str, ...], all three): modalities the multimodal modes fuse.
 
     Fusion and losses (params.yaml ``fusion``, or a recipe): the total loss is
@@ -96,7 +100,7 @@ class FusionConfig:
 
     #: The fields params.yaml's ``model`` section sets.
     MODEL_KEYS: ClassVar[tuple[str, ...]] = (
-        "d_model", "num_heads", "num_cross_layers", "dropout", "modalities",
+        "d_model", "num_heads", "num_cross_layers", "dropout", "attention_dropout", "modalities",
     )  # fmt: skip
     #: The fields params.yaml's ``fusion`` section (and each recipe) sets.
     FUSION_KEYS: ClassVar[tuple[str, ...]] = (
@@ -111,6 +115,7 @@ class FusionConfig:
     num_heads: int = 4
     num_cross_layers: int = 1
     dropout: float = 0.1
+    attention_dropout: float = 0.0
     modalities: tuple[str, ...] = MODALITIES
     mode: str = "crossmodal"
     gate: str = "modality"
@@ -136,6 +141,7 @@ class FusionConfig:
         "num_heads": in_range(1),
         "num_cross_layers": in_range(0, 12),
         "dropout": in_range(0.0, 0.9),
+        "attention_dropout": in_range(0.0, 0.9),
         "modalities": {"subset_of": MODALITIES},
         "mode": one_of(*FUSION_MODES),
         "gate": one_of(*GATES),

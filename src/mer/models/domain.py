@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from mer.models.dropout import Dropout
+
 MEDIAN_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -113,7 +115,7 @@ class DomainClassifier(nn.Module):
         self.input_dim = input_dim
         self.reversal = GradientReversal()
         self.net = nn.Sequential(
-            nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, 1)
+            nn.Linear(input_dim, hidden_dim), nn.ReLU(), Dropout(dropout), nn.Linear(hidden_dim, 1)
         )
 
     def forward(self, features: torch.Tensor, coefficient: float | None = None) -> torch.Tensor:

@@ -42,6 +42,7 @@ from torch.nn import functional
 
 from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
 from mer.models.config import FusionConfig
+from mer.models.dropout import Dropout
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
 from mer.vocab import MODALITIES
 
@@ -97,7 +98,7 @@ class ModalityProjection(nn.Module):
         self.register_buffer("mean", torch.zeros(input_dim))
         self.register_buffer("std", torch.ones(input_dim))
         self.linear = nn.Linear(input_dim, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, hidden_states: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
         """`(B, L, D)` -> `(B, L, H)`; ``adapter`` (optional) acts on the standardised features."""
@@ -134,7 +135,7 @@ def mlp_head(input_dim: int, config: FusionConfig, output_dim: int) -> nn.Sequen
         nn.LayerNorm(input_dim),
         nn.Linear(input_dim, config.d_model),
         nn.GELU(),
-        nn.Dropout(config.dropout),
+        Dropout(config.dropout),
         nn.Linear(config.d_model, output_dim),
     )
 
