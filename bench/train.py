@@ -197,7 +197,7 @@ def main() -> None:
     print(f"{seconds['landed']:9.1f} {seconds['current']:9.1f} {speedup:7.2f}x {max_abs:9.2e} {equal!s:>6}")
 
     def model(name: str) -> str:  # (an absolute --model stays as it is)
-        own = work / name.removesuffix("-1-thread") / "train/model/seed0.pt"
+        own = work / name.removesuffix("-1-thread") / "train/model"
         return str(Path(args.data_root) / args.model) if args.model else str(own)
 
     variants = {"landed": "landed"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mer.logs import run_stage, setup_logging
-from mer.report import build_summary
+from mer.report import build_model_card, build_summary
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     parser.add_argument("--png", default="plots/png")
     parser.add_argument("--metadata", default="data/metadata")
     parser.add_argument("--out", default="reports/summary.md")
+    parser.add_argument("--model", default="models/fusion/main", help="transfer.source_fold's main model")
+    parser.add_argument("--card", default="reports/model_card.md")
     args = parser.parse_args()
     setup_logging()
     build_summary(
@@ -23,6 +25,9 @@ def main() -> None:
         png_dir=args.png,
         metadata_dir=args.metadata,
         out=args.out,
+    )
+    build_model_card(
+        model_dir=args.model, results_dir=args.results, metadata_dir=args.metadata, out=args.card
     )
 
 

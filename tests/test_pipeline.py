@@ -86,12 +86,14 @@ def test_every_stage_writes_what_it_declares(pipeline):
         if row != "cross_attention":
             low, delta, high = (ablation[f"{row}/delta_ua{x}"] for x in ("_low", "", "_high"))
             assert low <= delta <= high
-    from mer.train import load_model
+    from mer.checkpoints import load_model
 
-    index = json.loads((pipeline / "models/fusion/main/index.json").read_text())
-    assert index["models"] == ["seed0.pt", "seed1.pt"]
-    assert load_model(pipeline / "models/fusion/main").config.mode == params["fusion"]["mode"]
-    assert (pipeline / "models/ablation/decoder/main/seed1.pt").is_file()
+    trained = load_model(pipeline / "models/fusion/main")
+    assert trained.seeds == (0, 1) and trained.config.mode == params["fusion"]["mode"]
+    assert trained.classes == ("anger", "happiness", "neutral", "sadness")
+    assert trained.encoders["audio"]["model"] == "random-init:wavlm"
+    assert len(trained.encoders["audio"]["code_hash"]) == len(trained.encoders["text"]["weights_hash"]) == 16
+    assert (pipeline / "models/ablation/decoder/main/seed1.safetensors").is_file()
     assert (pipeline / "data/predictions/source/concat/main/dev/seed1.parquet").is_file()
     assert (pipeline / "dvclive/fusion/main/seed1/metrics.json").is_file()
     provenance = json.loads((pipeline / "results/provenance.json").read_text())
@@ -206,7 +208,11 @@ def test_train_stage_under_torchrun_writes_every_seed_once(pipeline, tmp_path):
                "--predictions-dir", str(tmp_path / "predictions"),
                "--live-dir", str(tmp_path / "live")]  # fmt: skip
     run(command, pipeline)
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["index.json", "seed0.pt", "seed1.pt"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "config.json",
+        "seed0.safetensors",
+        "seed1.safetensors",
+    ]
     for seed in (0, 1):
         ddp = pd.read_parquet(tmp_path / "predictions" / f"seed{seed}.parquet")
         single = pd.read_parquet(pipeline / f"data/predictions/source/concat/main/seed{seed}.parquet")

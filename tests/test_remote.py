@@ -74,7 +74,7 @@ def test_push_clone_pull_reruns_nothing(reproduced_repo, tmp_path):
             feature
         )
         assert (clone / feature / "meta.json").read_bytes() == (origin / feature / "meta.json").read_bytes()
-    model = "models/fusion/main/seed0.pt"
+    model = "models/fusion/main/seed0.safetensors"
     assert (clone / model).read_bytes() == (origin / model).read_bytes()
     assert (clone / "data/metadata/source.parquet").is_file() and (clone / "models/adapters").is_dir()
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone)

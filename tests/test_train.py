@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 
 import numpy as np
 import pytest
 import torch
 
+from mer.checkpoints import copy_model, load_model, save_model
 from mer.data import MultimodalData
 from mer.metrics import regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel
 from mer.seeding import seed_everything
 from mer.splits import stratified_positions
-from mer.train import LoopConfig, class_weights, evaluate_ua, fit, load_model, predict, save_model
+from mer.train import LoopConfig, class_weights, evaluate_ua, fit, predict
 
 LOOP = LoopConfig(epochs=15, batch_size=8, lr=3e-3, weight_decay=0.0, patience=15, grad_clip=1.0, seed=0)
 
@@ -68,10 +71,10 @@ def test_predict_columns_and_save_load_roundtrip(tiny_data, tmp_path):
     assert list(frame.columns[:3]) == ["utt_id", "label_id", "pred_id"]
     assert {"gate_text", "gate_audio", "gate_video"} <= set(frame.columns)
     assert np.allclose(frame.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
-    reloaded = load_model(save_model(model, tmp_path / "m.pt"))
+    reloaded = load_model(save_model(tmp_path / "m", model)).first()
     assert predict(reloaded, tiny_data["test"]).equals(frame)
-    with pytest.raises(FileNotFoundError, match=r"absent\.pt"):
-        load_model(tmp_path / "absent.pt")
+    with pytest.raises(FileNotFoundError, match=r"absent/config\.json: no model here"):
+        load_model(tmp_path / "absent")
 
 
 def test_class_weights_balance():
@@ -173,15 +176,30 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_checkpoint_of_another_layout_fails_naming_the_fix(tmp_path):
+    from safetensors.torch import save_file
+
     config = FusionConfig(
         input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"), d_model=8, num_heads=2
     )
     model = FusionModel(config)
-    path = save_model(model, tmp_path / "seed0.pt")
+    model_dir = save_model(tmp_path / "m", model)
     state = {k.replace("fuser.", ""): v for k, v in model.state_dict().items()}  # the pre-fuser layout
-    torch.save({"config": config.to_dict(), "state_dict": state}, path)
-    with pytest.raises(RuntimeError, match=r"seed0\.pt: this checkpoint's weights do not fit.*dvc repro"):
-        load_model(path)
+    save_file(state, str(model_dir / "seed0.safetensors"))
+    with pytest.raises(RuntimeError, match=r"seed0\.safetensors: sha256 differs"):
+        load_model(model_dir)
+    description = json.loads((model_dir / "config.json").read_text())
+    description["weights"]["0"]["sha256"] = hashlib.sha256(
+        (model_dir / "seed0.safetensors").read_bytes()
+    ).hexdigest()
+    (model_dir / "config.json").write_text(json.dumps(description))
+    with pytest.raises(RuntimeError, match=r"seed0\.safetensors: the weights do not fit.*dvc repro"):
+        load_model(model_dir)
+    # a pickled .pt of an older mer is refused without unpickling it
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save({"config": config.to_dict(), "state_dict": model.state_dict()}, old / "seed0.pt")
+    with pytest.raises(RuntimeError, match=r"seed0\.pt: a pickled checkpoint of an older mer.*dvc repro"):
+        load_model(old)
 
 
 def test_dev_score_is_the_ua_of_the_predictions(tiny_data):
@@ -213,12 +231,10 @@ def test_fit_logs_each_epoch_at_debug_level(tiny_data, caplog):
 
 
 def test_copy_model_is_load_model_without_the_disk(tiny_data, tmp_path):
-    from mer.train import copy_model
-
     source = _model(tiny_data["train"])
-    path = save_model(source, tmp_path / "m.pt")
+    path = save_model(tmp_path / "m", source)
     seed_everything(5)
-    loaded, after_load = load_model(path), torch.rand(4)
+    loaded, after_load = load_model(path).first(), torch.rand(4)
     seed_everything(5)
     copied, after_copy = copy_model(source), torch.rand(4)
     assert torch.equal(after_load, after_copy)  # the same RNG draws: seeded runs that follow agree

@@ -106,7 +106,7 @@ def test_strategies_train_exactly_their_weights(tiny_data, strategy):
 
 
 def test_input_adapters_start_as_identity_and_reload(tiny_data, tmp_path):
-    from mer.train import load_model, save_model
+    from mer.checkpoints import load_model, save_model
 
     model = _source_model(tiny_data["train"]).eval()
     batch = next(tiny_data["test"].batches(8))
@@ -115,7 +115,7 @@ def test_input_adapters_start_as_identity_and_reload(tiny_data, tmp_path):
     assert torch.allclose(model(batch.features, batch.masks).logits, reference, atol=1e-6)
     with torch.no_grad():
         model.input_adapters["audio"].up.bias.fill_(0.5)
-    reloaded = load_model(save_model(model, tmp_path / "m.pt"))
+    reloaded = load_model(save_model(tmp_path / "m", model)).first()
     assert torch.allclose(
         reloaded(batch.features, batch.masks).logits, model(batch.features, batch.masks).logits
     )
@@ -178,8 +178,8 @@ def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_pat
     this process exactly: every run seeds itself, and nothing else of the parent reaches it."""
     import pandas as pd
 
+    from mer.checkpoints import save_model
     from mer.params import TransferParams
-    from mer.train import save_model
     from mer.transfer import transfer_to_target
 
     dims = {"text": 12, "audio": 10, "video": 8}
@@ -187,7 +187,7 @@ def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_pat
     _write_corpus(tmp_path, "target", dims, seed=1)
     seed_everything(0)
     model_path = save_model(
-        FusionModel(FusionConfig(input_dims=dims, d_model=16, num_heads=2)), tmp_path / "m.pt"
+        tmp_path / "m", FusionModel(FusionConfig(input_dims=dims, d_model=16, num_heads=2))
     )
     strategies = ("full", "adapters", "scratch", "mmd")
     params = TransferParams(

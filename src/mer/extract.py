@@ -202,6 +202,25 @@ def _encode_or_quarantine(
         return encoded
 
 
+def encode_utterance(row: dict, modality: str, encoder: Any, cfg: ExtractParams) -> np.ndarray:
+    """One utterance's features as the extract stage stores them (``mer predict``): decoded by
+    :func:`load_input`, encoded by the same call, rounded to the shards' float16.
+
+    Raises:
+        media.MediaError / ValueError: the input is unusable (missing, corrupt, empty);
+        ExtractionError: NaN/Inf features.
+    """
+    value, _ = load_input(row, modality, cfg)
+    bf16 = _device(cfg)[1]
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        hidden = _encode(encoder, modality, [value], cfg)[0]
+    stored = np.asarray(hidden, dtype=np.float32).astype(features.DTYPE)
+    if not np.isfinite(stored).all():
+        raise ExtractionError(f"{modality}: NaN/Inf (or float16 overflow) in the features")
+    return stored
+
+
 def _extract_shard(
     rows: list[dict], modality: str, encoder: Any, cfg: ExtractParams, progress: tqdm
 ) -> tuple[list[str], list[np.ndarray], list[dict], dict[str, int]]:
@@ -265,19 +284,35 @@ CODE_FILES = (
 )
 
 
-def code_and_weights_hash(encoder: Any) -> str:
-    """sha256 (16 hex) of the extraction code and the encoder's weights: a shard made by other
-    code or other weights (e.g. a re-saved local checkpoint) must not be resumed."""
+def code_hash() -> str:
+    """sha256 (16 hex) of the extraction code (:data:`CODE_FILES`): decoding, resampling,
+    truncation, the encoders' input preparation. Recorded in ``meta.json`` and in every saved
+    model, so ``mer predict`` detects a later change of preprocessing."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
     for name in CODE_FILES:
         digest.update((package / name).read_bytes())
-    model = getattr(encoder, "model", None)
-    if isinstance(model, torch.nn.Module):
-        for name, tensor in model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def weights_hash(encoder: Any) -> str:
+    """sha256 (16 hex) of the encoder's weights (its ``model``'s state dict; "none" without one)."""
+    model = getattr(encoder, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return "none"
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def code_and_weights_hash(encoder: Any, weights: str | None = None) -> str:
+    """Both of the above in one hash (``weights``: :func:`weights_hash` if already computed): a
+    shard made by other code or other weights (e.g. a re-saved local checkpoint) must not be
+    resumed."""
+    weights = weights_hash(encoder) if weights is None else weights
+    return hashlib.sha256(f"{code_hash()}:{weights}".encode()).hexdigest()[:16]
 
 
 def _file_digest(path: Any) -> str:
@@ -288,13 +323,13 @@ def _file_digest(path: Any) -> str:
 
 
 def shard_fingerprint(
-    info: Any, cfg: ExtractParams, modality: str, rows: list[dict], code_hash: str = ""
+    info: Any, cfg: ExtractParams, modality: str, rows: list[dict], encoder_hash: str = ""
 ) -> str:
     """What a shard's content depends on: encoder (config, weights, code), precision, the
     modality's params, and the rows, their media files' contents included."""
     media_column = {"audio": "audio_path", "video": "video_path"}.get(modality)
     payload = {
-        "encoder": [info.model, info.weights, info.config_hash, code_hash],
+        "encoder": [info.model, info.weights, info.config_hash, encoder_hash],
         "precision": "bf16" if _device(cfg)[1] else "fp32",
         "init_seed": cfg.init_seed,
         "params": _modality_params(cfg, modality),
@@ -383,7 +418,8 @@ def extract_modality(
             modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device
         )
     info = encoder.info
-    code_hash = code_and_weights_hash(encoder)
+    weights = weights_hash(encoder)
+    fingerprint_hash = code_and_weights_hash(encoder, weights)
     # several text layers are stored side by side: (L, num_layers * D)
     stored_dim = info.hidden_dim * (len(cfg.text.layers) if modality == "text" else 1)
     rows = _rows(table)
@@ -404,7 +440,7 @@ def extract_modality(
         with torch.inference_mode(), autocast:
             for k in mine:
                 shard_rows = [rows[i] for i in plan[k]]
-                fingerprint = shard_fingerprint(info, cfg, modality, shard_rows, code_hash)
+                fingerprint = shard_fingerprint(info, cfg, modality, shard_rows, fingerprint_hash)
                 fingerprints[k] = fingerprint
                 if features.complete_shard(out_dir, k, fingerprint) is not None:
                     resumed += 1
@@ -427,7 +463,17 @@ def extract_modality(
     if rank == 0:
         try:
             record = _merge(
-                table, modality, cfg, info, stored_dim, plan, rows, out_dir, code_hash, fingerprints
+                table,
+                modality,
+                cfg,
+                info,
+                stored_dim,
+                plan,
+                rows,
+                out_dir,
+                fingerprint_hash,
+                fingerprints,
+                weights,
             )
         except Exception as caught:
             error = caught
@@ -448,14 +494,14 @@ def _agree_or_raise(error: BaseException | None, world: int, message: str) -> No
 
 def _merge(
     table: pd.DataFrame, modality: str, cfg: ExtractParams, info: Any, stored_dim: int,
-    plan: list[list[int]], rows: list[dict], out_dir: Path, code_hash: str,
-    fingerprints: dict[int, str],
+    plan: list[list[int]], rows: list[dict], out_dir: Path, fingerprint_hash: str,
+    fingerprints: dict[int, str], weights_hash_value: str,
 ) -> dict:  # fmt: skip
     """Collect every shard's manifest into meta.json, quarantine.csv and verify.json."""
     manifests, quarantined, counts = [], [], {"resampled": 0, "truncated": 0}
     for k, positions in enumerate(plan):
         fingerprint = fingerprints.get(k) or shard_fingerprint(
-            info, cfg, modality, [rows[i] for i in positions], code_hash
+            info, cfg, modality, [rows[i] for i in positions], fingerprint_hash
         )  # other ranks' shards are fingerprinted here
         manifest = features.complete_shard(out_dir, k, fingerprint)
         if manifest is None:
@@ -492,6 +538,8 @@ def _merge(
         "model": info.model,
         "weights": info.weights,
         "config_hash": info.config_hash,
+        "code_hash": code_hash(),
+        "weights_hash": weights_hash_value,
         "hidden_dim": stored_dim,
         "layer_dim": info.hidden_dim,
         "dtype": "float16",

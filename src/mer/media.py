@@ -137,6 +137,16 @@ def _decode_container(path: Path, max_seconds: float | None) -> tuple[np.ndarray
     return waveform, orig_sr, orig_channels, orig_seconds, truncated
 
 
+def has_audio_stream(path: str | Path) -> bool:
+    """Whether an FFmpeg-readable file has an audio stream (False for a missing or unreadable
+    file: reading it then reports why)."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
 def read_audio(
     path: str | Path, target_sr: int = 16000, max_seconds: float | None = None, normalize: str = "none"
 ) -> tuple[np.ndarray, dict]:

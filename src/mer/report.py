@@ -850,3 +850,132 @@ def build_summary(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(line for section in sections for line in section) + "\n")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The model card of the main model
+# ---------------------------------------------------------------------------------------------
+
+RANDOM_INIT = "random-init"
+
+
+def _card_metrics(results: Results) -> list[str]:
+    main = results.models[results.models["role"] == "main"]
+    if main.empty:
+        return ["No test metrics of the main model in results/models.csv."]
+    first = main.iloc[0]
+    lines = [f"Source test split, {_protocol_cell(first)} Mean over seeds, 95% interval in brackets:", ""]
+    rows = [[_label(r["metric"]), _ci_row(r)] for _, r in main.iterrows()]
+    return lines + _table(["metric", "value"], rows)
+
+
+def _card_limitations(description: dict, corpus: str) -> list[str]:
+    lines = []
+    if corpus.startswith("synthetic"):
+        lines.append(
+            "- **Trained on mer's synthetic corpus**, generated so that each modality carries the emotion "
+            "on some utterances only. Its scores show that the pipeline learns; they say nothing about "
+            "emotion in real speech, faces or text. Do not use this model on real recordings."
+        )
+    random = [m for m, e in description["encoders"].items() if e.get("weights") == RANDOM_INIT]
+    if random:
+        lines.append(
+            f"- **Random-init encoders** for {_join(random)}: their architectures with seeded random weights "
+            "(no pretrained weights offline). The features carry signal only through training the fusion "
+            "model on them. Re-run with real weights (docs/encoders.md) before any real use."
+        )
+    lines += [
+        "- Emotion categories are a coarse, culture- and annotator-dependent description. The labels are "
+        f"the training corpus's ({_join(description['classes'])}). A prediction is a guess about how "
+        "annotators would label the clip, not a fact about the speaker.",
+        "- Each modality was seen only as the training corpus records it: its language, microphones, cameras "
+        "and speakers. Expect lower accuracy elsewhere; measure before relying on it.",
+        "- Not for decisions about people: hiring, policing, health or education.",
+    ]
+    return lines
+
+
+def build_model_card(
+    *, model_dir: str | Path, results_dir: str | Path, metadata_dir: str | Path, out: str | Path
+) -> Path:
+    """Write the main model's card from its ``config.json``, the results tables and the metadata:
+    intended use, training data and protocol, encoders and weights origin, metrics, robustness,
+    limitations, and how to apply it."""
+    model_dir, out = Path(model_dir), Path(out)
+    description = json.loads((model_dir / "config.json").read_text())
+    config = description["model_config"]
+    results = Results.load(Path(results_dir))
+    table = pd.read_parquet(Path(metadata_dir) / "source.parquet")
+    corpus = table.attrs.get("corpus", "synthetic")
+    seeds = description["seeds"]
+    encoders = [
+        [m, f"`{e['model']}`", e.get("weights") or "", f"`{e.get('weights_hash')}`", f"`{e.get('code_hash')}`"]  # noqa: E501
+        for m, e in description["encoders"].items()
+    ]  # fmt: skip
+    robustness = Path(results_dir) / "robustness.csv"
+    lines = [
+        f"# Model card: mer main model (`{model_dir}`)",
+        "",
+        "Written by the report stage from the model's `config.json`, `results/` and the metadata.",
+        "",
+        "## Intended use",
+        "",
+        "Research on multimodal emotion recognition: comparing fusion models and encoders, and trying a "
+        "trained model on new clips with `mer predict`. It is not meant for decisions about people.",
+        "",
+        "## Model",
+        "",
+        f"- Fusion mode `{config['mode']}`, gate `{config['gate']}`, width {config['d_model']}, "
+        f"{config['num_heads']} heads, {config['num_cross_layers']} cross-modal layer(s); "
+        f"task `{config['task']}`.",
+        f"- Modalities: {_join(description['modalities'])}. Any non-empty subset can be given; absent "
+        "modalities are masked (docs/models.md says what absence means per fusion mode).",
+        f"- Classes: {_join(description['classes'])}.",
+        f"- {len(seeds)} training seed(s) ({', '.join(map(str, seeds))}), one `seed<k>.safetensors` each. "
+        "`mer predict` averages their class probabilities; `--seed K` uses one.",
+        f"- mer {description['mer_version']}, params hash `{description['params_hash']}`.",
+        "",
+        "## Training data and protocol",
+        "",
+        f"Corpus `{corpus}`, fold `{description['corpus'].get('fold')}`: {_protocol(table)}.",
+        "",
+        "## Encoders (frozen; the features the model reads)",
+        "",
+        *_table(["modality", "encoder", "weights", "weights hash", "preprocessing hash"], encoders),
+        "",
+        "`mer predict` rebuilds these encoders. It refuses to run when the weights or preprocessing "
+        "hash differs from the one recorded here.",
+        "",
+        "## Metrics",
+        "",
+        *_card_metrics(results),
+        "",
+        "## Robustness",
+        "",
+        *(
+            _robustness_lines(pd.read_csv(robustness))
+            if robustness.is_file()
+            else ["Not measured in this run (the robustness stage did not write results/robustness.csv)."]
+        ),
+        "",
+        "## Limitations",
+        "",
+        *_card_limitations(description, corpus),
+        "",
+        "## How to use",
+        "",
+        "```",
+        f'mer predict {model_dir} clip.wav --text "what was said"',
+        f"mer predict {model_dir} clip.mp4",
+        f"mer predict {model_dir} --csv list.csv --out predictions.csv",
+        "```",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _robustness_lines(frame: pd.DataFrame) -> list[str]:
+    """The robustness table (UA per condition) of the main model, as written by the robustness stage."""
+    rows = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    return _table(list(frame.columns), rows)

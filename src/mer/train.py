@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -30,11 +29,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dvclive import Live
 from mer import distributed, predictions
+from mer.checkpoints import encoder_records, save_weights, write_config
 from mer.data import MultimodalData, load_splits
 from mer.devices import resolve_device
 from mer.metrics import classification_metrics, regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
 from mer.params import TrainParams
+from mer.provenance import params_hash
 from mer.seeding import seed_everything
 from mer.vocab import EMOTIONS, MODALITIES
 
@@ -297,44 +298,6 @@ def fit(
     return best
 
 
-def save_model(model: FusionModel, path: str | Path) -> Path:
-    """Save weights together with the config, so the model reloads without params.yaml."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
-    return path
-
-
-def load_model(path: str | Path) -> FusionModel:
-    """Reload a model saved by :func:`save_model`; a model directory written by
-    :func:`train_source_model` gives its first seed's model."""
-    path = Path(path)
-    if path.is_dir() and (path / "index.json").is_file():
-        path = path / json.loads((path / "index.json").read_text())["models"][0]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model not found; run `dvc repro train` first")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = FusionModel(FusionConfig(**checkpoint["config"]))
-    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
-    if missing or unexpected:  # e.g. saved before the modes became FusionModel.fuser parts
-        raise RuntimeError(
-            f"{path}: this checkpoint's weights do not fit this mer version's FusionModel "
-            f"({len(missing)} missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
-            f"e.g. {unexpected[:1]}); "
-            "re-create it with `dvc repro` (or `dvc repro -f <its stage>`)"
-        )
-    return model.eval()
-
-
-def copy_model(model: FusionModel) -> FusionModel:
-    """A new model with ``model``'s config and weights, built as :func:`load_model` builds one
-    (so it draws the same numbers from the global RNG, and a seeded run that follows goes exactly
-    as after ``load_model``), without re-reading the checkpoint."""
-    copy = FusionModel(FusionConfig(**model.config.to_dict()))
-    copy.load_state_dict(model.state_dict())
-    return copy.eval()
-
-
 def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
     """The loop hyper-parameters from the ``train`` params, with ``overrides`` (e.g. transfer's);
     the seed is the first of ``train.seeds`` unless overridden."""
@@ -367,7 +330,8 @@ def train_source_model(
     splits_path: str | Path | None = None,
 ) -> list[FitResult]:
     """Train one ``config`` model per seed in ``train.seeds`` on the source train split (early
-    stopping on dev); save ``model_dir/seed<k>.pt`` (+ ``index.json``, first seed first), the
+    stopping on dev); save them as one model directory (:mod:`mer.checkpoints`: ``config.json`` and
+    ``seed<k>.safetensors``, first seed first), the
     source-test predictions ``predictions_dir/seed<k>.parquet`` and the dev predictions
     ``predictions_dir/dev/seed<k>.parquet``. Rank 0 writes under torchrun.
     ``fold`` / ``splits_path``: train and test on that protocol fold (``mer.protocols``)."""
@@ -407,7 +371,7 @@ def train_source_model(
                 config.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
             )  # fmt: skip
             if rank == 0:
-                save_model(model, model_dir / f"seed{seed}.pt")
+                save_weights(model, model_dir, seed)
                 # test predictions are what is reported; dev predictions are what models are selected on
                 for split in ("test", "dev"):
                     frame = predict(model, splits[split])
@@ -415,9 +379,13 @@ def train_source_model(
                     predictions.write(frame, predictions_dir, seed, split)
             bar.update()
     if rank == 0:
-        index = {
-            "models": [f"seed{s}.pt" for s in train_params.seeds],
-            "fusion": {k: getattr(config, k) for k in config.FUSION_KEYS},
-        }
-        (model_dir / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        table = splits["train"].table
+        write_config(
+            model_dir, config=model.config, classes=splits["train"].classes, seeds=train_params.seeds,
+            encoders=encoder_records(feature_root, config.used_modalities),
+            corpus={"name": table.attrs.get("corpus"), "fold": None if fold is None else str(fold)},
+            params_hash=params_hash(
+                {"model": config.to_dict(), "train": dataclasses.asdict(train_params)}
+            ),
+        )  # fmt: skip
     return results

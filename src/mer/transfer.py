@@ -44,6 +44,7 @@ import torch
 from mer import predictions, schema
 from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
+from mer.checkpoints import copy_model, load_model
 from mer.data import MultimodalData, load_splits
 from mer.devices import resolve_device
 from mer.logs import setup_logging
@@ -53,7 +54,7 @@ from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
-from mer.train import LoopConfig, copy_model, fit, load_model, predict, progress_bar, showing
+from mer.train import LoopConfig, fit, predict, progress_bar, showing
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class FewShotData:
     @classmethod
     def load(cls, job: FewShotJob, model: FusionModel | None = None) -> FewShotData:
         """Read and pack once; every run's subset, batch and evaluation is cut from these."""
-        model = load_model(job.model_path) if model is None else model
+        model = load_model(job.model_path).first() if model is None else model
         modalities = list(model.modalities)
         splits = load_splits(job.target_metadata, job.target_features, modalities)
         source_train = None
@@ -260,7 +261,7 @@ def transfer_to_target(
     caller's main module: a script calling this needs the ``if __name__ == "__main__":`` guard."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load_model(model_path)  # read once; every fine-tuning starts from a copy
+    model = load_model(model_path).first()  # read once; every fine-tuning starts from a copy
     modalities = list(model.modalities)
     if swap_features is not None:
         source_test = load_splits(source_metadata, source_features, modalities)["test"]
