@@ -23,8 +23,9 @@ def main() -> None:
     parser.add_argument("--plots", default="plots")
     args = parser.parse_args()
     setup_logging()
-    # every section shaped the predictions evaluated here; their hash goes into the provenance
-    params = {name: as_dict(load_section(name)) for name in SECTIONS}
+    # every section that shaped the predictions evaluated here (all but the robustness stage's);
+    # their hash goes into the provenance
+    params = {name: as_dict(load_section(name)) for name in SECTIONS if name != "robustness"}
     params["recipes"] = {name: as_dict(recipe) for name, recipe in load_recipes().items()}
     corpora = load_section("corpora")
     # the synthetic corpus's generated split keeps speakers apart, like the report's protocol line

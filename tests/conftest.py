@@ -64,7 +64,16 @@ def reproduced_repo(tmp_path_factory):
     root = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
     output = run(["dvc", "repro"], root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    expected = {"metadata", "extract_swap", "adapt", "train@main", "transfer", "evaluate", "report"}
+    expected = {
+        "metadata",
+        "extract_swap",
+        "adapt",
+        "train@main",
+        "transfer",
+        "robustness",
+        "evaluate",
+        "report",
+    }
     expected |= {f"baseline@{m}-main" for m in params["train"]["baselines"]}
     expected |= {f"ablation@{v}-main" for v in params["ablation"]["variants"]}
     expected |= {f"extract@{c}-{m}" for c in ("source", "target") for m in ("text", "audio", "video")}

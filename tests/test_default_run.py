@@ -134,3 +134,20 @@ def test_adapter_and_strategies_are_selected_on_dev():
 
 def test_paired_swap_adapter_beats_random_pairs():
     assert _verdict("swap", "paired", "seed002") == "better"
+
+
+def test_robustness_covers_every_condition_and_removing_the_leaned_on_modality_hurts():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    frame = _csv("robustness")
+    snrs, noises = params["robustness"]["snrs"], params["robustness"]["noises"]
+    expected = {"clean"} | {f"without {m}" for m in params["model"]["modalities"]}
+    expected |= {f"{noise} {float(snr):g} dB" for noise in noises for snr in snrs}
+    for model in ("fusion", "concat"):
+        assert set(frame.loc[frame["model"] == model, "condition"]) == expected, model
+    # the modality the main model leans on most: the largest mean gate (results/gates.json)
+    gates = json.loads((REPO / "results/gates.json").read_text())
+    leaned = max(gates, key=lambda m: sum(gates[m]["by_emotion"].values()))
+    row = frame[(frame["model"] == "fusion") & (frame["condition"] == f"without {leaned}")].iloc[0]
+    assert float(row["delta_high"]) < 0 and row["verdict"] == "worse", row.to_dict()
+    headline = _metrics("robustness")
+    assert headline["fusion/worst_ua"] <= headline["fusion/clean_ua"]

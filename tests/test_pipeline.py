@@ -96,6 +96,16 @@ def test_every_stage_writes_what_it_declares(pipeline):
     assert (pipeline / "models/ablation/decoder/main/seed1.safetensors").is_file()
     assert (pipeline / "data/predictions/source/concat/main/dev/seed1.parquet").is_file()
     assert (pipeline / "dvclive/fusion/main/seed1/metrics.json").is_file()
+    robustness = pd.read_csv(pipeline / "results/robustness.csv")
+    conditions = {"clean", "without text", "without audio", "without video"}
+    conditions |= {f"{n} {s:g} dB" for n in ("white", "babble") for s in (20.0, 10.0, 0.0)}
+    for model in ("fusion", "concat"):
+        rows = robustness[robustness["model"] == model]
+        assert set(rows["condition"]) == conditions and rows["ua"].between(0, 1).all(), model
+        assert (rows["low"] <= rows["ua"]).all() and (rows["ua"] <= rows["high"]).all()
+    assert "## Robustness" in (pipeline / "reports/summary.md").read_text()
+    card = (pipeline / "reports/model_card.md").read_text()
+    assert "synthetic corpus" in card and "Random-init encoders" in card and "without audio" in card
     provenance = json.loads((pipeline / "results/provenance.json").read_text())
     assert len(provenance["git_commit"]) == 40 and len(provenance["params_hash"]) == 16
     assert provenance["encoders"]["source/audio"] == "random-init:wavlm (random-init)"

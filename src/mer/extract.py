@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -202,15 +203,20 @@ def _encode_or_quarantine(
         return encoded
 
 
-def encode_utterance(row: dict, modality: str, encoder: Any, cfg: ExtractParams) -> np.ndarray:
+def encode_utterance(
+    row: dict, modality: str, encoder: Any, cfg: ExtractParams, transform: Callable[[Any], Any] | None = None
+) -> np.ndarray:
     """One utterance's features as the extract stage stores them (``mer predict``): decoded by
-    :func:`load_input`, encoded by the same call, rounded to the shards' float16.
+    :func:`load_input`, encoded by the same call, rounded to the shards' float16. ``transform``
+    (optional) changes the decoded input first (the robustness stage adds noise to waveforms).
 
     Raises:
         media.MediaError / ValueError: the input is unusable (missing, corrupt, empty);
         ExtractionError: NaN/Inf features.
     """
     value, _ = load_input(row, modality, cfg)
+    if transform is not None:
+        value = transform(value)
     bf16 = _device(cfg)[1]
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.inference_mode(), autocast:

@@ -402,6 +402,36 @@ class TransferParams:
             raise ParamsError(f"transfer.seeds: {list(self.seeds)!r} must list at least one seed, each once")
 
 
+NOISES = ("white", "babble")
+
+
+@dataclass(frozen=True)
+class RobustnessParams:
+    """The main model and the concat baseline under missing and noisy modalities (robustness
+    stage, :mod:`mer.robustness`), on the test split of ``transfer.source_fold``.
+
+    Attributes:
+        snrs (list[float], [20, 10, 0]): signal-to-noise ratios (dB) of the noise added to the
+            test audio before it is re-encoded.
+        noises (list[str], [white, babble]): ``white`` (seeded Gaussian) and ``babble`` (the sum of
+            ``babble_talkers`` other test utterances of the corpus itself).
+        babble_talkers (int, 4): utterances summed into one babble track.
+        seed (int, 0): seed of the noise draws and the talker choice.
+    """
+
+    snrs: tuple[float, ...] = (20.0, 10.0, 0.0)
+    noises: tuple[str, ...] = NOISES
+    babble_talkers: int = 4
+    seed: int = 0
+
+    _checks: ClassVar[dict] = {
+        "snrs": {"each": in_range(-30.0, 100.0)},
+        "noises": {"subset_of": NOISES},
+        "babble_talkers": in_range(1, 64),
+        "seed": in_range(0),
+    }
+
+
 CORPORA = ("synthetic", "iemocap", "meld", "cremad", "ravdess", "mosi", "mosei")
 LOSO_SESSIONS = (1, 2, 3, 4, 5)
 
@@ -566,6 +596,7 @@ SECTIONS: dict[str, type | ConfigSection] = {
     "train": TrainParams,
     "ablation": AblationParams,
     "transfer": TransferParams,
+    "robustness": RobustnessParams,
 }
 
 RECIPES_SECTION = "recipes"  # named partial fusion settings: {name: {field: value}}

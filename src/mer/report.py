@@ -98,7 +98,7 @@ FOLD_METRICS = ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0")
 MAX_SPEAKERS = 12
 NUMERIC = frozenset({"value", "low", "high", "seed_std", "dev", "n_seeds", "n_folds", "n_test", "n_train",
                      "budget", "a_value", "b_value", "delta", "p", "p_holm", "best_by_dev", "recall", "n",
-                     "ua"})  # fmt: skip
+                     "ua", "snr_db", "delta_ua", "delta_low", "delta_high"})  # fmt: skip
 TABLES = {
     "models": ("model", "role", "task", "metric", "value", "low", "high", "seed_std", "dev", "n_seeds",
                "n_folds", "n_test", "folds", "protocol"),
@@ -110,6 +110,8 @@ TABLES = {
     "per_class": ("model", "class", "recall"),
     "per_speaker": ("model", "group", "name", "n", "ua"),
     "skipped": ("recipe", "role", "folds", "missing", "reason", "fix"),
+    "robustness": ("model", "condition", "kind", "modality", "snr_db", "ua", "low", "high", "delta_ua",
+                   "delta_low", "delta_high", "verdict", "n_seeds", "n_test"),
 }  # fmt: skip
 INTERVALS = (
     "**How to read the intervals.** A score is `value [low, high]`: the mean over the protocol folds "
@@ -134,6 +136,7 @@ class Results:
     per_class: pd.DataFrame
     per_speaker: pd.DataFrame
     skipped: pd.DataFrame
+    robustness: pd.DataFrame
     gates: dict
     adapt: dict
     provenance: dict
@@ -477,6 +480,37 @@ def _skipped_section(results: Results) -> list[str]:
     ]
     header = ["recipe", "name", "role", "why it was skipped", "fix"]
     return ["### Skipped recipes", "", text, "", *_table(header, table)]
+
+
+def robustness_rows(frame: pd.DataFrame, model: str) -> list[list[str]]:
+    """One model's conditions: UA [interval], the paired change from clean [interval], verdict."""
+    rows = []
+    for _, r in frame[frame["model"] == model].iterrows():
+        change = ""
+        if r["condition"] != "clean":
+            low, high = _signed("ua", r["delta_low"]), _signed("ua", r["delta_high"])
+            change = f"{_signed('ua', r['delta_ua'])} [{low}, {high}]"
+        rows.append([r["condition"], _ci("ua", r["ua"], r["low"], r["high"]), change, r["verdict"]])
+    return rows
+
+
+def _robustness_section(results: Results) -> list[str]:
+    """Main model and concat baseline with a modality removed or noise in the audio."""
+    frame = results.robustness
+    if frame.empty:
+        return []
+    first = frame.iloc[0]
+    text = (
+        "Test UA of the main model and the concat baseline with each modality removed (the model masks "
+        "it) and with white or babble noise added to the test audio at each SNR, re-encoded with the "
+        f"model's own audio encoder ({_count(first['n_seeds'])} seeds, {_count(first['n_test'])} test utt.; "
+        "Δ: paired change from clean; `results/robustness.csv`)."
+    )
+    lines = ["## Robustness: missing and noisy modalities", "", text, ""]
+    for model in frame["model"].unique():
+        lines += [f"**{MODEL_NAMES.get(model, model)}**", ""]
+        lines += [*_table(["condition", "UA", "Δ UA vs clean", "verdict"], robustness_rows(frame, model)), ""]
+    return lines
 
 
 def _fold_key(fold: str) -> tuple:
@@ -838,6 +872,7 @@ def build_summary(
         _baselines_section(results),
         _ablation_section(results),
         _skipped_section(results),
+        _robustness_section(results),
         _gates_section(results.gates, png_dir, report_dir),
         _figures_section(png_dir, report_dir),
         _folds_section(results, source_table.attrs.get("corpus", "synthetic")),
@@ -912,7 +947,6 @@ def build_model_card(
         [m, f"`{e['model']}`", e.get("weights") or "", f"`{e.get('weights_hash')}`", f"`{e.get('code_hash')}`"]  # noqa: E501
         for m, e in description["encoders"].items()
     ]  # fmt: skip
-    robustness = Path(results_dir) / "robustness.csv"
     lines = [
         f"# Model card: mer main model (`{model_dir}`)",
         "",
@@ -953,9 +987,9 @@ def build_model_card(
         "## Robustness",
         "",
         *(
-            _robustness_lines(pd.read_csv(robustness))
-            if robustness.is_file()
-            else ["Not measured in this run (the robustness stage did not write results/robustness.csv)."]
+            _table(["condition", "UA", "Δ UA vs clean", "verdict"], robustness_rows(results.robustness, MAIN))
+            if not results.robustness.empty
+            else ["Not measured in this run (no results/robustness.csv)."]
         ),
         "",
         "## Limitations",
@@ -973,9 +1007,3 @@ def build_model_card(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out
-
-
-def _robustness_lines(frame: pd.DataFrame) -> list[str]:
-    """The robustness table (UA per condition) of the main model, as written by the robustness stage."""
-    rows = [[str(v) for v in row] for row in frame.itertuples(index=False)]
-    return _table(list(frame.columns), rows)
