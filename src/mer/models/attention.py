@@ -64,21 +64,45 @@ class AttentionBlock(nn.Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """queries `(B, Lq, H)`, keys `(B, Lk, H)`, key_mask `(B, Lk)` True = real -> `(B, Lq, H)`."""
+        """queries `(B, Lq, H)`, keys `(B, Lk, H)`, key_mask `(B, Lk)` True = real -> `(B, Lq, H)`.
+
+        A row without a real key (its keys' modalities are absent) has nothing to attend to and
+        returns its queries unchanged.
+        """
+        has_keys = key_mask.any(-1)  # (B,)
+        # a softmax over no key is 0/0 = NaN, in the forward and in every gradient: such rows
+        # attend to their padding instead and the result is dropped below (all rows with keys:
+        # the same mask as key_mask, so the same outputs)
+        attend_mask = key_mask | ~has_keys[:, None]  # (B, Lk)
         if self.vad_bias is None:
-            attended, _ = self.attention(queries, keys, keys, key_padding_mask=~key_mask, need_weights=False)
+            attended, _ = self.attention(
+                queries, keys, keys, key_padding_mask=~attend_mask, need_weights=False
+            )
         else:
             bias = self.vad_bias(queries, keys)  # (B, Lq, Lk)
-            bias = bias.masked_fill(~key_mask[:, None, :], float("-inf"))
+            bias = bias.masked_fill(~attend_mask[:, None, :], float("-inf"))
             bias = bias.repeat_interleave(self.num_heads, dim=0)  # (B * heads, Lq, Lk)
             attended, _ = self.attention(queries, keys, keys, attn_mask=bias, need_weights=False)
         hidden_states = self.norm1(queries + self.dropout(attended))
-        return self.norm2(hidden_states + self.dropout(self.feed_forward(hidden_states)))
+        hidden_states = self.norm2(hidden_states + self.dropout(self.feed_forward(hidden_states)))
+        return torch.where(has_keys[:, None, None], hidden_states, queries)
 
 
 class CrossModalLayer(nn.Module):
     """Bidirectional cross-modal attention: every modality attends to all the others
-    (VAD-guided when ``config.vad_guidance``)."""
+    (VAD-guided when ``config.vad_guidance``). On a row where all the others are absent (masks
+    all False) a modality keeps its hidden states: :class:`AttentionBlock` leaves rows without
+    keys unchanged.
+
+    >>> config = FusionConfig(input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"),
+    ...                       d_model=8, num_heads=2)
+    >>> layer = CrossModalLayer(config).eval()
+    >>> hidden = {"text": torch.randn(2, 3, 8), "audio": torch.randn(2, 5, 8)}
+    >>> masks = {"text": torch.ones(2, 3, dtype=torch.bool), "audio": torch.tensor([[True] * 5, [False] * 5])}
+    >>> updated = layer(hidden, masks)
+    >>> torch.equal(updated["text"][1], hidden["text"][1]), torch.equal(updated["text"][0], hidden["text"][0])
+    (True, False)
+    """
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()

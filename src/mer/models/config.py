@@ -88,6 +88,11 @@ class FusionConfig:
             positive from the sign of the sentiment score; seeds 001 / 004).
         corr_alpha / corr_beta (float, 0.3 / 0.7): seed 002's regression loss
             ``alpha * MSE + beta * (1 - r)^2``.
+        modality_dropout (float, 0.0): in training, the probability of dropping each modality of
+            each row (its mask row set all False), so the model learns to score utterances with
+            modalities absent (:mod:`mer.models.fusion`). A row never loses all its modalities: if
+            every present one is drawn, it keeps one of them at random. Must be < 1; 0 draws no
+            random numbers.
 
     Bound from the data when the model is built:
         input_dims (dict[str, int], empty until bound): feature dim D of each modality's encoder,
@@ -106,7 +111,7 @@ class FusionConfig:
     FUSION_KEYS: ClassVar[tuple[str, ...]] = (
         "mode", "gate", "beta", "beta_learnable", "vad_guidance", "vad_lambda", "decoder_layers",
         "task", "label_smoothing", "vad_weight", "micl_weight", "micl_temperature",
-        "sentiment_weight", "corr_alpha", "corr_beta",
+        "sentiment_weight", "corr_alpha", "corr_beta", "modality_dropout",
     )  # fmt: skip
     #: The fields :meth:`needs` reads (the metadata stage declares exactly these params).
     NEEDS_KEYS: ClassVar[tuple[str, ...]] = ("modalities", "mode", "task", "sentiment_weight", "vad_weight")
@@ -132,6 +137,7 @@ class FusionConfig:
     sentiment_weight: float = 0.0
     corr_alpha: float = 0.3
     corr_beta: float = 0.7
+    modality_dropout: float = 0.0
     input_dims: dict[str, int] = field(default_factory=dict)
     num_classes: int = 4
     input_adapters: int = 0
@@ -156,6 +162,7 @@ class FusionConfig:
         "sentiment_weight": in_range(0.0, 100.0),
         "corr_alpha": in_range(0.0, 100.0),
         "corr_beta": in_range(0.0, 100.0),
+        "modality_dropout": in_range(0.0, 1.0),
         "num_classes": in_range(1),
         "input_adapters": in_range(0),
     }
@@ -164,6 +171,8 @@ class FusionConfig:
         self.modalities = tuple(self.modalities)
         for key, rule in self._checks.items():
             check_value(key, getattr(self, key), rule)
+        if self.modality_dropout >= 1.0:
+            raise ParamsError(f"modality_dropout ({self.modality_dropout}) must be < 1")
         if self.d_model % self.num_heads:
             raise ParamsError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if not self.modalities:

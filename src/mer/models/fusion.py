@@ -19,6 +19,26 @@ and the MICL projector on the pooled per-modality vectors of the intra-modal enc
 (:mod:`mer.models.losses`).
 ``config.task = "regression"`` makes the main head one sentiment score (seed 002).
 
+Any non-empty subset of the modalities can be scored. A modality is *absent* on a row whose mask
+row is all False (:meth:`FusionModel.forward` also fills in one missing from the inputs), and
+``config.modality_dropout`` drops modalities at random in training. What absence means:
+
+- ``crossmodal``: absent modalities are masked out of the keys (a modality whose others are all
+  absent keeps its hidden states); the ``modality`` gate's softmax runs over the present
+  modalities and sums to their number; the ``vector`` gate's term of an absent modality is 0; the
+  interaction term averages the products of the pairs present on both sides (0 with fewer than
+  two); gate ``none`` concatenates a learned missing vector (:class:`MissingModalityVectors`) in
+  its place. The decoder's memory keeps its positions masked.
+- ``concat`` / ``ensemble``'s early path: the learned missing vector replaces its pooled vector
+  (unimodal modes have one modality, never absent on a row that can be scored).
+- ``late`` / ``ensemble``'s late path: the average of the present modalities' logits, the learned
+  weights renormalised over them.
+- ``gates``: 0 for absent modalities. MICL scores each pair on the rows where both are present.
+
+With every modality present all of this is the identity: the same outputs, bit for bit, as
+before it existed (``torch.where`` selects rather than recomputes), and the missing vectors get
+no gradient.
+
 Shape legend: see :mod:`mer.models.attention`.
 
 >>> config = FusionConfig(input_dims={"text": 8, "audio": 6}, modalities=("text", "audio"),
@@ -46,7 +66,15 @@ from mer.models.dropout import Dropout
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
 from mer.vocab import MODALITIES
 
-__all__ = ["FUSERS", "FusionConfig", "FusionModel", "FusionOutput", "masked_mean", "sentiment_classes"]
+__all__ = [
+    "FUSERS",
+    "FusionConfig",
+    "FusionModel",
+    "FusionOutput",
+    "MissingModalityVectors",
+    "masked_mean",
+    "sentiment_classes",
+]
 
 
 @dataclass
@@ -58,7 +86,7 @@ class FusionOutput:
             ``task == "regression"``.
         embeddings (`FloatTensor` of shape `(B, E)`): the fused utterance representation.
         gates (`FloatTensor` of shape `(B, M)` or None): per-utterance weight of each modality
-            (``crossmodal`` with a ``modality`` or ``vector`` gate).
+            (``crossmodal`` with a ``modality`` or ``vector`` gate), 0 where it is absent.
         vad (`FloatTensor` `(B, 3)` or None): VAD estimate (when ``vad_weight > 0``).
         sentiment_logits (`FloatTensor` `(B, 3)` or None): multi-task sentiment head.
         loss (`FloatTensor` scalar or None): the weighted total when targets were given.
@@ -140,6 +168,38 @@ def mlp_head(input_dim: int, config: FusionConfig, output_dim: int) -> nn.Sequen
     )
 
 
+class MissingModalityVectors(nn.Module):
+    """A learned vector per modality that stands in for its pooled vector on the rows where it is
+    absent (``concat``, ``ensemble``'s early path, ``crossmodal`` with gate ``none``).
+
+    The vectors start at zero (no random draw, so the seeded weights of every other parameter stay
+    as they were). A modality present on every row of a batch is passed through untouched: its
+    vector gets no gradient (None, which AdamW and gradient clipping skip).
+
+    >>> config = FusionConfig(input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"),
+    ...                       d_model=8, num_heads=2)
+    >>> pooled = {"text": torch.ones(2, 8), "audio": torch.ones(2, 8)}
+    >>> filled = MissingModalityVectors(config)(pooled, torch.tensor([[True, True], [True, False]]))
+    >>> filled["audio"][:, 0].tolist(), filled["text"] is pooled["text"]
+    ([1.0, 0.0], True)
+    """
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = config.used_modalities
+        self.vectors = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(config.d_model)) for m in self.modalities}
+        )
+
+    def forward(self, pooled: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """pooled[m] `(B, H)`, present `(B, M)` -> pooled[m], the missing vector on rows without m."""
+        filled = dict(pooled)
+        for i in (~present).any(0).nonzero().flatten().tolist():  # modalities absent on some row
+            modality = self.modalities[i]
+            filled[modality] = torch.where(present[:, i, None], pooled[modality], self.vectors[modality])
+        return filled
+
+
 class GatedFusion(nn.Module):
     """Reliability-aware fusion with a beta-weighted cross-modal interaction term.
 
@@ -156,12 +216,18 @@ class GatedFusion(nn.Module):
       baseline of seeds 002 / 003).
 
     The reported gate per modality is ``g_m`` (``modality``) or the mean of its dimensions.
+    Absent modalities (``present`` False) get gate 0; the ``modality`` gates of the present ones
+    sum to their number; ``i`` averages the pairs present on both sides; ``none`` concatenates
+    :class:`MissingModalityVectors` in their place.
 
     >>> config = FusionConfig(input_dims={"text": 4, "audio": 4}, modalities=("text", "audio"),
     ...                       d_model=8, num_heads=2)
-    >>> fused, gates, _ = GatedFusion(config)({"text": torch.randn(2, 8), "audio": torch.randn(2, 8)})
+    >>> pooled = {"text": torch.randn(2, 8), "audio": torch.randn(2, 8)}
+    >>> fused, gates, _ = GatedFusion(config)(pooled, torch.ones(2, 2, dtype=torch.bool))
     >>> tuple(fused.shape), torch.allclose(gates.sum(-1), torch.tensor(2.0))
     ((2, 8), True)
+    >>> GatedFusion(config)(pooled, torch.tensor([[True, True], [False, True]]))[1][1].tolist()
+    [0.0, 1.0]
     """
 
     def __init__(self, config: FusionConfig) -> None:
@@ -186,27 +252,40 @@ class GatedFusion(nn.Module):
                 self.beta = nn.Parameter(beta)
             else:
                 self.register_buffer("beta", beta)
+        else:
+            self.missing = MissingModalityVectors(config)
 
     def forward(
-        self, pooled: dict[str, torch.Tensor]
+        self, pooled: dict[str, torch.Tensor], present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """pooled[m] `(B, H)` -> fused `(B, E)`, gate per modality `(B, M)` (None for ``none``)
-        and each modality's weight, `(B, 1)` or `(B, H)`, to scale its sequence with."""
+        """pooled[m] `(B, H)`, present `(B, M)` True where m is present -> fused `(B, E)`, gate per
+        modality `(B, M)` (None for ``none``) and each modality's weight, `(B, 1)` or `(B, H)`, to
+        scale its sequence with."""
         if self.gate_type == "none":
+            pooled = self.missing(pooled, present)
             ones = {m: torch.ones_like(pooled[m][:, :1]) for m in self.modalities}
             return torch.cat([pooled[m] for m in self.modalities], dim=-1), None, ones  # (B, M*H)
-        pairs = list(itertools.combinations(self.modalities, 2))
-        interaction = torch.stack([pooled[a] * pooled[b] for a, b in pairs]).mean(0)  # (B, H)
+        vectors = [pooled[m] for m in self.modalities]
+        pairs = list(itertools.combinations(range(len(vectors)), 2))
+        products = torch.stack([vectors[a] * vectors[b] for a, b in pairs])  # (P, B, H)
+        both = torch.stack([present[:, a] & present[:, b] for a, b in pairs]).unsqueeze(-1)  # (P, B, 1)
+        # rows missing a pair: the mean over the pairs they have; the others keep the plain mean
+        partial = products.masked_fill(~both, 0.0).sum(0) / both.sum(0).clamp(min=1)  # (B, H)
+        interaction = torch.where(both.all(0), products.mean(0), partial)  # (B, H)
         fused = self.beta * interaction
         weights: dict[str, torch.Tensor] = {}
         if self.gate_type == "modality":
             scores = torch.cat([self.scores[m](pooled[m]) for m in self.modalities], dim=-1)  # (B, M)
-            gate_values = len(self.modalities) * torch.softmax(scores, dim=-1)  # (B, M)
+            scores = scores.masked_fill(~present, float("-inf"))  # absent: weight exactly 0
+            gate_values = present.sum(-1, keepdim=True) * torch.softmax(scores, dim=-1)  # (B, M)
             for i, modality in enumerate(self.modalities):
                 weights[modality] = gate_values[:, i : i + 1]  # (B, 1)
         else:
             context = torch.cat([pooled[m] for m in self.modalities] + [interaction], dim=-1)  # (B, (M+1)H)
-            weights = {m: torch.sigmoid(self.gates[m](context)) for m in self.modalities}  # (B, H)
+            weights = {
+                m: torch.sigmoid(self.gates[m](context)).masked_fill(~present[:, i, None], 0.0)
+                for i, m in enumerate(self.modalities)
+            }  # (B, H)
             gate_values = torch.stack([weights[m].mean(-1) for m in self.modalities], dim=-1)  # (B, M)
         for modality in self.modalities:
             fused = fused + weights[modality] * pooled[modality]
@@ -242,7 +321,8 @@ class EmotionQueryDecoder(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """A classifier per modality; logits averaged with learned softmax weights (init uniform)."""
+    """A classifier per modality; logits averaged with learned softmax weights (init uniform),
+    renormalised over the modalities present on each row."""
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
@@ -256,10 +336,16 @@ class LateFusion(nn.Module):
         """`(M,)` modality weights, summing to 1."""
         return torch.softmax(self.weight_logits, dim=0)
 
-    def forward(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
-        """pooled[m] `(B, H)` -> logits `(B, C)`."""
+    def forward(self, pooled: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """pooled[m] `(B, H)`, present `(B, M)` -> logits `(B, C)`."""
         logits = torch.stack([self.heads[m](pooled[m]) for m in self.modalities], dim=0)  # (M, B, C)
-        return (self.weights()[:, None, None] * logits).sum(0)
+        averaged = (self.weights()[:, None, None] * logits).sum(0)  # (B, C)
+        # rows with absent modalities: the softmax over the present ones (absent weigh exactly 0);
+        # selected rather than used on every row, whose per-row softmax gradients summed over the
+        # batch differ from the shared weights' in the last bits
+        row_weights = torch.softmax(self.weight_logits.masked_fill(~present, float("-inf")), dim=-1)  # (B, M)
+        renormalised = (row_weights.T[:, :, None] * logits).sum(0)  # (B, C)
+        return torch.where(present.all(-1, keepdim=True), averaged, renormalised)
 
 
 class CrossModalFuser(nn.Module):
@@ -288,13 +374,14 @@ class CrossModalFuser(nn.Module):
         hidden: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor],
         intra_pooled: dict[str, torch.Tensor],
+        present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """hidden[m] `(B, L_m, H)`, masks[m] `(B, L_m)` -> logits `(B, C)`, embeddings `(B, E)`,
-        gates `(B, M)` (None for gate ``none``)."""
+        """hidden[m] `(B, L_m, H)`, masks[m] `(B, L_m)`, present `(B, M)` -> logits `(B, C)`,
+        embeddings `(B, E)`, gates `(B, M)` (None for gate ``none``)."""
         for layer in self.cross_layers:
             hidden = layer(hidden, masks)
         pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
-        embeddings, gates, weights = self.fusion(pooled)  # (B, E), (B, M), {m: (B, 1 | H)}
+        embeddings, gates, weights = self.fusion(pooled, present)  # (B, E), (B, M), {m: (B, 1 | H)}
         if not self.config.decoder_layers:
             return self.head(embeddings), embeddings, gates  # (B, C)
         # memory: each modality's sequence scaled by its gate, plus the fused vector
@@ -326,7 +413,8 @@ class CrossModalFuser(nn.Module):
 
 
 class EarlyFuser(nn.Module):
-    """``concat`` (early fusion) and the unimodal modes: pooled modalities concatenated -> MLP head."""
+    """``concat`` (early fusion) and the unimodal modes: pooled modalities (an absent one's missing
+    vector) concatenated -> MLP head."""
 
     head_prefixes = ("head.",)
 
@@ -335,15 +423,19 @@ class EarlyFuser(nn.Module):
         self.modalities = config.used_modalities
         self.embedding_dim = config.d_model * len(self.modalities)
         self.head = mlp_head(self.embedding_dim, config, config.num_outputs)
+        self.missing = MissingModalityVectors(config)
 
     def forward(
         self,
         hidden: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor],
         intra_pooled: dict[str, torch.Tensor],
+        present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
-        embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+        """intra_pooled[m] `(B, H)`, present `(B, M)` -> logits `(B, C)`, embeddings `(B, M*H)`,
+        no gates."""
+        filled = self.missing(intra_pooled, present)
+        embeddings = torch.cat([filled[m] for m in self.modalities], dim=-1)  # (B, M*H)
         return self.head(embeddings), embeddings, None
 
     def learned_weights(self) -> dict[str, float]:
@@ -352,7 +444,7 @@ class EarlyFuser(nn.Module):
 
 class LateFuser(nn.Module):
     """``late``: a classifier per modality (:class:`LateFusion`); the embedding is the
-    concatenation of the pooled modalities."""
+    concatenation of the pooled modalities (zeros for an absent one)."""
 
     head_prefixes = ("late.",)
 
@@ -367,10 +459,12 @@ class LateFuser(nn.Module):
         hidden: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor],
         intra_pooled: dict[str, torch.Tensor],
+        present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
+        """intra_pooled[m] `(B, H)`, present `(B, M)` -> logits `(B, C)`, embeddings `(B, M*H)`,
+        no gates."""
         embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
-        return self.late(intra_pooled), embeddings, None
+        return self.late(intra_pooled, present), embeddings, None
 
     def learned_weights(self) -> dict[str, float]:
         weights = self.late.weights().tolist()
@@ -390,16 +484,20 @@ class EnsembleFuser(nn.Module):
         self.head = mlp_head(self.embedding_dim, config, config.num_outputs)
         self.late = LateFusion(config)
         self.ensemble_logits = nn.Parameter(torch.zeros(2))  # sigmoid(0) = equal weights
+        self.missing = MissingModalityVectors(config)
 
     def forward(
         self,
         hidden: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor],
         intra_pooled: dict[str, torch.Tensor],
+        present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """intra_pooled[m] `(B, H)` -> logits `(B, C)`, embeddings `(B, M*H)`, no gates."""
-        embeddings = torch.cat([intra_pooled[m] for m in self.modalities], dim=-1)  # (B, M*H)
-        early, late = self.head(embeddings), self.late(intra_pooled)  # (B, C) each
+        """intra_pooled[m] `(B, H)`, present `(B, M)` -> logits `(B, C)`, embeddings `(B, M*H)`
+        (the early path's, with missing vectors), no gates."""
+        filled = self.missing(intra_pooled, present)
+        embeddings = torch.cat([filled[m] for m in self.modalities], dim=-1)  # (B, M*H)
+        early, late = self.head(embeddings), self.late(intra_pooled, present)  # (B, C) each
         w_early, w_late = torch.sigmoid(self.ensemble_logits)
         return (w_early * early + w_late * late) / (w_early + w_late), embeddings, None
 
@@ -466,6 +564,14 @@ class FusionModel(nn.Module):
     ) -> FusionOutput:
         """Score a batch; with targets, also the weighted total loss.
 
+        A modality is absent on a row whose mask row is all False, and on every row when it is
+        in neither ``features`` nor ``masks`` (it is then filled with a `(B, 1, D_m)` zero tensor
+        and an all-False `(B, 1)` mask). Its feature values are then ignored; how each mode does
+        without it is in the module docstring. Every row needs at least one present modality
+        (ValueError otherwise). In training, ``config.modality_dropout`` > 0 drops each present
+        modality of each row with that probability (masks only; the inputs are not modified),
+        keeping one of them at random on a row that would lose them all.
+
         Args:
             features (dict of `FloatTensor` of shape `(B, L_m, D_m)`): per-modality sequences.
             masks (dict of `BoolTensor` of shape `(B, L_m)`): True on real positions.
@@ -476,6 +582,16 @@ class FusionModel(nn.Module):
             sentiment (`FloatTensor` of shape `(B,)`, optional): sentiment scores in [-3, 3], NaN
                 where unknown (regression target; multi-task sentiment class by its sign).
         """
+        features, masks = self._fill_absent(features, masks)
+        present = torch.stack([masks[m].any(-1) for m in self.modalities], dim=-1)  # (B, M)
+        empty = (~present.any(-1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"rows {empty} have no modality present (all masks False): each row needs at least "
+                f"one of {list(self.modalities)}"
+            )
+        if self.training and self.config.modality_dropout > 0:
+            masks, present = self._drop_modalities(masks, present)
         hidden = {}
         for m in self.modalities:
             adapter = None if self.input_adapters is None else self.input_adapters[m]
@@ -485,20 +601,54 @@ class FusionModel(nn.Module):
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
         # vs 0.933 on the post-cross-attention vectors)
         intra_pooled = {m: masked_mean(hidden[m], masks[m]) for m in self.modalities}  # (B, H)
-        logits, embeddings, gates = self.fuser(hidden, masks, intra_pooled)  # (B, C), (B, E), (B, M)
+        logits, embeddings, gates = self.fuser(hidden, masks, intra_pooled, present)  # (B, C), (B, E), (B, M)
         output = FusionOutput(logits=logits, embeddings=embeddings, gates=gates)
         if self.vad_head is not None:
             output.vad = self.vad_head(embeddings)  # (B, 3)
         if self.sentiment_head is not None:
             output.sentiment_logits = self.sentiment_head(embeddings)  # (B, 3)
         if labels is not None or sentiment is not None:
-            self._add_loss(output, intra_pooled, labels, class_weights, vad, sentiment)
+            self._add_loss(output, intra_pooled, present, labels, class_weights, vad, sentiment)
         return output
+
+    def _fill_absent(
+        self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Add the modalities missing from both dicts as `(B, 1, D_m)` zeros with an all-False mask."""
+        given = [m for m in self.modalities if m in features and m in masks]
+        half = [m for m in self.modalities if (m in features) != (m in masks)]
+        if half or not given:
+            raise ValueError(
+                f"features and masks must both hold each modality or both omit it (absent), and hold "
+                f"at least one of {list(self.modalities)}; got features {sorted(features)}, masks "
+                f"{sorted(masks)}"
+            )
+        reference = features[given[0]]
+        features, masks = dict(features), dict(masks)
+        for m in self.modalities:
+            if m not in features:
+                features[m] = reference.new_zeros(len(reference), 1, self.config.input_dims[m])
+                masks[m] = torch.zeros(len(reference), 1, dtype=torch.bool, device=reference.device)
+        return features, masks
+
+    def _drop_modalities(
+        self, masks: dict[str, torch.Tensor], present: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Modality dropout: each present modality of each row is dropped (mask row all False)
+        with probability ``config.modality_dropout``, from one `(B, M)` uniform draw of the global
+        generator. A row that would lose all its modalities keeps the one with the largest draw:
+        its draws are i.i.d. uniform below p, so that is one of them chosen uniformly at random."""
+        draws = torch.rand(present.shape, device=present.device)  # (B, M)
+        kept = present & (draws >= self.config.modality_dropout)  # (B, M)
+        rescued = functional.one_hot(draws.masked_fill(~present, -1.0).argmax(-1), len(self.modalities))
+        kept = kept | (rescued.bool() & ~kept.any(-1, keepdim=True))
+        return {m: masks[m] & kept[:, i, None] for i, m in enumerate(self.modalities)}, kept
 
     def _add_loss(
         self,
         output: FusionOutput,
         intra_pooled: dict[str, torch.Tensor],
+        present: torch.Tensor,
         labels: torch.Tensor | None,
         class_weights: torch.Tensor | None,
         vad: torch.Tensor | None,
@@ -532,7 +682,8 @@ class FusionModel(nn.Module):
                 total = total + config.sentiment_weight * terms["sentiment"]
         if config.micl_weight > 0 and len(output.logits) > 1:
             projected = {m: self.micl_projector(intra_pooled[m]) for m in self.modalities}  # (B, H)
-            terms["micl"] = micl_loss(projected, config.micl_temperature)
+            rows = {m: present[:, i] for i, m in enumerate(self.modalities)}  # (B,) each
+            terms["micl"] = micl_loss(projected, config.micl_temperature, rows)
             total = total + config.micl_weight * terms["micl"]
         output.loss = total
         output.losses = {name: float(value.detach()) for name, value in terms.items()}

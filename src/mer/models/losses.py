@@ -34,11 +34,17 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> t
     return functional.cross_entropy(similarity / temperature, targets)
 
 
-def micl_loss(embeddings: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+def micl_loss(
+    embeddings: dict[str, torch.Tensor], temperature: float, present: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
     """Symmetric MICL, ``(L_{a->b} + L_{b->a}) / 2``, averaged over every modality pair.
 
     Args:
         embeddings (dict of `FloatTensor` of shape `(B, E)`): projected per-modality embeddings.
+        temperature (float): tau of the similarities.
+        present (dict of `BoolTensor` of shape `(B,)`, optional): the rows where each modality is
+            present (default all). A pair is scored on the rows where both are, and left out of
+            the average with fewer than two such rows; 0 (with a gradient path) if none is left.
 
     >>> z = {"text": torch.randn(8, 4), "audio": torch.randn(8, 4)}
     >>> micl_loss(z, 0.1).ndim
@@ -47,14 +53,18 @@ def micl_loss(embeddings: dict[str, torch.Tensor], temperature: float) -> torch.
     pairs = list(itertools.combinations(embeddings, 2))
     if not pairs:
         raise ValueError(f"MICL needs at least two modalities, got {list(embeddings)}")
-    losses = [
-        0.5
-        * (
-            info_nce(embeddings[a], embeddings[b], temperature)
-            + info_nce(embeddings[b], embeddings[a], temperature)
-        )
-        for a, b in pairs
-    ]
+    losses = []
+    for a, b in pairs:
+        queries, keys = embeddings[a], embeddings[b]
+        if present is not None:
+            both = present[a] & present[b]  # (B,)
+            if int(both.sum()) < 2:
+                continue
+            if not both.all():  # all present: no copy, the same loss as without ``present``
+                queries, keys = queries[both], keys[both]
+        losses.append(0.5 * (info_nce(queries, keys, temperature) + info_nce(keys, queries, temperature)))
+    if not losses:
+        return embeddings[pairs[0][0]].sum() * 0.0
     return torch.stack(losses).mean()
 
 
