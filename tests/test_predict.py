@@ -154,3 +154,17 @@ def test_console_script_and_lazy_api():
     import mer
 
     assert callable(mer.predict) and mer.load_model is load_model
+
+
+def test_audio_only_and_text_only_inputs_give_valid_probabilities(repo, test_rows, monkeypatch):
+    monkeypatch.chdir(repo)
+    rows, _ = test_rows
+    row = rows.iloc[0]
+    for inputs, used in (({"audio": row["audio_path"]}, "audio"), ({"text": row["text"]}, "text")):
+        result = predict(MODEL, **inputs)
+        probabilities = np.array(list(result["probabilities"].values()))
+        assert result["modalities"] == [used] and np.isfinite(probabilities).all()
+        assert abs(probabilities.sum() - 1.0) < 1e-5 and result["label"] in result["probabilities"]
+        assert {m: g for m, g in result["gates"].items() if m != used} == {
+            m: 0.0 for m in ("text", "audio", "video") if m != used
+        }  # absent modalities get no weight

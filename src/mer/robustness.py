@@ -46,9 +46,9 @@ COLUMNS = (
 def add_noise(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``signal + g * noise`` with ``g`` setting the power ratio to ``snr_db``, clipped to [-1, 1].
 
-    >>> signal, noise = np.sin(np.arange(16000) / 5.0), np.random.default_rng(0).normal(size=16000)
+    >>> signal, noise = 0.1 * np.sin(np.arange(16000) / 5.0), np.random.default_rng(0).normal(size=16000)
     >>> mixed = add_noise(signal, noise, 10.0)
-    >>> round(10 * np.log10(np.mean(signal**2) / np.mean((mixed - signal) ** 2)), 1)
+    >>> round(float(10 * np.log10(np.mean(signal**2) / np.mean((mixed - signal) ** 2))), 1)
     10.0
     """
     signal_power, noise_power = float(np.mean(signal**2)), float(np.mean(noise**2))
