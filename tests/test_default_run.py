@@ -148,6 +148,6 @@ def test_robustness_covers_every_condition_and_removing_the_leaned_on_modality_h
     gates = json.loads((REPO / "results/gates.json").read_text())
     leaned = max(gates, key=lambda m: sum(gates[m]["by_emotion"].values()))
     row = frame[(frame["model"] == "fusion") & (frame["condition"] == f"without {leaned}")].iloc[0]
-    assert float(row["delta_high"]) < 0 and row["verdict"] == "worse", row.to_dict()
+    assert row["metric"] == "ua" and float(row["delta_high"]) < 0 and row["verdict"] == "worse", row.to_dict()
     headline = _metrics("robustness")
     assert headline["fusion/worst_ua"] <= headline["fusion/clean_ua"]

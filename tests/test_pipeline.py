@@ -101,8 +101,9 @@ def test_every_stage_writes_what_it_declares(pipeline):
     conditions |= {f"{n} {s:g} dB" for n in ("white", "babble") for s in (20.0, 10.0, 0.0)}
     for model in ("fusion", "concat"):
         rows = robustness[robustness["model"] == model]
-        assert set(rows["condition"]) == conditions and rows["ua"].between(0, 1).all(), model
-        assert (rows["low"] <= rows["ua"]).all() and (rows["ua"] <= rows["high"]).all()
+        assert set(rows["condition"]) == conditions and rows["value"].between(0, 1).all(), model
+        assert (rows["metric"] == "ua").all() and (rows["low"] <= rows["value"]).all()
+        assert (rows["value"] <= rows["high"]).all()
     assert "## Robustness" in (pipeline / "reports/summary.md").read_text()
     card = (pipeline / "reports/model_card.md").read_text()
     assert "synthetic corpus" in card and "Random-init encoders" in card and "without audio" in card
@@ -167,7 +168,7 @@ def test_exp_run_beta_reruns_only_downstream_and_metrics_diff_shows_it(pipeline)
     output = run(
         ["dvc", "exp", "run", "-S", "fusion.beta=0.3", "-S", "fusion.beta_learnable=false"], pipeline
     )
-    assert ran_stages(output) == {"train@main", "transfer", "evaluate", "report"}
+    assert ran_stages(output) == {"train@main", "transfer", "robustness", "evaluate", "report"}
     diff = run(["dvc", "metrics", "diff", "--json"], pipeline)
     changed = json.loads(diff)
     assert "metrics/source.json" in changed or "metrics/transfer.json" in changed
@@ -193,7 +194,7 @@ def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
     output = run(["dvc", "exp", "run", "-S", "fusion.task=regression", "-S", "fusion.gate=none"], pipeline)
     # fusion.task is a need (a sentiment score): the metadata stage re-checks the corpus supports
     # it; its outputs are unchanged, so the extract stages do not re-run
-    assert ran_stages(output) == {"metadata", "train@main", "transfer", "evaluate", "report"}
+    assert ran_stages(output) == {"metadata", "train@main", "transfer", "robustness", "evaluate", "report"}
     source = json.loads((pipeline / "metrics/source.json").read_text())
     for metric in ("mae", "pearson", "acc2_non0"):
         assert f"main/{metric}" in source and f"main/{metric}_low" in source
@@ -206,6 +207,8 @@ def test_exp_run_regression_main_model_reports_mosi_metrics(pipeline):
     assert confusion[0] == "actual,predicted" and len(confusion) > 1
     assert {row.split(",")[0] for row in confusion[1:]} <= {str(v) for v in range(-3, 4)}
     assert "| main model (fusion section) | " in (pipeline / "reports/summary.md").read_text()
+    robustness = pd.read_csv(pipeline / "results/robustness.csv")
+    assert set(robustness.loc[robustness["model"] == "fusion", "metric"]) == {"mae"}  # a regressor
     restore(pipeline)
 
 

@@ -98,7 +98,7 @@ FOLD_METRICS = ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0")
 MAX_SPEAKERS = 12
 NUMERIC = frozenset({"value", "low", "high", "seed_std", "dev", "n_seeds", "n_folds", "n_test", "n_train",
                      "budget", "a_value", "b_value", "delta", "p", "p_holm", "best_by_dev", "recall", "n",
-                     "ua", "snr_db", "delta_ua", "delta_low", "delta_high"})  # fmt: skip
+                     "ua", "snr_db", "delta_low", "delta_high"})  # fmt: skip
 TABLES = {
     "models": ("model", "role", "task", "metric", "value", "low", "high", "seed_std", "dev", "n_seeds",
                "n_folds", "n_test", "folds", "protocol"),
@@ -110,8 +110,8 @@ TABLES = {
     "per_class": ("model", "class", "recall"),
     "per_speaker": ("model", "group", "name", "n", "ua"),
     "skipped": ("recipe", "role", "folds", "missing", "reason", "fix"),
-    "robustness": ("model", "condition", "kind", "modality", "snr_db", "ua", "low", "high", "delta_ua",
-                   "delta_low", "delta_high", "verdict", "n_seeds", "n_test"),
+    "robustness": ("model", "condition", "kind", "modality", "snr_db", "metric", "value", "low", "high",
+                   "delta", "delta_low", "delta_high", "verdict", "n_seeds", "n_test"),
 }  # fmt: skip
 INTERVALS = (
     "**How to read the intervals.** A score is `value [low, high]`: the mean over the protocol folds "
@@ -483,14 +483,15 @@ def _skipped_section(results: Results) -> list[str]:
 
 
 def robustness_rows(frame: pd.DataFrame, model: str) -> list[list[str]]:
-    """One model's conditions: UA [interval], the paired change from clean [interval], verdict."""
+    """One model's conditions: score [interval], the paired change from clean [interval], verdict."""
     rows = []
     for _, r in frame[frame["model"] == model].iterrows():
-        change = ""
+        metric, change = r["metric"], ""
         if r["condition"] != "clean":
-            low, high = _signed("ua", r["delta_low"]), _signed("ua", r["delta_high"])
-            change = f"{_signed('ua', r['delta_ua'])} [{low}, {high}]"
-        rows.append([r["condition"], _ci("ua", r["ua"], r["low"], r["high"]), change, r["verdict"]])
+            low, high = _signed(metric, r["delta_low"]), _signed(metric, r["delta_high"])
+            change = f"{_signed(metric, r['delta'])} [{low}, {high}]"
+        score = f"{_label(metric)} {_ci(metric, r['value'], r['low'], r['high'])}"
+        rows.append([r["condition"], score, change, r["verdict"]])
     return rows
 
 
@@ -501,7 +502,7 @@ def _robustness_section(results: Results) -> list[str]:
         return []
     first = frame.iloc[0]
     text = (
-        "Test UA of the main model and the concat baseline with each modality removed (the model masks "
+        "Test scores of the main model and the concat baseline with each modality removed (the model masks "
         "it) and with white or babble noise added to the test audio at each SNR, re-encoded with the "
         f"model's own audio encoder ({_count(first['n_seeds'])} seeds, {_count(first['n_test'])} test utt.; "
         "Δ: paired change from clean; `results/robustness.csv`)."
@@ -509,7 +510,7 @@ def _robustness_section(results: Results) -> list[str]:
     lines = ["## Robustness: missing and noisy modalities", "", text, ""]
     for model in frame["model"].unique():
         lines += [f"**{MODEL_NAMES.get(model, model)}**", ""]
-        lines += [*_table(["condition", "UA", "Δ UA vs clean", "verdict"], robustness_rows(frame, model)), ""]
+        lines += [*_table(["condition", "score", "Δ vs clean", "verdict"], robustness_rows(frame, model)), ""]
     return lines
 
 
@@ -987,7 +988,7 @@ def build_model_card(
         "## Robustness",
         "",
         *(
-            _table(["condition", "UA", "Δ UA vs clean", "verdict"], robustness_rows(results.robustness, MAIN))
+            _table(["condition", "score", "Δ vs clean", "verdict"], robustness_rows(results.robustness, MAIN))
             if not results.robustness.empty
             else ["Not measured in this run (no results/robustness.csv)."]
         ),

@@ -14,7 +14,7 @@ Conditions, each scored on every saved seed of both models:
 Every condition's UA carries the interval of :mod:`mer.uncertainty` and its paired difference
 from ``clean`` (same utterances, same seeds). Writes ``results/robustness.csv`` (the table, for
 the report and the model card) and ``metrics/robustness.json`` (a few headline numbers: each
-model's clean and worst-case UA and its worst condition's drop).
+model's clean and worst-case UA, MAE for a regression model, and the worst condition's change).
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ from mer.extract import encode_utterance, load_input
 from mer.files import write_json
 from mer.params import RobustnessParams
 from mer.predict import Predictor
+from mer.skips import SKIP_FILE
 from mer.train import predict
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = (
-    "model", "condition", "kind", "modality", "snr_db", "ua", "low", "high", "delta_ua", "delta_low",
-    "delta_high", "verdict", "n_seeds", "n_test",
+    "model", "condition", "kind", "modality", "snr_db", "metric", "value", "low", "high", "delta",
+    "delta_low", "delta_high", "verdict", "n_seeds", "n_test",
 )  # fmt: skip
 
 
@@ -123,6 +124,9 @@ def evaluate_robustness(
     noisy_cache: dict[tuple, list[np.ndarray]] = {}
     metrics: dict[str, float] = {}
     for name, model_dir in models.items():
+        if (Path(model_dir) / SKIP_FILE).is_file():  # a recipe the corpus cannot support (mer.skips)
+            logger.warning("%s: %s was skipped by its stage; not scored", name, model_dir)
+            continue
         trained = load_model(model_dir)
         modalities = trained.modalities
         test = load_splits(metadata_path, feature_root, modalities, fold, splits_path)["test"]
@@ -147,25 +151,30 @@ def evaluate_robustness(
         for condition, condition_data in tqdm(data.items(), desc=f"robustness {name}", unit="condition"):
             frames = {seed: predict(model, condition_data) for seed, model in trained.models.items()}
             runs[condition] = _runs(frames, classes)
+        metric = "ua" if trained.config.task == "classification" else "mae"  # regression: MAE
         for condition, condition_runs in runs.items():
             kind, modality, snr = specs[condition]
-            est = uncertainty.estimate(condition_runs, ("ua",))["ua"]
+            est = uncertainty.estimate(condition_runs, (metric,))[metric]
             row = {"model": name, "condition": condition, "kind": kind, "modality": modality, "snr_db": snr,
-                   "ua": est.value, "low": est.low, "high": est.high, "n_seeds": est.n_seeds,
-                   "n_test": est.n_test}  # fmt: skip
+                   "metric": metric, "value": est.value, "low": est.low, "high": est.high,
+                   "n_seeds": est.n_seeds, "n_test": est.n_test}  # fmt: skip
             if condition != "clean":
-                delta = uncertainty.compare(condition_runs, runs["clean"], ("ua",))["ua"]
+                delta = uncertainty.compare(condition_runs, runs["clean"], (metric,))[metric]
                 row.update(
-                    delta_ua=delta.delta, delta_low=delta.low, delta_high=delta.high, verdict=delta.verdict
+                    delta=delta.delta, delta_low=delta.low, delta_high=delta.high, verdict=delta.verdict
                 )
             rows.append(row)
         table = pd.DataFrame([r for r in rows if r["model"] == name])
-        worst = table.loc[table["ua"].idxmin()]
-        metrics[f"{name}/clean_ua"] = round(float(table.loc[table["condition"] == "clean", "ua"].iloc[0]), 4)
-        metrics[f"{name}/worst_ua"] = round(float(worst["ua"]), 4)
-        metrics[f"{name}/worst_delta_ua"] = round(float(np.nan_to_num(worst.get("delta_ua", 0.0))), 4)
-        logger.info("%s: clean UA %.4f, worst %.4f (%s)", name, metrics[f"{name}/clean_ua"],
-                    worst["ua"], worst["condition"])  # fmt: skip
+        worst = table.loc[
+            table["value"].idxmax() if uncertainty.lower_is_better(metric) else table["value"].idxmin()
+        ]
+        clean = float(table.loc[table["condition"] == "clean", "value"].iloc[0])
+        metrics[f"{name}/clean_{metric}"] = round(clean, 4)
+        metrics[f"{name}/worst_{metric}"] = round(float(worst["value"]), 4)
+        metrics[f"{name}/worst_delta_{metric}"] = round(float(worst["value"]) - clean, 4)
+        logger.info(
+            "%s: clean %s %.4f, worst %.4f (%s)", name, metric, clean, worst["value"], worst["condition"]
+        )
     frame = pd.DataFrame(rows, columns=list(COLUMNS)).round(4)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
