@@ -103,7 +103,7 @@ def test_video_random_init_keeps_the_torch_path():
 
 
 def test_video_embedding_is_validated():
-    with pytest.raises(ValueError, match="extract.video.embedding"):
+    with pytest.raises(ValueError, match=r"extract\.video\.embedding"):
         VideoEncoder.from_spec("random-init:clip-vision", embedding="cls")
 
 
@@ -112,3 +112,131 @@ def test_split_revision():
     assert split_revision("bert-base-uncased") == ("bert-base-uncased", None)
     with pytest.raises(ValueError, match="empty"):
         split_revision("@abc")
+
+
+# microsoft/wavlm-base-plus's preprocessor_config.json sets do_normalize false; both are tested
+WAVLM_BASE_PLUS_EXTRACTOR = dict(
+    feature_size=1, sampling_rate=16000, padding_value=0.0, return_attention_mask=True
+)
+
+
+def _tiny_wavlm_config(feat_extract_norm: str):
+    from transformers import WavLMConfig
+
+    return WavLMConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=feat_extract_norm,
+        do_stable_layer_norm=feat_extract_norm == "layer",
+        apply_spec_augment=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "do_normalize, feat_extract_norm", [(False, "group"), (True, "layer"), (True, "group")]
+)
+def test_audio_pretrained_equals_feature_extractor_and_forward(tmp_path, do_normalize, feat_extract_norm):
+    from transformers import Wav2Vec2FeatureExtractor, WavLMModel
+
+    torch.manual_seed(0)
+    WavLMModel(_tiny_wavlm_config(feat_extract_norm)).save_pretrained(tmp_path)
+    extractor = Wav2Vec2FeatureExtractor(**WAVLM_BASE_PLUS_EXTRACTOR, do_normalize=do_normalize)
+    extractor.save_pretrained(tmp_path)
+    encoder = AudioEncoder.from_spec(str(tmp_path))
+    assert encoder.info.extra["normalize"] is do_normalize
+    model = WavLMModel.from_pretrained(tmp_path).eval()
+    rng = np.random.default_rng(5)
+    waveforms = [(0.3 * rng.standard_normal(n) + 0.1).astype(np.float32) for n in (8000, 12800, 4000)]
+    features = encoder.encode(waveforms)
+    batch = extractor(waveforms, sampling_rate=16000, padding=True, return_tensors="pt")
+    for i, waveform in enumerate(waveforms):
+        n = waveform.shape[0]
+        np.testing.assert_allclose(
+            encoder._prepare(i, waveform), batch.input_values[i, :n].numpy(), atol=1e-6
+        )
+        assert (batch.input_values[i, n:] == 0).all()  # padding value 0, as mer pads
+        single = extractor(waveform, sampling_rate=16000, return_tensors="pt")  # no padding at all
+        with torch.inference_mode():
+            expected = model(**single).last_hidden_state[0].numpy()
+        assert features[i].shape == expected.shape
+        assert _cosine_rows(features[i], expected).min() >= 0.9999
+        np.testing.assert_allclose(features[i], expected, atol=1e-4)
+
+
+def test_text_pretrained_equals_bert_tokenizer_and_forward(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tokenizer = BertTokenizer(vocab_file=str(packaged_minilm_dir() / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    encoder = TextEncoder.from_spec(str(tmp_path))
+    model = BertModel.from_pretrained(tmp_path).eval()
+    texts = ["I can't believe it's Friday!", "Well... okay, fine.", "Über naïve café; résumé 42"]
+    features = encoder.encode(texts, max_len=12)
+    ours = encoder.tokenizer(texts, padding=True, truncation=True, max_length=12, return_tensors="pt")
+    for i, text in enumerate(texts):
+        reference = tokenizer(text, truncation=True, max_length=12, return_tensors="pt")
+        length = reference.input_ids.shape[1]
+        assert ours.input_ids[i, :length].tolist() == reference.input_ids[0].tolist()
+        with torch.inference_mode():
+            expected = model(**reference).last_hidden_state[0].numpy()
+        assert features[i].shape == expected.shape == (length, 16)
+        np.testing.assert_allclose(features[i], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("modality", ["text", "audio", "video"])
+def test_revision_reaches_from_pretrained_for_model_and_processor(monkeypatch, modality):
+    """``org/name@<rev>`` passes ``revision=<rev>`` to every loader; no network (loaders faked)."""
+    import transformers
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(name):
+        def from_pretrained(source, *args, **kwargs):
+            calls.append((name, source, kwargs.get("revision")))
+            raise Stop
+
+        return from_pretrained
+
+    for name in ("AutoModel", "AutoTokenizer", "CLIPVisionModel", "CLIPVisionModelWithProjection"):
+        monkeypatch.setattr(getattr(transformers, name), "from_pretrained", fake(name))
+    with pytest.raises(Stop):
+        build_encoder(modality, "org/checkpoint@0123abcd")
+    assert calls and all(call[1:] == ("org/checkpoint", "0123abcd") for call in calls)
+
+
+def test_video_revision_reaches_model_and_image_processor(monkeypatch, clip_dir):
+    import transformers
+
+    calls = []
+    real_model = transformers.CLIPVisionModel.from_pretrained(clip_dir)
+
+    def model_loader(source, *args, **kwargs):
+        calls.append(("model", source, kwargs.get("revision")))
+        return real_model
+
+    def processor_loader(source, *args, **kwargs):
+        calls.append(("processor", source, kwargs.get("revision")))
+        return transformers.CLIPImageProcessor(**CLIP_B32_PROCESSOR)
+
+    monkeypatch.setattr(transformers.CLIPVisionModel, "from_pretrained", model_loader)
+    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", processor_loader)
+    encoder = build_encoder("video", "org/clip@0123abcd")
+    assert calls == [("model", "org/clip", "0123abcd"), ("processor", "org/clip", "0123abcd")]
+    assert encoder.info.revision == "0123abcd" and encoder.image_processor is not None

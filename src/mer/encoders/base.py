@@ -66,19 +66,17 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     ('bert-base-uncased', 'main')
     >>> split_revision("openai/clip-vit-base-patch32")
     ('openai/clip-vit-base-patch32', None)
-    >>> split_revision("openai/clip-vit-base-patch32@")
+    >>> split_revision("bert-base-uncased@")
     Traceback (most recent call last):
     ...
-    ValueError: spec 'openai/clip-vit-base-patch32@': empty revision after '@'; write org/name@<commit sha, tag or branch>
+    ValueError: spec 'bert-base-uncased@': empty revision after '@'; write org/name@<commit sha>
     """
     if "@" not in spec or Path(spec).exists():
         return spec, None
     source, revision = spec.rsplit("@", 1)
     if not source or not revision:
         what = "revision after" if source else "model before"
-        raise ValueError(
-            f"spec {spec!r}: empty {what} '@'; write org/name@<commit sha, tag or branch>"
-        )
+        raise ValueError(f"spec {spec!r}: empty {what} '@'; write org/name@<commit sha>")
     return source, revision
 
 
