@@ -240,3 +240,11 @@ def test_video_revision_reaches_model_and_image_processor(monkeypatch, clip_dir)
     encoder = build_encoder("video", "org/clip@0123abcd")
     assert calls == [("model", "org/clip", "0123abcd"), ("processor", "org/clip", "0123abcd")]
     assert encoder.info.revision == "0123abcd" and encoder.image_processor is not None
+
+
+def test_video_embedding_param_is_validated_naming_the_key():
+    from mer.params import ExtractParams, ParamsError, section_from_mapping
+
+    assert ExtractParams().video.embedding == "pooler"
+    with pytest.raises(ParamsError, match=r"extract\.video\.embedding"):
+        section_from_mapping(ExtractParams, {"video": {"embedding": "cls"}}, "extract")
