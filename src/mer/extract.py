@@ -420,8 +420,9 @@ def extract_modality(
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     device, bf16 = _device(cfg)
     if encoder is None:
+        options = {"embedding": cfg.video.embedding} if modality == "video" else {}
         encoder = build_encoder(
-            modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device
+            modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device, **options
         )
     info = encoder.info
     weights = weights_hash(encoder)
@@ -546,6 +547,10 @@ def _merge(
         "config_hash": info.config_hash,
         "code_hash": code_hash(),
         "weights_hash": weights_hash_value,
+        # which weights: the hub commit they were loaded from, else (local path, built-in spec)
+        # their hash; "revision" is what the spec pinned (None: unpinned or not a hub id)
+        "revision": info.revision,
+        "resolved_weights": f"commit {info.commit}" if info.commit else f"weights_hash {weights_hash_value}",
         "hidden_dim": stored_dim,
         "layer_dim": info.hidden_dim,
         "dtype": "float16",
@@ -564,6 +569,7 @@ def _merge(
         "max_len": cfg.text.max_len if modality == "text" else None,
         "layers": list(cfg.text.layers) if modality == "text" else None,
         "frames_per_clip": cfg.video.frames_per_clip if modality == "video" else None,
+        "embedding": cfg.video.embedding if modality == "video" else None,
         "shards": [
             {
                 "file": m["file"],

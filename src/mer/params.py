@@ -164,16 +164,25 @@ class VideoExtractParams:
 
     Attributes:
         model (str, "random-init:clip-vision"): CLIP vision from a small config with seeded
-            weights (offline) or e.g. ``openai/clip-vit-base-patch32``.
+            weights (offline) or e.g. ``openai/clip-vit-base-patch32`` (pin it as
+            ``openai/clip-vit-base-patch32@<commit sha>``).
         frames_per_clip (int, 8): frames sampled uniformly over the utterance window.
         fps (float, 0.0): if > 0, frames at this rate instead (at most 8 x frames_per_clip).
+        embedding (str, "pooler"): the stored frame vector: ``pooler`` (``pooler_output``,
+            post-layernorm CLS, 768-d for ViT-B) or ``projected`` (CLIP's ``image_embeds``, 512-d
+            for ViT-B/32, as seed 004).
     """
 
     model: str = "random-init:clip-vision"
     frames_per_clip: int = 8
     fps: float = 0.0
+    embedding: str = "pooler"
 
-    _checks: ClassVar[dict] = {"frames_per_clip": in_range(1, 256), "fps": in_range(0.0, 120.0)}
+    _checks: ClassVar[dict] = {
+        "frames_per_clip": in_range(1, 256),
+        "fps": in_range(0.0, 120.0),
+        "embedding": one_of("pooler", "projected"),
+    }
 
 
 @dataclass(frozen=True)

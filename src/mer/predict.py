@@ -92,7 +92,10 @@ class Predictor:
             raise PredictError(f"{self.trained.path}: config.json records no encoder for {modality}")
         spec = record["model"]
         try:
-            encoder = build_encoder(modality, spec, init_seed=self.cfg.init_seed, device=self.device)
+            options = {"embedding": self.cfg.video.embedding} if modality == "video" else {}
+            encoder = build_encoder(
+                modality, spec, init_seed=self.cfg.init_seed, device=self.device, **options
+            )
         except Exception as error:  # a hub id offline, a missing local path, a missing package
             raise PredictError(
                 f"{self.trained.path}: the {modality} encoder {spec!r} cannot be loaded here ({error}); "

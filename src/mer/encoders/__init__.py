@@ -152,7 +152,9 @@ RANDOM_INIT_SPECS: dict[str, tuple[str, ...]] = {
 }
 
 
-def build_encoder(modality: str, spec: str, *, init_seed: int = 0, device: str = "cpu") -> Encoder:
+def build_encoder(
+    modality: str, spec: str, *, init_seed: int = 0, device: str = "cpu", **options: Any
+) -> Encoder:
     """Build the frozen encoder named by ``spec`` for ``modality``.
 
     Args:
@@ -162,6 +164,7 @@ def build_encoder(modality: str, spec: str, *, init_seed: int = 0, device: str =
             hub id / local path of pretrained weights.
         init_seed: seed of random-init weights (ignored for pretrained ones).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        options: family options for ``from_spec``, e.g. ``embedding="projected"`` (video).
 
     Returns:
         A :class:`TextEncoder`, :class:`AudioEncoder`, :class:`AcousticEncoder` or
@@ -196,4 +199,4 @@ def build_encoder(modality: str, spec: str, *, init_seed: int = 0, device: str =
                 "(or a hub id / local path of pretrained weights)"
             )
     logger.info("building %s encoder %s (init_seed=%d, %s)", modality, spec, init_seed, device)
-    return FAMILIES[modality].from_spec(spec, init_seed=init_seed, device=device)
+    return FAMILIES[modality].from_spec(spec, init_seed=init_seed, device=device, **options)

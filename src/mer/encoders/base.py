@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +40,10 @@ class EncoderInfo:
             ``init_seed`` for random-init models. Text and audio encoders add ``"layers"`` (and
             audio ``"chunk_seconds"`` / ``"overlap_seconds"``) on each ``encode`` call: the
             settings of the latest call.
+        revision (str or None): the revision the spec pinned (``org/name@<revision>``), or None.
+        commit (str or None): the hub commit the weights were actually loaded from (read from the
+            hub cache's snapshot path), or None for local paths and built-in specs, whose weights
+            are identified by their weights hash instead (``meta.json``'s ``weights_hash``).
     """
 
     model: str
@@ -43,6 +51,63 @@ class EncoderInfo:
     hidden_dim: int
     config_hash: str
     extra: dict = field(default_factory=dict)
+    revision: str | None = None
+    commit: str | None = None
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """Split a pretrained spec ``org/name@<revision>`` into the hub id (or path) and revision.
+
+    An existing local path is never split (it may contain ``@``); no ``@`` gives no revision.
+
+    >>> split_revision("microsoft/wavlm-base-plus@4c6a1cd1a9a0f3e5b7b3d1c6c3a1e3f0b0e0d0c1")
+    ('microsoft/wavlm-base-plus', '4c6a1cd1a9a0f3e5b7b3d1c6c3a1e3f0b0e0d0c1')
+    >>> split_revision("bert-base-uncased@main")
+    ('bert-base-uncased', 'main')
+    >>> split_revision("openai/clip-vit-base-patch32")
+    ('openai/clip-vit-base-patch32', None)
+    >>> split_revision("bert-base-uncased@")
+    Traceback (most recent call last):
+    ...
+    ValueError: spec 'bert-base-uncased@': empty revision after '@'; write org/name@<commit sha>
+    """
+    if "@" not in spec or Path(spec).exists():
+        return spec, None
+    source, revision = spec.rsplit("@", 1)
+    if not source or not revision:
+        what = "revision after" if source else "model before"
+        raise ValueError(f"spec {spec!r}: empty {what} '@'; write org/name@<commit sha>")
+    return source, revision
+
+
+def resolved_commit(source: str, revision: str | None) -> str | None:
+    """The hub commit ``source``'s files were loaded from: the ``snapshots/<sha>`` directory of
+    the hub cache that ``config.json`` resolves to. None for a local directory (or if the file
+    cannot be resolved), whose weights are identified by their hash instead."""
+    if Path(source).exists():
+        return None
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    try:
+        resolved = cached_file(source, "config.json", revision=revision)
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: cannot tell which hub commit was loaded (%s)", source, exc)
+        return None
+    return extract_commit_hash(resolved, None)
+
+
+def pretrained_source(spec: str) -> tuple[str, str | None]:
+    """:func:`split_revision`, warning when a hub id carries no revision: the weights behind it
+    may change on the hub while ``params.yaml`` (and so DVC) sees nothing to re-run."""
+    source, revision = split_revision(spec)
+    if revision is None and not Path(source).exists():
+        logger.warning(
+            "%s has no pinned revision: if the hub checkpoint changes, DVC will not re-run the "
+            "extract stage; pin it as %s@<commit sha> (meta.json records the commit used)",
+            spec,
+            spec,
+        )
+    return source, revision
 
 
 def config_hash(config: Any) -> str:

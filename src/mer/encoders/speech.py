@@ -7,7 +7,8 @@ spec                      model
 ``random-init:wavlm``     ``WavLMModel(random_wavlm_config())``, seeded random weights
 ``random-init:wav2vec2``  ``Wav2Vec2Model(random_wav2vec2_config())``, seeded random weights
 ``random-init:hubert``    ``HubertModel(random_hubert_config())``, seeded random weights
-any other                 ``AutoModel.from_pretrained(spec)`` (a wav2vec2-style speech model)
+any other                 ``AutoModel.from_pretrained(spec)`` (a wav2vec2-style speech model;
+                          ``org/name@<revision>`` pins model and feature extractor)
 ========================  ==================================================================
 
 No package ships speech weights, so the ``random-init:`` specs build the real architectures from
@@ -37,6 +38,8 @@ from mer.encoders.base import (
     config_hash,
     freeze,
     needs_hidden_states,
+    pretrained_source,
+    resolved_commit,
     seeded,
     stack_layers,
 )
@@ -128,6 +131,10 @@ class AudioEncoder:
         """A ``random-init:`` model seeded with ``init_seed``, or ``spec``'s pretrained weights
         (``init_seed`` ignored), frozen in fp32 on ``device``.
 
+        Pretrained inputs are prepared as the checkpoint's ``Wav2Vec2FeatureExtractor`` does: its
+        ``do_normalize`` (zero mean / unit variance per utterance, over its real samples), zero
+        padding with an attention mask (``tests/test_encoder_exactness.py`` checks both settings).
+
         Raises:
             ValueError: ``spec`` loads a model that is not a wav2vec2-style speech model.
         """
@@ -143,14 +150,18 @@ class AudioEncoder:
             with seeded(init_seed):
                 model = model_class(config)
             weights, normalize = "random-init", False
+            revision = commit = None
         else:
             from transformers import AutoFeatureExtractor, AutoModel
 
-            model = AutoModel.from_pretrained(spec, dtype=torch.float32)
+            source, revision = pretrained_source(spec)
+            model = AutoModel.from_pretrained(source, revision=revision, dtype=torch.float32)
             config = model.config
             weights = "pretrained"
+            commit = resolved_commit(source, revision)
             try:
-                normalize = bool(AutoFeatureExtractor.from_pretrained(spec).do_normalize)
+                extractor = AutoFeatureExtractor.from_pretrained(source, revision=revision)
+                normalize = bool(extractor.do_normalize)
             except (OSError, ValueError, AttributeError) as exc:
                 normalize = config.feat_extract_norm == "layer"
                 logger.warning(
@@ -180,6 +191,8 @@ class AudioEncoder:
                 "normalize": normalize,
                 "batched": batched,
             },
+            revision=revision,
+            commit=commit,
         )
         if weights == "random-init":
             info.extra["init_seed"] = init_seed

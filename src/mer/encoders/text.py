@@ -24,6 +24,8 @@ from mer.encoders.base import (
     config_hash,
     freeze,
     needs_hidden_states,
+    pretrained_source,
+    resolved_commit,
     stack_layers,
 )
 
@@ -64,7 +66,8 @@ class TextEncoder:
     def from_spec(cls, spec: str, *, init_seed: int = 0, device: str = "cpu") -> TextEncoder:
         """Load ``spec``'s pretrained tokenizer and model, frozen in fp32 on ``device``.
 
-        ``init_seed`` is ignored: every text encoder is pretrained.
+        ``init_seed`` is ignored: every text encoder is pretrained. ``org/name@<revision>`` pins
+        the tokenizer and model to a hub revision; the commit loaded is recorded in ``info``.
         """
         # transformers is imported here, not at the top: importing it takes seconds, every
         # `import mer.extract` (also for acoustic-74) would pay for it, and tests set
@@ -72,12 +75,15 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         if spec in PACKAGED_TEXT_SPECS:
-            source, offline = str(packaged_minilm_dir()), True
+            source, offline, revision, commit = str(packaged_minilm_dir()), True, None, None
         else:
-            source, offline = spec, False
+            (source, revision), offline = pretrained_source(spec), False
+            commit = resolved_commit(source, revision)
         # transformers 5.x loads in the checkpoint's dtype by default: ask for fp32 explicitly
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
-        model = AutoModel.from_pretrained(source, local_files_only=offline, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline, revision=revision)
+        model = AutoModel.from_pretrained(
+            source, local_files_only=offline, revision=revision, dtype=torch.float32
+        )
         tokenizer.padding_side = "right"
         model = freeze(model, device)
         info = EncoderInfo(
@@ -86,6 +92,8 @@ class TextEncoder:
             hidden_dim=int(model.config.hidden_size),
             config_hash=config_hash(model.config),
             extra={"num_hidden_states": int(model.config.num_hidden_layers) + 1},
+            revision=revision,
+            commit=commit,
         )
         return cls(tokenizer, model, info)
 
