@@ -33,8 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mer import media
 from mer.corpora import synthetic
-from mer.encoders import build_encoder
-from mer.extract import extract_modality
+from mer.extract import build_stage_encoder, extract_modality
 from mer.features import FeatureStore
 from mer.params import ExtractParams, SyntheticParams
 
@@ -91,7 +90,9 @@ def seed_loop(modality: str, encoder, table) -> tuple[float, dict[str, np.ndarra
             real = encoder.output_lengths([len(waveform)])[0]
         else:
             frames = media.read_video_frames(row.video_path, 8)
-            hidden = encoder.model(pixel_values=encoder.preprocess(frames)).pooler_output.numpy()
+            output = encoder.model(pixel_values=encoder.preprocess(frames))
+            projected = encoder.embedding == "projected"
+            hidden = (output.image_embeds if projected else output.pooler_output).numpy()  # (frames, D)
             real = len(hidden)
         stored += _stored_bytes(hidden.astype(np.float32))
         outputs[row.utt_id] = hidden[:real]
@@ -132,6 +133,10 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=96)
     parser.add_argument("--seconds", type=float, nargs=2, default=(3.0, 5.0), help="clip length range")
     parser.add_argument("--modalities", nargs="+", default=["text", "audio", "video"])
+    parser.add_argument(
+        "--video-embedding", choices=("pooler", "projected"), default="pooler",
+        help="extract.video.embedding: CLIP pooler_output or the projected image_embeds (seed 004)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -144,7 +149,10 @@ def main() -> None:
     )  # fmt: skip
     synthetic.generate(corpus, "source", work / "raw")
     table = synthetic.load(work / "raw", "bench").iloc[: args.utterances]
-    cfg = ExtractParams(text=dataclasses.replace(ExtractParams().text, max_len=SEED_MAX_LEN))
+    cfg = ExtractParams(
+        text=dataclasses.replace(ExtractParams().text, max_len=SEED_MAX_LEN),
+        video=dataclasses.replace(ExtractParams().video, embedding=args.video_embedding),
+    )
     peak = peak_matmul_flops()
     print(f"device: cpu, {torch.get_num_threads()} threads, fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{len(table)} utterances, audio {args.seconds[0]:.0f}-{args.seconds[1]:.0f} s\n")
@@ -154,7 +162,7 @@ def main() -> None:
     )
     print(header)
     for modality in args.modalities:
-        encoder = build_encoder(modality, getattr(cfg, modality).model, init_seed=cfg.init_seed)
+        encoder = build_stage_encoder(cfg, modality)
         seed_loop(modality, encoder, table.iloc[:2])  # warm-up (one-time allocations) for both paths
         extract_modality(table.iloc[:2], modality, cfg, work / "warmup" / modality, encoder=encoder)
         seed_seconds, reference, seed_bytes = seed_loop(modality, encoder, table)

