@@ -374,20 +374,14 @@ def warp_roi(frame: torch.Tensor, roi: Roi, size: int, border: str) -> torch.Ten
         float ``(size, size, 3)``.
     """
     _, height, width = frame.shape
-    steps = torch.arange(size, dtype=torch.float64) / size
-    grid_v, grid_u = torch.meshgrid(steps, steps, indexing="ij")  # (S, S)
-    points = roi.to_frame(np.stack([grid_u.numpy(), grid_v.numpy()], axis=-1))  # (S, S, 2) pixels
-    points = torch.from_numpy(points)
+    steps = np.arange(size, dtype=np.float64) / size
+    grid_u, grid_v = np.meshgrid(steps, steps)  # (S, S) ROI coordinates of the output pixels
+    points = roi.to_frame(np.stack([grid_u, grid_v], axis=-1))  # (S, S, 2) frame pixels
     # grid_sample with align_corners=True: -1 and 1 are the centres of the first / last pixel
-    normalised = torch.stack(
-        [2 * points[..., 0] / max(width - 1, 1) - 1, 2 * points[..., 1] / max(height - 1, 1) - 1], dim=-1
-    )
+    normalised = 2 * points / [max(width - 1, 1), max(height - 1, 1)] - 1  # (S, S, 2)
+    grid = torch.from_numpy(normalised.astype(np.float32)).to(device=frame.device, dtype=frame.dtype)
     sampled = F.grid_sample(
-        frame[None],
-        normalised[None].to(frame.dtype),
-        mode="bilinear",
-        padding_mode=border,
-        align_corners=True,
+        frame[None], grid[None], mode="bilinear", padding_mode=border, align_corners=True
     )  # (1, 3, S, S)
     return sampled[0].permute(1, 2, 0)  # (S, S, 3)
 
