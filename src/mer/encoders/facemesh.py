@@ -300,6 +300,7 @@ def weighted_nms(detections: Detections, threshold: float = 0.3) -> Detections:
     while len(remaining):
         best = remaining[0]
         overlap = _iou(detections.boxes[best], detections.boxes[remaining]) > threshold
+        overlap[0] = True  # best absorbs itself, even a degenerate box (IoU 0 with itself)
         merged = remaining[overlap]  # includes best itself (IoU 1)
         weights = detections.scores[merged]
         boxes.append((detections.boxes[merged] * weights[:, None]).sum(0) / weights.sum())
