@@ -19,7 +19,7 @@ import skimage.data
 import skimage.transform
 
 from mer import extract, media
-from mer.encoders import NAMED_SPECS, build_encoder
+from mer.encoders import NAMED_SPECS, Encoder, build_encoder
 from mer.encoders.facemesh import (
     FACEMESH_DIM,
     FEATURE_NAMES,
@@ -173,8 +173,10 @@ def test_missing_or_different_model_files_are_named_with_the_fix(tmp_path, monke
         model_paths()
 
 
-def test_registered_as_a_video_spec():
+def test_registered_as_a_video_spec(encoder):
     assert NAMED_SPECS["facemesh-65"] == ("video", FaceMeshEncoder)
+    assert isinstance(encoder, Encoder) and encoder.info.model == "facemesh-65"
+    assert encoder.info.extra["model_sha256"] == dict(MODEL_FILES.values())
     with pytest.raises(ValueError, match="'facemesh-65' is an video encoder, not a audio one"):
         build_encoder("audio", "facemesh-65")
     assert ExtractParams(video=VideoExtractParams(model="facemesh-65")).video.model == "facemesh-65"
