@@ -14,10 +14,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: repro test lint setup lock check-python clean-venv review
+.PHONY: repro test lint setup lock check-python clean-venv review mediapipe-models
 REV ?= main
 
-setup: $(STAMP)
+setup: $(STAMP) mediapipe-models
 
 # "3.X" of the interpreter $(1), empty when it does not run
 pyver = $$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
@@ -60,10 +60,43 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)/uv-tool
 	$(VENV)/uv-tool/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-repro: $(STAMP)
+# MediaPipe's face detector (BlazeFace short range) and 468-point FaceMesh models, run with LiteRT
+# by the facemesh-65 video encoder (seed 002). Only the mediapipe 0.10.21 wheel ships them (later
+# releases drop these legacy models) and that release needs numpy < 2, so the wheel is downloaded,
+# never installed: the two .tflite files are taken out of it and checked against these sha256
+# (also pinned in src/mer/encoders/facemesh.py; tests/test_facemesh.py checks both agree). Runs on
+# every setup but downloads only when a file is missing or differs. The code finds the files in
+# MER_MEDIAPIPE_DIR if set, else in $(VENV)/share/mer/mediapipe (sys.prefix/share/mer/mediapipe).
+MEDIAPIPE_VERSION := 0.10.21
+MEDIAPIPE_DIR := $(or $(MER_MEDIAPIPE_DIR),$(VENV)/share/mer/mediapipe)
+MEDIAPIPE_MODELS := \
+  face_detection/face_detection_short_range.tflite=bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8 \
+  face_landmark/face_landmark.tflite=1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814
+
+mediapipe-models: | $(STAMP)
+	@mkdir -p $(MEDIAPIPE_DIR)
+	@for entry in $(MEDIAPIPE_MODELS); do \
+	  echo "$${entry#*=}  $$(basename $${entry%=*})"; done > $(MEDIAPIPE_DIR)/SHA256SUMS
+	@if (cd $(MEDIAPIPE_DIR) && sha256sum --check --status SHA256SUMS 2>/dev/null); then \
+	  echo "MediaPipe models in $(MEDIAPIPE_DIR): sha256 ok"; \
+	else \
+	  set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  echo "fetching the MediaPipe models from the mediapipe==$(MEDIAPIPE_VERSION) wheel"; \
+	  $(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+	    --implementation cp --abi cp311 --platform manylinux_2_28_x86_64 --dest "$$tmp" \
+	    mediapipe==$(MEDIAPIPE_VERSION); \
+	  $(BIN)/python -c 'import pathlib, sys, zipfile; wheel = zipfile.ZipFile(sys.argv[1]); \
+	    [pathlib.Path(sys.argv[2], pathlib.Path(m).name).write_bytes(wheel.read("mediapipe/modules/" + m)) \
+	     for m in sys.argv[3:]]' "$$tmp"/mediapipe-$(MEDIAPIPE_VERSION)-*.whl $(MEDIAPIPE_DIR) \
+	    $(foreach entry,$(MEDIAPIPE_MODELS),$(firstword $(subst =, ,$(entry)))); \
+	  (cd $(MEDIAPIPE_DIR) && sha256sum --check SHA256SUMS) || { \
+	    echo "the models in the mediapipe $(MEDIAPIPE_VERSION) wheel do not match the pinned sha256" >&2; exit 1; }; \
+	fi
+
+repro: setup
 	$(BIN)/dvc repro
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest
 
 # PR comment: metrics/params diff against $(REV) + PNGs of changed plots in reports/review/

@@ -312,7 +312,15 @@ def code_hash() -> str:
 
 
 def weights_hash(encoder: Any) -> str:
-    """sha256 (16 hex) of the encoder's weights (its ``model``'s state dict; "none" without one)."""
+    """sha256 (16 hex) of the encoder's weights: its ``model``'s state dict, or the files it lists
+    in ``weight_files`` (non-torch models, e.g. facemesh-65's .tflite files); "none" without."""
+    weight_files = getattr(encoder, "weight_files", None)
+    if weight_files:
+        digest = hashlib.sha256()
+        for path in weight_files:
+            digest.update(Path(path).name.encode())
+            digest.update(features.sha256(path).encode())
+        return digest.hexdigest()[:16]
     model = getattr(encoder, "model", None)
     if not isinstance(model, torch.nn.Module):
         return "none"

@@ -166,6 +166,8 @@ class VideoExtractParams:
         model (str, "random-init:clip-vision"): CLIP vision from a small config with seeded
             weights (offline) or e.g. ``openai/clip-vit-base-patch32`` (pin it as
             ``openai/clip-vit-base-patch32@<commit sha>``).
+            ``facemesh-65``: seed 002's 65 MediaPipe FaceMesh features per frame with a face
+            (pretrained .tflite models fetched by ``make setup``; ``mer.encoders.facemesh``).
         frames_per_clip (int, 8): frames sampled uniformly over the utterance window.
         fps (float, 0.0): if > 0, frames at this rate instead (at most 8 x frames_per_clip).
         embedding (str, "pooler"): the stored frame vector: ``pooler`` (``pooler_output``,

@@ -13,6 +13,7 @@ audio      ``random-init:wavlm``       ``AutoModel.from_pretrained(spec)`` (WavL
            ``random-init:hubert``,
            ``acoustic-74``)
 video      ``random-init:clip-vision`` ``CLIPVisionModel.from_pretrained(spec)``
+           (``facemesh-65``)
 =========  ==========================  ===================================================
 
 One module per encoder family, each importing only :mod:`mer.encoders.base` (so no cycles):
@@ -26,6 +27,8 @@ One module per encoder family, each importing only :mod:`mer.encoders.base` (so 
 - :mod:`mer.encoders.vision`: CLIP vision (:class:`VideoEncoder`), one vector per frame;
 - :mod:`mer.encoders.acoustic`: seed 002's 74-d signal-processing frame features
   (:class:`AcousticEncoder`, no weights).
+- :mod:`mer.encoders.facemesh`: seed 002's 65 FaceMesh features per frame with a face
+  (:class:`FaceMeshEncoder`: MediaPipe's pinned .tflite models run with LiteRT).
 
 Future families are added as modules of this package, each with a class satisfying
 :class:`Encoder` and an entry in :data:`FAMILIES` or :data:`NAMED_SPECS`: released feature sets
@@ -60,6 +63,7 @@ from mer.encoders.acoustic import (
     AcousticEncoder,
 )
 from mer.encoders.base import EncoderInfo, check_layers, config_hash
+from mer.encoders.facemesh import FACEMESH_DIM, FACEMESH_SPEC, FaceMeshEncoder
 from mer.encoders.speech import (
     AUDIO_SAMPLE_RATE,
     RANDOM_INIT_SPEECH_SPECS,
@@ -84,6 +88,8 @@ __all__ = [
     "AUDIO_SAMPLE_RATE",
     "CLIP_MEAN",
     "CLIP_STD",
+    "FACEMESH_DIM",
+    "FACEMESH_SPEC",
     "FAMILIES",
     "NAMED_SPECS",
     "PACKAGED_TEXT_SPECS",
@@ -94,6 +100,7 @@ __all__ = [
     "AudioEncoder",
     "Encoder",
     "EncoderInfo",
+    "FaceMeshEncoder",
     "TextEncoder",
     "VideoEncoder",
     "build_encoder",
@@ -145,6 +152,7 @@ FAMILIES: dict[str, type[Encoder]] = {
 }
 #: specs served by another family than their modality's default: spec -> (modality, family)
 NAMED_SPECS: dict[str, tuple[str, type[Encoder]]] = {ACOUSTIC_SPEC: ("audio", AcousticEncoder)}
+NAMED_SPECS[FACEMESH_SPEC] = ("video", FaceMeshEncoder)
 #: the valid ``random-init:`` specs per modality (no random text encoder is offered)
 RANDOM_INIT_SPECS: dict[str, tuple[str, ...]] = {
     "audio": RANDOM_INIT_SPEECH_SPECS,
