@@ -86,7 +86,10 @@ def _batch(lengths: list[int], seed: int = 0) -> tuple[dict, dict]:
     audio = torch.randn(len(lengths), longest, 40, generator=generator)
     audio_mask = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
     text = torch.randn(len(lengths), 3, 8, generator=generator)
-    return {"text": text, "audio": audio}, {"text": torch.ones(len(lengths), 3, dtype=torch.bool), "audio": audio_mask}
+    return {"text": text, "audio": audio}, {
+        "text": torch.ones(len(lengths), 3, dtype=torch.bool),
+        "audio": audio_mask,
+    }
 
 
 @pytest.mark.parametrize("mode", ["ensemble", "concat", "late", "crossmodal", "audio"])
@@ -123,8 +126,9 @@ def test_melcnn_padding_changes_nothing_and_real_frames_do(mode: str) -> None:
         padded = {**features, "audio": features["audio"].clone()}
         padded["audio"][1, 5:] = 1e3  # padding of item 1 (its real frames are 0..4)
         assert torch.allclose(model(padded, masks).logits, reference, atol=1e-5)
-        alone = model({m: f[1:, : (5 if m == "audio" else None)] for m, f in features.items()},
-                      {m: k[1:, : (5 if m == "audio" else None)] for m, k in masks.items()}).logits  # fmt: skip
+        cut = {"audio": 5, "text": None}
+        alone = model({m: f[1:, : cut[m]] for m, f in features.items()},
+                      {m: k[1:, : cut[m]] for m, k in masks.items()}).logits  # fmt: skip
         assert torch.allclose(alone, reference[1:], atol=1e-5)  # unpadded item == padded in a batch
         changed = {**features, "audio": features["audio"].clone()}
         changed["audio"][1, 4] += 5.0  # its last real frame (odd length: a pooled window of its own)
@@ -169,7 +173,9 @@ def test_audio_frontend_none_builds_the_same_model_as_before() -> None:
     torch.manual_seed(0)
     unrelated = FusionModel(dataclasses.replace(default, melcnn_channels=(8, 8), melcnn_pool=3))
     assert torch.equal(torch.rand(1), after)  # melcnn_* settings do nothing without the frontend
-    for (name, value), (other_name, other) in zip(model.state_dict().items(), unrelated.state_dict().items(), strict=True):
+    for (name, value), (other_name, other) in zip(
+        model.state_dict().items(), unrelated.state_dict().items(), strict=True
+    ):
         assert name == other_name and torch.equal(value, other)
 
 
@@ -184,4 +190,6 @@ def test_a_melcnn_model_round_trips_through_its_checkpoint(tmp_path) -> None:
     features, masks = _batch([6, 3])
     with torch.no_grad():
         assert torch.equal(loaded(features, masks).logits, model(features, masks).logits)
-    assert math.isclose(float(loaded.projections["audio"].std.sum()), float(model.projections["audio"].std.sum()))
+    assert math.isclose(
+        float(loaded.projections["audio"].std.sum()), float(model.projections["audio"].std.sum())
+    )

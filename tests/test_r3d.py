@@ -80,11 +80,15 @@ def test_pretrained_weights_offline_fail_naming_the_random_init_spec(monkeypatch
 
 def test_a_clip_embedding_choice_is_refused_for_r3d() -> None:
     with pytest.raises(ParamsError, match=r"extract.video.embedding: 'projected' is a CLIP choice"):
-        section_from_mapping(VideoExtractParams, {"model": "r3d-18", "embedding": "projected"}, "extract.video")
+        section_from_mapping(
+            VideoExtractParams, {"model": "r3d-18", "embedding": "projected"}, "extract.video"
+        )
 
 
 def test_extraction_of_real_videos_stores_one_vector_per_window(tmp_path: Path) -> None:
-    paths = [write_video(tmp_path / f"clip{i}.mp4", seconds=s, size=48, seed=i) for i, s in enumerate((1.0, 0.3))]
+    paths = [
+        write_video(tmp_path / f"clip{i}.mp4", seconds=s, size=48, seed=i) for i, s in enumerate((1.0, 0.3))
+    ]
     table = pd.DataFrame({"utt_id": ["a", "b"], "video_path": [str(p) for p in paths],
                           "duration": [1.0, 0.3]})  # fmt: skip
     cfg = section_from_mapping(
@@ -95,7 +99,11 @@ def test_extraction_of_real_videos_stores_one_vector_per_window(tmp_path: Path) 
     record = extract.extract_modality(table, "video", cfg, tmp_path / "features")
     assert record["ok"] and record["n_stored"] == 2
     meta = json.loads((tmp_path / "features/meta.json").read_text())
-    assert meta["weights"] == "random-init" and meta["hidden_dim"] == 512 and meta["model"] == "random-init:r3d-18"
+    assert (
+        meta["weights"] == "random-init"
+        and meta["hidden_dim"] == 512
+        and meta["model"] == "random-init:r3d-18"
+    )
     assert meta["encoder_extra"]["frames_per_window"] == 2 and meta["weights_hash"] != "none"
     stored = features.FeatureStore(tmp_path / "features")
     # 5 fps: ceil(1.0 * 5) = 5 frames -> 3 windows; ceil(0.3 * 5) = 2 frames -> 1 window

@@ -60,7 +60,7 @@ DEFAULT_FRAMES_PER_WINDOW = 16
 _WINDOW_CHUNK = 8
 
 
-def _kinetics_weights():  # noqa: ANN202 - a torchvision weights enum member
+def _kinetics_weights():
     from torchvision.models.video import R3D_18_Weights
 
     return R3D_18_Weights.KINETICS400_V1
@@ -148,7 +148,9 @@ class R3DEncoder:
         video = video.reshape(num_windows, frames_per_window, *video.shape[1:])  # (N, W, C, H, W_px)
         return self.transform(video)  # (N, C, W, 112, 112)
 
-    def encode(self, clips: list[np.ndarray], frames_per_window: int = DEFAULT_FRAMES_PER_WINDOW) -> list[np.ndarray]:
+    def encode(
+        self, clips: list[np.ndarray], frames_per_window: int = DEFAULT_FRAMES_PER_WINDOW
+    ) -> list[np.ndarray]:
         """Encode a batch of clips.
 
         Args:
@@ -166,7 +168,9 @@ class R3DEncoder:
         self.info.extra["frames_per_window"] = frames_per_window
         if not clips:
             return []
-        windows = torch.cat([self.prepare(clip, frames_per_window) for clip in clips])  # (sum N_i, C, W, S, S)
+        windows = torch.cat(
+            [self.prepare(clip, frames_per_window) for clip in clips]
+        )  # (sum N_i, C, W, S, S)
         vectors = []
         with torch.inference_mode():
             for start in range(0, windows.shape[0], _WINDOW_CHUNK):

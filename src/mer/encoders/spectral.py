@@ -160,7 +160,9 @@ class LogMelEncoder:
         for index, waveform in enumerate(waveforms):
             waveform = np.array(waveform, dtype=np.float32)  # a copy: from_numpy warns on read-only
             if waveform.ndim != 1 or waveform.shape[0] == 0:
-                raise ValueError(f"waveform {index} must be non-empty mono 1-D (S,), got shape {waveform.shape}")
+                raise ValueError(
+                    f"waveform {index} must be non-empty mono 1-D (S,), got shape {waveform.shape}"
+                )
             if not np.isfinite(waveform).all():
                 raise ValueError(f"waveform {index} contains NaN or Inf samples")
             prepared.append(torch.from_numpy(waveform))

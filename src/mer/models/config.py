@@ -217,9 +217,13 @@ class FusionConfig:
         """``melcnn``: two channel widths, an odd kernel, and (once bound) 40-d audio features."""
         self.melcnn_channels = tuple(self.melcnn_channels)
         if len(self.melcnn_channels) != 2:
-            raise ParamsError(f"melcnn_channels {list(self.melcnn_channels)}: give two widths, e.g. [64, 128]")
+            raise ParamsError(
+                f"melcnn_channels {list(self.melcnn_channels)}: give two widths, e.g. [64, 128]"
+            )
         if self.melcnn_kernel_size % 2 == 0:
-            raise ParamsError(f"melcnn_kernel_size ({self.melcnn_kernel_size}) must be odd (same-length padding)")
+            raise ParamsError(
+                f"melcnn_kernel_size ({self.melcnn_kernel_size}) must be odd (same-length padding)"
+            )
         audio_dim = self.input_dims.get("audio")
         if self.audio_frontend == "melcnn" and "audio" in self.used_modalities:
             if audio_dim not in (None, MELCNN_INPUT_DIM):

@@ -1,8 +1,9 @@
 """The fusion model zoo over sequence-level features, one class driven by :class:`FusionConfig`.
 
 Every mode starts the same way: per-modality standardisation + projection to H, then one
-intra-modal self-attention block. With ``audio_frontend: melcnn`` the audio projection is seed
-004's mel-spectrogram CNN (:mod:`mer.models.melcnn`): half as many frames, its mask pooled alike. What follows depends on ``config.mode``:
+intra-modal self-attention block (with ``audio_frontend: melcnn`` the audio projection is seed
+004's mel-spectrogram CNN, :mod:`mer.models.melcnn`: half the frames, the mask pooled alike).
+What follows depends on ``config.mode``:
 
 - ``crossmodal`` (seeds 000 / 002 / 003): bidirectional cross-modal attention (optionally seed
   003's VAD-guided attention) -> masked mean pooling -> fusion by ``config.gate``
