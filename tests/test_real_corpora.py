@@ -200,6 +200,8 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         expected_folds = set() if model in skipped else set(folds)
         assert set(test_runs.loc[test_runs["model"] == model, "fold"]) == expected_folds, model
     _check_skipped_recipes(repo, skipped, baselines, folds, source, summary)
+    if profile:  # the profile's offline encoders (logmel-40, random-init:r3d-18) and fusion ran as written
+        _check_profile_ran_as_written(repo, load_profile(profile), params, folds[0])
     _check_unread_features_not_extracted(repo, params)
     for k in folds:
         test_ids = set(splits.loc[(splits["fold"] == k) & (splits["split"] == "test"), "utt_id"])
@@ -246,6 +248,17 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         if baselines[0] == "concat":  # the robustness stage scores transfer.source_fold's concat model
             expected.add("robustness")
         assert rerun == expected, rerun
+
+
+def _check_profile_ran_as_written(repo: Path, profile: dict, params: dict, fold: str) -> None:
+    """The features came from the profile's offline encoders and the main model from its fusion
+    section (e.g. seed 004's mel-CNN: audio_frontend melcnn on logmel-40 frames)."""
+    for modality, section in _offline(profile).get("extract", {}).items():
+        if "model" in section and modality in params["model"]["modalities"]:
+            meta = json.loads((repo / f"data/features/source/{modality}/meta.json").read_text())
+            assert meta["model"] == section["model"], (modality, meta["model"])
+    saved = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
+    assert {key: saved[key] for key in profile.get("fusion", {})} == profile.get("fusion", {})
 
 
 def _check_skipped_recipes(
