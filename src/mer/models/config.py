@@ -28,6 +28,9 @@ from typing import ClassVar
 from mer.validation import ParamsError, check_value, in_range, one_of
 from mer.vocab import FUSION_MODES, GATES, LABEL_KINDS, MODALITIES, TASKS
 
+#: audio feature size ``audio_frontend: melcnn`` takes: seed 004's 40 mel bands (``logmel-40``)
+MELCNN_INPUT_DIM = 40
+
 
 @dataclass(frozen=True)
 class Needs:
@@ -94,6 +97,14 @@ class FusionConfig:
             every present one is drawn, it keeps one of them at random. Must be < 1; 0 draws no
             random numbers.
 
+    Audio frontend (params.yaml ``fusion`` or a recipe; :mod:`mer.models.melcnn`):
+        audio_frontend (str, "none"): ``none`` (the audio features go straight to their linear
+            projection) or ``melcnn`` (seed 004's Conv1D branch over 40 log-mel bands, trained with
+            the model, in place of the audio projection: needs ``extract.audio.model: logmel-40``).
+        melcnn_channels (tuple[int, int], (64, 128)): output channels of its two convolutions.
+        melcnn_kernel_size (int, 3): kernel width of both convolutions (odd: "same" padding).
+        melcnn_pool (int, 2): max-pool width over time after them.
+
     Bound from the data when the model is built:
         input_dims (dict[str, int], empty until bound): feature dim D of each modality's encoder,
             e.g. ``{"text": 384}``.
@@ -113,6 +124,7 @@ class FusionConfig:
         "task", "label_smoothing", "vad_weight", "micl_weight", "micl_temperature",
         "sentiment_weight", "corr_alpha", "corr_beta", "modality_dropout",
     )  # fmt: skip
+    FUSION_KEYS += ("audio_frontend", "melcnn_channels", "melcnn_kernel_size", "melcnn_pool")
     #: The fields :meth:`needs` reads (the metadata stage declares exactly these params).
     NEEDS_KEYS: ClassVar[tuple[str, ...]] = ("modalities", "mode", "task", "sentiment_weight", "vad_weight")
 
@@ -138,6 +150,10 @@ class FusionConfig:
     corr_alpha: float = 0.3
     corr_beta: float = 0.7
     modality_dropout: float = 0.0
+    audio_frontend: str = "none"
+    melcnn_channels: tuple[int, ...] = (64, 128)
+    melcnn_kernel_size: int = 3
+    melcnn_pool: int = 2
     input_dims: dict[str, int] = field(default_factory=dict)
     num_classes: int = 4
     input_adapters: int = 0
@@ -165,6 +181,10 @@ class FusionConfig:
         "modality_dropout": in_range(0.0, 1.0),
         "num_classes": in_range(1),
         "input_adapters": in_range(0),
+        "audio_frontend": one_of("none", "melcnn"),
+        "melcnn_channels": {"each": in_range(1, 4096)},
+        "melcnn_kernel_size": in_range(1, 31),
+        "melcnn_pool": in_range(1, 16),
     }
 
     def __post_init__(self) -> None:
@@ -191,6 +211,28 @@ class FusionConfig:
         missing = [m for m in self.used_modalities if m not in self.input_dims]
         if self.input_dims and missing:
             raise ParamsError(f"input_dims has no entry for modalities {missing}")
+        self._check_audio_frontend()
+
+    def _check_audio_frontend(self) -> None:
+        """``melcnn``: two channel widths, an odd kernel, and (once bound) 40-d audio features."""
+        self.melcnn_channels = tuple(self.melcnn_channels)
+        if len(self.melcnn_channels) != 2:
+            raise ParamsError(
+                f"melcnn_channels {list(self.melcnn_channels)}: give two widths, e.g. [64, 128]"
+            )
+        if self.melcnn_kernel_size % 2 == 0:
+            raise ParamsError(
+                f"melcnn_kernel_size ({self.melcnn_kernel_size}) must be odd (same-length padding)"
+            )
+        audio_dim = self.input_dims.get("audio")
+        if self.audio_frontend == "melcnn" and "audio" in self.used_modalities:
+            if audio_dim not in (None, MELCNN_INPUT_DIM):
+                raise ParamsError(
+                    f"audio_frontend: melcnn (fusion section or the recipe; seed 004's mel-CNN) needs "
+                    f"{MELCNN_INPUT_DIM} log-mel bands per audio frame (extract.audio.model: logmel-40), "
+                    f"but the audio features are {audio_dim}-d; set extract.audio.model: logmel-40, or "
+                    "audio_frontend: none"
+                )
 
     @property
     def used_modalities(self) -> tuple[str, ...]:

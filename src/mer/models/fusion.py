@@ -1,7 +1,9 @@
 """The fusion model zoo over sequence-level features, one class driven by :class:`FusionConfig`.
 
 Every mode starts the same way: per-modality standardisation + projection to H, then one
-intra-modal self-attention block. What follows depends on ``config.mode``:
+intra-modal self-attention block (with ``audio_frontend: melcnn`` the audio projection is seed
+004's mel-spectrogram CNN, :mod:`mer.models.melcnn`: half the frames, the mask pooled alike).
+What follows depends on ``config.mode``:
 
 - ``crossmodal`` (seeds 000 / 002 / 003): bidirectional cross-modal attention (optionally seed
   003's VAD-guided attention) -> masked mean pooling -> fusion by ``config.gate``
@@ -64,6 +66,7 @@ from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
 from mer.models.config import FusionConfig
 from mer.models.dropout import Dropout
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
+from mer.models.melcnn import MelCNNProjection
 from mer.vocab import MODALITIES
 
 __all__ = [
@@ -536,6 +539,10 @@ class FusionModel(nn.Module):
         self.projections = nn.ModuleDict(
             {m: ModalityProjection(config.input_dims[m], config) for m in self.modalities}
         )
+        if config.audio_frontend == "melcnn" and "audio" in self.modalities:
+            # seed 004's mel-CNN in place of the audio projection (mer.models.melcnn); none builds
+            # nothing here, so its models keep their weights and RNG draws bit for bit
+            self.projections["audio"] = MelCNNProjection(config.input_dims["audio"], config)
         self.encoders = nn.ModuleDict({m: AttentionBlock(config) for m in self.modalities})
         # created here, after the encoders: the parameter creation order fixes the seeded weights
         self.fuser = FUSERS[config.mode](config)
@@ -595,7 +602,10 @@ class FusionModel(nn.Module):
         hidden = {}
         for m in self.modalities:
             adapter = None if self.input_adapters is None else self.input_adapters[m]
-            projected = self.projections[m](features[m], adapter)  # (B, L_m, H)
+            if isinstance(self.projections[m], MelCNNProjection):  # fewer frames: its mask is pooled too
+                projected, masks[m] = self.projections[m](features[m], masks[m], adapter)  # (B, L_m', H)
+            else:
+                projected = self.projections[m](features[m], adapter)  # (B, L_m, H)
             hidden[m] = self.encoders[m](projected, projected, masks[m])  # intra-modal self-attention
         # MICL aligns these intra-modal vectors: after cross-modal attention every modality
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
