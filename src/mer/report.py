@@ -90,10 +90,10 @@ SWAP_NAMES = {
 METRIC_NAMES = {
     "ua": "UA", "wa": "WA", "f1_weighted": "weighted F1", "f1_macro": "macro F1", "mae": "MAE",
     "pearson": "Pearson r", "acc2_has0": "Acc-2 has0", "f1_has0": "F1 has0", "acc2_non0": "Acc-2 non0",
-    "f1_non0": "F1 non0", "acc7": "Acc-7",
+    "f1_non0": "F1 non0", "acc7": "Acc-7", "acc5": "Acc-5",
 }  # fmt: skip
 PLAIN = frozenset({"mae", "pearson"})  # shown as is (3 decimals); the others are fractions, shown in %
-REGRESSION_COLUMNS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+REGRESSION_COLUMNS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5")
 FOLD_METRICS = ("ua", "wa", "f1_weighted", "mae", "pearson", "acc2_non0")
 MAX_SPEAKERS = 12
 NUMERIC = frozenset({"value", "low", "high", "seed_std", "dev", "n_seeds", "n_folds", "n_test", "n_train",
