@@ -12,7 +12,38 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.pipeline_utils import make_tiny_repo, ran_stages, run
+from mer.params import ExtractParams, ParamsError, load_section, section_from_mapping
+from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
+
+
+def test_the_default_target_extracts_as_the_source_does():
+    cfg = load_section("extract", REPO / "params.yaml")
+    target = cfg.for_corpus("target")
+    assert (target.text, target.audio, target.video) == (cfg.text, cfg.audio, cfg.video)
+    assert cfg.for_corpus("source") is cfg
+
+
+def test_a_target_override_changes_only_the_target_and_only_its_keys():
+    raw = {"audio": {"max_seconds": 20.0}, "target": {"audio": {"model": "acoustic-74"}}}
+    cfg = section_from_mapping(ExtractParams, raw, "extract")
+    source, target = cfg.for_corpus("source"), cfg.for_corpus("target")
+    assert (source.audio.model, target.audio.model) == ("random-init:wavlm", "acoustic-74")
+    assert target.audio.max_seconds == source.audio.max_seconds == 20.0  # the rest is the source's
+    assert target.text == source.text and target.video == source.video
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ({"speech": {}}, r"extract.target.speech: unknown modality \(known: text, audio, video\)"),
+        ({"audio": {"modle": "x"}}, r"extract.target.audio.modle: unknown key .*model"),
+        ({"audio": {"max_seconds": 0.1}}, r"extract.target.audio.max_seconds: 0.1 is out of range"),
+        ({"video": "facemesh-65"}, r"extract.target.video: expected a mapping of extract.video keys"),
+    ],
+)
+def test_a_bad_target_override_is_named_before_any_work(target, message):
+    with pytest.raises(ParamsError, match=message):
+        section_from_mapping(ExtractParams, {"target": target}, "extract")
 
 
 @pytest.mark.slow

@@ -195,7 +195,7 @@ class ExtractOverrides(dict):
     {'model': 'acoustic-74'}
     """
 
-    ROLES: ClassVar[tuple[str, ...]] = ("text", "audio", "video")
+    MODALITIES: ClassVar[tuple[str, ...]] = ("text", "audio", "video")
 
     @classmethod
     def parse(cls, key: str, value: Any) -> ExtractOverrides:
@@ -203,8 +203,8 @@ class ExtractOverrides(dict):
             example = "{audio: {model: acoustic-74}}"
             raise ParamsError(f"{key}: expected a mapping of modalities, e.g. {example}, got {value!r}")
         for modality, settings in value.items():
-            if modality not in cls.ROLES:
-                raise ParamsError(f"{key}.{modality}: unknown modality (known: {', '.join(cls.ROLES)})")
+            if modality not in cls.MODALITIES:
+                raise ParamsError(f"{key}.{modality}: unknown modality (known: {', '.join(cls.MODALITIES)})")
             if not isinstance(settings or {}, dict):
                 raise ParamsError(
                     f"{key}.{modality}: expected a mapping of extract.{modality} keys, e.g. {{model: ...}}, "
