@@ -81,3 +81,16 @@ def test_structure_loss_is_zero_for_a_linear_map_and_grows_for_noise():
     weights = torch.randn(65, 713, requires_grad=True)
     structure_loss(x, x @ weights).backward()
     assert weights.grad is not None and torch.isfinite(weights.grad).all()
+
+
+def test_the_report_says_why_there_is_no_zero_shot_row_without_an_adapter():
+    from mer.report import _across_dims_sentence
+
+    adapt = {
+        "adapt/coral/audio/input_dim": 74, "adapt/coral/audio/output_dim": 192,
+        "adapt/coral/text/input_dim": 384, "adapt/coral/text/output_dim": 384,
+        "adapt/swap/seed002/loss_last_epoch": 0.5,
+    }  # fmt: skip
+    sentence = _across_dims_sentence(adapt)
+    assert "(audio 74 → 192: plain MLP adapters)" in sentence and "text" not in sentence
+    assert "`extract.target`" in sentence
