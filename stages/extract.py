@@ -1,6 +1,7 @@
-"""extract stage: frozen-encoder sequence features for one corpus x modality; a skip record
-instead when no model reads them (a modality not in ``model.modalities``, the swap extractor
-with ``adapt.swap: false``, the empty target of ``corpora.target: none``)."""
+"""extract stage: frozen-encoder sequence features for one corpus x modality (the target with its
+``extract.target`` overrides); a skip record instead when no model reads them (a modality not in
+``model.modalities``, the swap extractor with ``adapt.swap: false``, the empty target of
+``corpora.target: none``)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ def main() -> None:
     parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("--out", required=True, help="feature directory to write")
     parser.add_argument("--section", help="extract subsection to use instead of the modality's (audio_swap)")
+    parser.add_argument(
+        "--corpus", choices=("source", "target"), default="source",
+        help="the corpus's role: the target's extraction applies extract.target's overrides",
+    )  # fmt: skip
     args = parser.parse_args()
     setup_logging()
-    cfg = load_section("extract")
+    cfg = load_section("extract").for_corpus(args.corpus)
     swap = None
     if args.section:  # the extractor-swap scenario (audio_swap): needed only with adapt.swap
         cfg = dataclasses.replace(cfg, **{args.modality: getattr(cfg, args.section)})

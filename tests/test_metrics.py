@@ -122,3 +122,15 @@ def test_summarize_seeds_population_std():
 def test_summarize_seeds_rejects_empty_and_nan(values):
     with pytest.raises(ValueError, match="values"):
         summarize_seeds(values)
+
+
+def test_acc5_clips_to_two_and_rounds_as_mmsa():
+    from mer.metrics import regression_metrics
+
+    # MMSA's MetricsTop: clip both sides to [-2, 2], round (half to even), compare
+    truth = np.array([2.4, -2.6, 0.5, 1.4, -1.0])
+    preds = np.array([3.0, -2.2, -0.4, 1.6, -1.0])
+    expected = np.mean(np.round(np.clip(preds, -2, 2)) == np.round(np.clip(truth, -2, 2)))
+    metrics = regression_metrics(truth, preds)
+    assert metrics["acc5"] == pytest.approx(expected) == 0.8  # 1.4 vs 1.6 is the one miss
+    assert metrics["acc7"] == 0.4  # 2.4 vs 3.0 and -2.6 vs -2.2 differ only below the [-2, 2] clip

@@ -15,6 +15,13 @@ method, applied position-wise (``adapt.methods``, compared side by side by the t
 ``adapt.level``: ``frame`` trains on frames / tokens; ``utterance`` on mean-pooled utterance
 vectors (the adapter is then applied to every frame, as seed 002 applies it to its vectors).
 
+Across dimensions (seed 002: the target corpus read by another extractor, FaceMesh 65 -> OpenFace2
+713, BERT 768 -> GloVe 300; ``extract.target``): every loss is computed in the output (source)
+space, the residual form needs equal dims, so where they differ the methods train the plain MLP
+(``residual: false`` in the adapter's saved config and in its record), and the identity penalty,
+undefined across dims, becomes a structure penalty ``1 - CKA(inputs, adapted)``
+(:func:`structure_loss`). "Before" distances across dims are those of the untrained adapter.
+
 Each record reports the training loss per epoch (first / last) and feature-space distances to
 the source before and after adaptation: CORAL distance, MMD, and the linear CKA between the
 target features before and after (how much of their structure the adapter keeps).
@@ -40,6 +47,7 @@ from mer.seeding import seed_everything
 logger = logging.getLogger(__name__)
 
 DISTANCE_SAMPLE = 1024  # rows per domain for the reported MMD (its cost is quadratic)
+RESIDUAL_METHODS = ("coral", "mmd", "adversarial")  # residual where dims match, plain MLP elsewhere
 
 
 @dataclass
@@ -62,6 +70,20 @@ def _standardiser(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.mean(0), rows.std(0) + 1e-6
 
 
+def structure_loss(inputs: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
+    """``1 - linear CKA`` of `(B, D_in)` inputs and `(B, D_out)` adapted rows (differentiable; the
+    dims may differ): 0 when the adapted rows keep the inputs' similarity structure.
+
+    >>> x = torch.randn(32, 5)
+    >>> round(float(structure_loss(x, torch.cat([2 * x, x], dim=1))), 4)
+    0.0
+    """
+    inputs, adapted = inputs - inputs.mean(0), adapted - adapted.mean(0)
+    cross = (adapted.T @ inputs).pow(2).sum()
+    scale = (inputs.T @ inputs).norm() * (adapted.T @ adapted).norm()
+    return 1 - cross / scale.clamp_min(1e-12)
+
+
 def adaptation_loss(
     method: str,
     adapted: torch.Tensor,
@@ -75,7 +97,9 @@ def adaptation_loss(
 
     The residual methods add ``identity_weight`` x the mean squared correction: without it the
     adversarial adapter wins by sending features anywhere the domain classifier is wrong, and
-    nothing ties a moment-matching map to the features' meaning.
+    nothing ties a moment-matching map to the features' meaning. Across dims (``inputs`` `(B,
+    D_in)`, the others `(B, D_out)`) no correction is defined: the weight is on
+    :func:`structure_loss` instead.
     """
     if method in ("seed002", "paired"):
         return functional.mse_loss(adapted, source)
@@ -87,20 +111,20 @@ def adaptation_loss(
         alignment = dann_loss(classifier, source, adapted)
     else:
         raise ValueError(f"unknown adapt method {method!r}; known: seed002, paired, coral, mmd, adversarial")
+    if adapted.shape[1] != inputs.shape[1]:
+        return alignment + identity_weight * structure_loss(inputs, adapted)
     return alignment + identity_weight * functional.mse_loss(adapted, inputs)
 
 
 def build_adapter(inputs: np.ndarray, targets: np.ndarray, method: str, cfg: AdaptParams) -> FeatureAdapter:
     """A fresh ``method`` adapter from raw ``inputs`` `(N, D_in)` to raw ``targets``' `(M, D_out)`
-    space. Residual methods work in the targets' standardised space (identity = no change); the
-    plain MLP (``seed002``, ``paired``) standardises each side with its own statistics (their
-    dims may differ)."""
-    residual = method not in ("seed002", "paired")
-    if residual and inputs.shape[1] != targets.shape[1]:
-        raise ValueError(
-            f"adapt method {method!r} needs equal feature dims ({inputs.shape[1]} vs {targets.shape[1]}); "
-            "use seed002"
-        )
+    space. The residual methods (:data:`RESIDUAL_METHODS`) are residual where the dims match and
+    work in the targets' standardised space (identity = no change); the plain MLP (``seed002``,
+    ``paired``, and every method across dims) standardises each side with its own statistics."""
+    if method not in (*RESIDUAL_METHODS, "seed002", "paired"):
+        known = ", ".join(("seed002", "paired", *RESIDUAL_METHODS))
+        raise ValueError(f"unknown adapt method {method!r}; known: {known}")
+    residual = method in RESIDUAL_METHODS and inputs.shape[1] == targets.shape[1]
     out_mean, out_std = _standardiser(targets)
     in_mean, in_std = (out_mean, out_std) if residual else _standardiser(inputs)
     config = AdapterConfig(
@@ -173,24 +197,37 @@ def train_adapter(
     source_rows = feature_rows(source, modality, cfg.level)
     target_rows = feature_rows(target, modality, cfg.level)
     adapter = build_adapter(target_rows, source_rows, method, cfg)
+    # across dims the raw target rows are not in the source space: "before" is the untrained adapter
+    same_dims = target_rows.shape[1] == source_rows.shape[1]
+    unadapted_rows = target_rows if same_dims else adapter.transform(target_rows)
     losses = fit_adapter(adapter, target_rows, source_rows, method, cfg, rng)
     mean, std = adapter.output_mean.numpy(), adapter.output_std.numpy()
-    source_t = torch.from_numpy((source_rows - mean) / std)  # (N_s, D) standardised
+    source_t = torch.from_numpy((source_rows - mean) / std)  # (N_s, D_out) standardised
 
     adapted_rows = adapter.transform(target_rows)
     sample = lambda rows: torch.from_numpy(rows[rng.permutation(len(rows))[:DISTANCE_SAMPLE]])  # noqa: E731
     standard = lambda rows: (rows - mean) / std  # noqa: E731
-    before_t, after_t = torch.from_numpy(standard(target_rows)), torch.from_numpy(standard(adapted_rows))
+
+    def mmd_to_source(rows: np.ndarray) -> float:  # a source sample, then one of ``rows``
+        return round(float(mmd_loss(sample(standard(source_rows)), sample(standard(rows)))), 5)
+
+    before_t, after_t = torch.from_numpy(standard(unadapted_rows)), torch.from_numpy(standard(adapted_rows))
+    inputs_t = before_t  # (N_t, D_in) the target rows, for the structure kept (CKA)
+    if not same_dims:
+        inputs_t = torch.from_numpy((target_rows - adapter.input_mean.numpy()) / adapter.input_std.numpy())
     record = {
         "method": method,
         "level": cfg.level,
+        "residual": adapter.config.residual,
+        "input_dim": adapter.config.input_dim,
+        "output_dim": adapter.config.output_dim,
         "loss_first_epoch": losses[0],
         "loss_last_epoch": losses[-1],
         "coral_before": round(coral_distance(before_t, source_t), 5),
         "coral_after": round(coral_distance(after_t, source_t), 5),
-        "mmd_before": round(float(mmd_loss(sample(standard(source_rows)), sample(standard(target_rows)))), 5),
-        "mmd_after": round(float(mmd_loss(sample(standard(source_rows)), sample(standard(adapted_rows)))), 5),
-        "cka_kept": round(linear_cka(before_t, after_t), 4),
+        "mmd_before": mmd_to_source(unadapted_rows),
+        "mmd_after": mmd_to_source(adapted_rows),
+        "cka_kept": round(linear_cka(inputs_t, after_t), 4),
     }
     logger.info("adapter %s/%s: %s", method, modality, record)
     return AdapterResult(adapter=adapter, record=record)

@@ -163,6 +163,11 @@ def _seven_class(scores: np.ndarray) -> np.ndarray:
     return np.round(np.clip(scores, -3.0, 3.0))
 
 
+def _five_class(scores: np.ndarray) -> np.ndarray:
+    """MMSA's Acc-5 classes: scores clipped to [-2, 2], then rounded (``np.round``: half to even)."""
+    return np.round(np.clip(scores, -2.0, 2.0))
+
+
 def regression_metrics(y_true: np.ndarray | Sequence[float], y_pred: np.ndarray | Sequence[float]) -> dict:
     """Sentiment-regression metrics as CMU-MOSI / MOSEI papers report them.
 
@@ -170,11 +175,13 @@ def regression_metrics(y_true: np.ndarray | Sequence[float], y_pred: np.ndarray 
     - ``acc2_has0`` / ``f1_has0``: negative (< 0) vs non-negative (>= 0), all utterances.
     - ``acc2_non0`` / ``f1_non0``: negative vs positive, utterances with a true score of 0 excluded.
     - ``acc7``: scores clipped to [-3, 3] and rounded to the 7 integer classes.
+    - ``acc5``: as MMSA reports it (``MetricsTop``, MOSI / MOSEI regression): both sides clipped
+      to [-2, 2] and rounded to the 5 integer classes.
     F1 is weighted by class support, as in the MMSA toolkit. Rows with a NaN reference are dropped.
 
     >>> m = regression_metrics([-2.0, -0.4, 0.0, 1.2, 2.6], [-1.6, 0.3, 0.2, 1.0, 2.0])
-    >>> m["mae"], m["acc2_has0"], m["acc2_non0"], m["acc7"]
-    (0.42, 0.8, 0.75, 0.8)
+    >>> m["mae"], m["acc2_has0"], m["acc2_non0"], m["acc7"], m["acc5"]
+    (0.42, 0.8, 0.75, 0.8, 1.0)
     """
     true, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     if true.shape != pred.shape or true.ndim != 1:
@@ -204,5 +211,6 @@ def regression_metrics(y_true: np.ndarray | Sequence[float], y_pred: np.ndarray 
         "acc2_non0": _round(acc2_non0),
         "f1_non0": _round(f1_non0),
         "acc7": _round((_seven_class(true) == _seven_class(pred)).mean()),
+        "acc5": _round((_five_class(true) == _five_class(pred)).mean()),
         "n": int(true.size),
     }

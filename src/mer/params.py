@@ -198,6 +198,34 @@ class VideoExtractParams:
             )
 
 
+class ExtractOverrides(dict):
+    """``extract.target``: per modality, keys of ``extract.<modality>`` that the target corpus's
+    extraction sets differently (seed 002: the model's source features from one extractor, the
+    target read by real-time ones of other dims, mapped by the adapters). ``{}`` (the default):
+    the source's extractor. Checked key by key by :meth:`ExtractParams.for_corpus`.
+
+    >>> ExtractOverrides.parse("extract.target", {"audio": {"model": "acoustic-74"}})["audio"]
+    {'model': 'acoustic-74'}
+    """
+
+    MODALITIES: ClassVar[tuple[str, ...]] = ("text", "audio", "video")
+
+    @classmethod
+    def parse(cls, key: str, value: Any) -> ExtractOverrides:
+        if not isinstance(value, dict):
+            example = "{audio: {model: acoustic-74}}"
+            raise ParamsError(f"{key}: expected a mapping of modalities, e.g. {example}, got {value!r}")
+        for modality, settings in value.items():
+            if modality not in cls.MODALITIES:
+                raise ParamsError(f"{key}.{modality}: unknown modality (known: {', '.join(cls.MODALITIES)})")
+            if not isinstance(settings or {}, dict):
+                raise ParamsError(
+                    f"{key}.{modality}: expected a mapping of extract.{modality} keys, e.g. {{model: ...}}, "
+                    f"got {settings!r}"
+                )
+        return cls({modality: dict(settings or {}) for modality, settings in value.items()})
+
+
 @dataclass(frozen=True)
 class ExtractParams:
     """Frozen encoders (extract stage): one subsection per modality plus batching and sharding.
@@ -217,6 +245,9 @@ class ExtractParams:
             (0 = decode in the main process). Does not change the features. On a 2-core CPU
             a worker competes with the encoder for the cores (audio 36.7 vs 42.2 utt/s in
             bench/extract.py), so the default is 0; use >= 1 where cores are spare.
+        target (mapping, {text: {}, audio: {}, video: {}}): the target corpus's own settings
+            per modality over the sections above, e.g. ``audio: {model: acoustic-74}``
+            (:class:`ExtractOverrides`, :meth:`for_corpus`); ``{}``: the source's extractor.
     """
 
     text: TextExtractParams = TextExtractParams()
@@ -230,6 +261,7 @@ class ExtractParams:
     device: str = "auto"
     bf16: bool = True
     num_workers: int = 0
+    target: ExtractOverrides = dataclasses.field(default_factory=ExtractOverrides)
 
     _checks: ClassVar[dict] = {
         "init_seed": in_range(0),
@@ -239,6 +271,27 @@ class ExtractParams:
         "num_workers": in_range(0, 64),
         "device": one_of("auto", "cpu", "cuda"),
     }
+
+    def __post_init__(self) -> None:
+        self.for_corpus("target")  # every target override names a known key with a valid value
+
+    def for_corpus(self, corpus: str) -> ExtractParams:
+        """The settings that extract ``corpus`` (``source`` / ``target``): the target's with its
+        ``extract.target`` overrides merged over each modality's section.
+
+        >>> target = {"audio": {"model": "acoustic-74"}}
+        >>> cfg = section_from_mapping(ExtractParams, {"target": target}, "extract")
+        >>> cfg.for_corpus("target").audio.model, cfg.for_corpus("source").audio.model
+        ('acoustic-74', 'random-init:wavlm')
+        """
+        if corpus != "target" or not any(self.target.values()):
+            return self
+        sections = {}
+        for modality, settings in self.target.items():
+            base = getattr(self, modality)
+            merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | settings
+            sections[modality] = section_from_mapping(type(base), merged, f"extract.target.{modality}")
+        return dataclasses.replace(self, **sections, target=ExtractOverrides())  # applied: none left
 
 
 ADAPT_METHODS = ("seed002", "coral", "mmd", "adversarial")
@@ -627,6 +680,8 @@ T = TypeVar("T")
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    if annotation is ExtractOverrides:
+        return ExtractOverrides.parse(key, value)
     if annotation is FoldName:
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
             raise ParamsError(f"{key}: expected a fold name (main, or a session number), got {value!r}")

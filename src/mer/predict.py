@@ -62,7 +62,8 @@ def extract_params(trained: TrainedModel, device: str) -> ExtractParams:
     for modality, record in trained.encoders.items():
         recorded = dict(record.get("params") or {})
         merged[modality] = recorded.pop(modality, {"model": record["model"]})
-        merged.update({k: v for k, v in recorded.items() if k not in MODALITIES and k != "audio_swap"})
+        # the other extractors of the run (the swap's, the target corpus's) made none of the model's features
+        merged.update({k: v for k, v in recorded.items() if k not in (*MODALITIES, "audio_swap", "target")})
     merged["device"] = device
     return section_from_mapping(ExtractParams, merged, "extract")
 

@@ -48,7 +48,9 @@ LITERATURE_METRICS = {
     "iemocap": ("ua", "wa"), "cremad": ("ua", "wa"), "ravdess": ("ua", "wa"), "synthetic": ("ua", "wa"),
     "meld": ("f1_weighted", "wa"), "mosi": ("f1_weighted", "wa"), "mosei": ("f1_weighted", "wa"),
 }  # fmt: skip
-LITERATURE_REGRESSION_METRICS = ("mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+LITERATURE_REGRESSION_METRICS = (
+    "mae", "pearson", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5",
+)  # fmt: skip
 LOSO_MAIN_SESSION = 5
 
 

@@ -20,6 +20,11 @@ stopping on the target dev split:
   embeddings of source-train and (unlabelled) target-train batches, weighted by
   ``transfer.da_weight`` (seed 003's ``domain_adaptation.py`` list).
 
+Across feature dims (``extract.target``: the target corpus read by another extractor, seed 002)
+the raw target features cannot enter the model: ``none`` is skipped (recorded in
+``records.json``), and every few-shot strategy trains on the target features mapped by the
+adapter method that scores best zero-shot on the target *dev* split (:func:`choose_input_adapter`).
+
 The model is read and the splits packed once per stage; every run starts from a copy of the
 model and takes its subset as a view of the packed train split. On CPU the runs are spread over
 single-threaded worker processes (:func:`fewshot_workers`), one per core torch would use.
@@ -54,7 +59,7 @@ from mer.params import TransferParams
 from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
-from mer.train import LoopConfig, fit, predict, progress_bar, showing
+from mer.train import LoopConfig, dev_score, fit, predict, progress_bar, showing
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,19 @@ def apply_adapters(data: MultimodalData, adapters: dict[str, FeatureAdapter]) ->
         if modality in data.sequences:
             data = data.map(modality, adapter.transform)
     return data
+
+
+def dim_mismatch(model: FusionModel, data: MultimodalData) -> dict[str, tuple[int, int]]:
+    """``{modality: (feature dim, model input dim)}`` where ``data`` cannot enter ``model`` raw."""
+    dims = data.dims()
+    expected = model.config.input_dims
+    return {m: (dims[m], expected[m]) for m in model.modalities if m in dims and dims[m] != expected[m]}
+
+
+def choose_input_adapter(dev_scores: dict[str, float]) -> str:
+    """The adapter method with the best zero-shot target-dev score (UA, or -MAE; the first
+    listed wins ties), whose features the few-shot strategies train on across dims."""
+    return max(dev_scores, key=lambda method: (dev_scores[method], -list(dev_scores).index(method)))
 
 
 def prepare(model: FusionModel, strategy: str, subset: MultimodalData, bottleneck: int) -> FusionModel:
@@ -124,6 +142,7 @@ class FewShotJob:
     params: TransferParams
     finetune_cfg: LoopConfig
     scratch_cfg: LoopConfig
+    input_adapters: str = ""  # across dims: the chosen method's adapters dir ("" = raw features)
 
 
 @dataclass
@@ -141,6 +160,9 @@ class FewShotData:
         model = load_model(job.model_path).first() if model is None else model
         modalities = list(model.modalities)
         splits = load_splits(job.target_metadata, job.target_features, modalities)
+        if job.input_adapters:  # across dims: train on the adapted target features
+            adapters = {m: load_adapter(Path(job.input_adapters) / f"{m}.pt") for m in modalities}
+            splits = {name: apply_adapters(data, adapters) for name, data in splits.items()}
         source_train = None
         if any(s in DA_STRATEGIES for s in job.params.strategies):
             source_train = load_splits(job.source_metadata, job.source_features, modalities)["train"].pack()
@@ -280,13 +302,34 @@ def transfer_to_target(
     )  # fmt: skip
     data = FewShotData.load(job, model)
     splits = data.splits
+    mismatch = dim_mismatch(model, splits["test"])
+    records: dict = {}
+    if mismatch and not adapt_methods:
+        raise ValueError(
+            f"{target_features}: the target features' dims differ from the model's {mismatch} "
+            "((target, model) per modality, extract.target): list an adapter in adapt.methods"
+        )
 
     # zero-shot on the target test split, and on its dev split: the adapter is chosen on dev
+    dev_scores: dict[str, float] = {}
     for method in ("none", *adapt_methods):
+        if method == "none" and mismatch:  # no raw features fit the model: recorded, not run
+            records["zeroshot/none"] = {"skipped": f"target dims differ from the model's: {mismatch}"}
+            logger.warning("zero-shot without an adapter skipped: dims differ %s", mismatch)
+            continue
         adapters = {} if method == "none" else load_adapters(adapters_dir, method, modalities)
         for split in ("test", "dev"):
-            frame = predict(model, apply_adapters(splits[split], adapters))
-            predictions.write(frame, out_dir / "zeroshot" / method, seed=0, split=split)
+            adapted = apply_adapters(splits[split], adapters)
+            predictions.write(predict(model, adapted), out_dir / "zeroshot" / method, seed=0, split=split)
+            if mismatch and split == "dev":
+                dev_scores[method] = dev_score(model, adapted)
+    if mismatch:
+        chosen = choose_input_adapter(dev_scores)
+        records["fewshot_inputs"] = {"adapter": chosen, "dev_scores": dev_scores, "dims": mismatch}
+        logger.info("few-shot on target features adapted by %s (best zero-shot dev %s)", chosen, dev_scores)
+        job = dataclasses.replace(job, input_adapters=str(Path(adapters_dir) / chosen))
+        data = FewShotData.load(job, model)
+        splits = data.splits
 
     runs = [
         FewShotRun(seed, budget, strategy, tuple(positions))
@@ -295,7 +338,6 @@ def transfer_to_target(
         for strategy in params.strategies
     ]
     workers = fewshot_workers(finetune_cfg.device, len(runs)) if workers is None else workers
-    records: dict = {}
     with showing(progress_bar(len(runs), f"transfer ({workers} worker{'s' * (workers > 1)})")) as bar:
         for run, record, frame in run_fewshot(data, job, runs, workers):
             predictions.write(frame, out_dir / run.budget / run.strategy, run.seed)

@@ -55,7 +55,7 @@ from scipy import stats
 CONFIDENCE = 0.95
 N_BOOT = 1000
 CLASSIFICATION_METRICS = ("ua", "wa", "f1_weighted", "f1_macro")
-REGRESSION_METRICS = ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7")
+REGRESSION_METRICS = ("mae", "pearson", "acc2_has0", "acc2_non0", "f1_non0", "acc7", "acc5")
 LOWER_IS_BETTER = frozenset({"mae"})
 # where each metric lives: intervals are clipped to it (a t quantile with few seeds can reach past)
 RANGES = {"mae": (0.0, np.inf), "pearson": (-1.0, 1.0)}  # every other metric: a rate in [0, 1]
@@ -274,6 +274,9 @@ def _regression(labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray
     if "acc7" in metrics:
         seven = np.round(np.clip(labels, -3, 3)) == np.round(np.clip(predictions, -3, 3))
         out["acc7"] = weights @ seven.T.astype(np.float64) / total
+    if "acc5" in metrics:  # MMSA's Acc-5: both sides clipped to [-2, 2], rounded
+        five = np.round(np.clip(labels, -2, 2)) == np.round(np.clip(predictions, -2, 2))
+        out["acc5"] = weights @ five.T.astype(np.float64) / total
     return {m: out[m] for m in metrics}
 
 
