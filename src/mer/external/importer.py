@@ -101,19 +101,19 @@ def clean(read: SourceRead, utterances: list[Utterance]) -> tuple[list[str], lis
             continue
         frames = np.asarray(read.features[utt_id], dtype=np.float64)
         finite = np.isfinite(frames).all(axis=1)
-        if not finite.all():
-            counts["nonfinite_frames_dropped"] += int((~finite).sum())
-            counts["utterances_with_nonfinite_frames"] += 1
-            frames = frames[finite]
-        if not len(frames):
+        if not finite.any():
             reason = f"no finite frame: all {len(finite)} frames have NaN/Inf values"
             quarantined[utt_id] = {"utt_id": utt_id, "reason": reason}
             continue
+        frames = frames[finite]
         peak = float(np.abs(frames).max())
         if peak > FLOAT16_MAX:
             reason = f"values up to {peak:.4g} beyond float16's range ({FLOAT16_MAX:.0f}), the shards' dtype"
             quarantined[utt_id] = {"utt_id": utt_id, "reason": reason}
             continue
+        if not finite.all():  # counted for the stored utterances only
+            counts["nonfinite_frames_dropped"] += int((~finite).sum())
+            counts["utterances_with_nonfinite_frames"] += 1
         ids.append(utt_id)
         arrays.append(frames.astype(np.float32))
     order = {u.utt_id: i for i, u in enumerate(utterances)}
