@@ -66,8 +66,10 @@ def frames(count: int, dim: int, start: float = 0.0, step: float = 0.1, seed: in
 def mmsa_split(utterances: list[dict]) -> dict:
     """One split dict from ``[{"id", "text", "audio", "video", "label"}]`` (unpadded arrays)."""
     n = len(utterances)
-    split: dict = {"id": np.array([u["id"] for u in utterances], dtype=object),
-                   "raw_text": np.array([f"words of {u['id']}" for u in utterances], dtype=object)}  # fmt: skip
+    split: dict = {
+        "id": np.array([u["id"] for u in utterances], dtype=object),
+        "raw_text": np.array([f"words of {u['id']}" for u in utterances], dtype=object),
+    }
     for modality, key in KEYS.items():
         padded = np.zeros((n, WIDTHS[modality], DIMS[modality]), dtype=np.float32)
         for i, u in enumerate(utterances):

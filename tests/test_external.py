@@ -135,7 +135,7 @@ def test_a_words_csd_is_refused(tmp_path: Path) -> None:
     words = np.array([[b"hello"], [b"world"]])
     fx.write_csd(path, "words", {"v": (words, np.array([[0.0, 0.5], [0.5, 1.0]]))})
     table = pd.DataFrame({"utt_id": ["v_1"], "video_id": ["v"], "clip_id": ["1"]})
-    with pytest.raises(ExternalFormatError, match="not numbers .*TimestampedWordVectors"):
+    with pytest.raises(ExternalFormatError, match=r"not numbers .*TimestampedWordVectors"):
         read_features(table, "text", f"external:{path}")
 
 
@@ -233,7 +233,9 @@ def test_extract_writes_a_normal_feature_folder_from_a_csd(tmp_path: Path) -> No
 
 def test_most_utterances_unmatched_fails_naming_the_key(tmp_path: Path) -> None:
     path, _ = _dialog_csd(tmp_path)
-    with pytest.raises(ExternalImportError, match=r"4 of 7 utterances have no usable features.*extract\.audio"):
+    with pytest.raises(
+        ExternalImportError, match=r"4 of 7 utterances have no usable features.*extract\.audio"
+    ):
         import_features(_dialog_table(), "audio", f"external:{path}", _cfg(), tmp_path / "out")
 
 
@@ -242,7 +244,7 @@ def test_most_utterances_unmatched_fails_naming_the_key(tmp_path: Path) -> None:
 
 def test_mmsa_loader_reads_label_csv_alone_when_media_are_external(tmp_path: Path) -> None:
     root, _ = fx.build_features_only_mosi(tmp_path)
-    with pytest.raises(LayoutError, match="Raw: not found.*external:<file>"):
+    with pytest.raises(LayoutError, match=r"Raw: not found.*external:<file>"):
         mmsa.load(root)
     table = mmsa.load(root, media=False).table
     assert len(table) == 36 and table["audio_path"].isna().all() and table["video_path"].isna().all()

@@ -127,7 +127,11 @@ def _load_real(corpus: str, cfg: CorporaParams, media: bool = True) -> LoadResul
 
 
 def build_role(
-    role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, raw_root: Path, external: tuple[str, ...] = (),
+    role: str,
+    cfg: CorporaParams,
+    synthetic_cfg: SyntheticParams,
+    raw_root: Path,
+    external: tuple[str, ...] = (),
     media: bool = True,
 ) -> Built:
     """Load, split and validate the corpus playing ``role`` (source or target). ``external``: the

@@ -89,7 +89,9 @@ def utterances_of(table: pd.DataFrame) -> list[Utterance]:
     return utterances
 
 
-def clean(read: SourceRead, utterances: list[Utterance]) -> tuple[list[str], list[np.ndarray], list[dict], dict]:
+def clean(
+    read: SourceRead, utterances: list[Utterance]
+) -> tuple[list[str], list[np.ndarray], list[dict], dict]:
     """Drop non-finite frames (counted), quarantine utterances left empty or beyond float16;
     return ids, float32 arrays, quarantine (table order) and counts."""
     quarantined = {q["utt_id"]: q for q in read.quarantined}
@@ -144,7 +146,9 @@ def read_features(table: pd.DataFrame, modality: str, spec: str, key: str | None
     ids, arrays, quarantined, counts = clean(read, utterances)
     source = {"spec": spec, "path": str(path.absolute()), "sha256": features.sha256(path), "format": kind,
               "feature_dim": read.feature_dim, **read.source}  # fmt: skip
-    return Imported(ids, arrays, quarantined, read.unmatched, read.feature_dim, source, {**read.counts, **counts})
+    return Imported(
+        ids, arrays, quarantined, read.unmatched, read.feature_dim, source, {**read.counts, **counts}
+    )
 
 
 def code_hash() -> str:
@@ -158,7 +162,12 @@ def code_hash() -> str:
 
 
 def import_features(
-    table: pd.DataFrame, modality: str, spec: str, cfg: ExtractParams, out_dir: str | Path, key: str | None = None
+    table: pd.DataFrame,
+    modality: str,
+    spec: str,
+    cfg: ExtractParams,
+    out_dir: str | Path,
+    key: str | None = None,
 ) -> dict:
     """Write ``spec``'s released features for ``table`` into ``out_dir`` as mer's feature folder.
 
@@ -191,7 +200,8 @@ def import_features(
         )
     # shards of cfg.shard_size metadata rows, as the encoder path plans them
     arrays = dict(zip(imported.ids, imported.arrays, strict=True))
-    fingerprint = hashlib.sha256(f"{imported.source['sha256']}:{spec}:{code_hash()}".encode()).hexdigest()[:32]
+    made_by = f"{imported.source['sha256']}:{spec}:{code_hash()}"
+    fingerprint = hashlib.sha256(made_by.encode()).hexdigest()[:32]
     manifests = []
     for k, first in enumerate(range(0, len(all_ids), cfg.shard_size)):
         rows = set(all_ids[first : first + cfg.shard_size])
@@ -212,14 +222,16 @@ def import_features(
     with open(out_dir / UNMATCHED_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["entry", "reason"])
-        writer.writerows([entry, "no utterance of the metadata table matches it"] for entry in imported.unmatched)
+        writer.writerows([entry, "no utterance of the metadata matches it"] for entry in imported.unmatched)
     dim = imported.feature_dim
     source = imported.source
     meta = {
         "modality": modality,
         "model": spec,
         "weights": "external",
-        "config_hash": hashlib.sha256(f"{source['format']}:{source.get('key', '')}:{dim}".encode()).hexdigest()[:16],
+        "config_hash": hashlib.sha256(f"{source['format']}:{source.get('key')}:{dim}".encode()).hexdigest()[
+            :16
+        ],
         "code_hash": code_hash(),
         "weights_hash": source["sha256"][:16],
         "revision": None,
@@ -248,10 +260,14 @@ def import_features(
         "frames_per_clip": None,
         "embedding": None,
         "shards": [
-            {"file": m["file"], "manifest": f"{features.shard_name(m['index'])}.json", "count": m["count"],
-             "sha256": m["sha256"]}
+            {
+                "file": m["file"],
+                "manifest": f"{features.shard_name(m['index'])}.json",
+                "count": m["count"],
+                "sha256": m["sha256"],
+            }
             for m in manifests
-        ],  # fmt: skip
+        ],
     }
     write_json(out_dir / "meta.json", meta)
     record = features.verify(out_dir, all_ids, imported.quarantined)
@@ -260,7 +276,7 @@ def import_features(
     if not record["ok"]:
         raise ExternalImportError(f"{out_dir}: verification failed: {record['problems']}")
     logger.info(
-        "%s (external %s): %d stored, %d quarantined, %d file entries unmatched, %d non-finite frames dropped",
+        "%s (external %s): %d stored, %d quarantined, %d entries unmatched, %d non-finite frames dropped",
         modality, source["format"], record["n_stored"], record["n_quarantined"], len(imported.unmatched),
         imported.counts.get("nonfinite_frames_dropped", 0),
     )  # fmt: skip

@@ -134,7 +134,8 @@ def read_mmsa_pickle(path: str | Path, modality: str, utterances: list[Utterance
                 what = {"length_from_array": length_key, "length_from_text": "text_bert's mask"}.get(source)
                 why = (
                     f"length mismatch: {what} says {length} frames, the {key!r} array holds {width}"
-                    if what else f"no non-zero {key!r} frame in {path.name}"
+                    if what
+                    else f"no non-zero {key!r} frame in {path.name}"
                 )
                 entries.setdefault(utt_id, []).append((name, why))
                 continue
@@ -148,8 +149,12 @@ def read_mmsa_pickle(path: str | Path, modality: str, utterances: list[Utterance
     for utterance in utterances:
         matches = entries.get(utterance.utt_id)
         if not matches:
-            mmsa_id = f"{utterance.video}{ID_SEPARATOR}{utterance.clip}" if utterance.clip else utterance.utt_id
-            quarantined.append({"utt_id": utterance.utt_id, "reason": f"no features in {path.name} (no id {mmsa_id!r})"})
+            mmsa_id = (
+                f"{utterance.video}{ID_SEPARATOR}{utterance.clip}" if utterance.clip else utterance.utt_id
+            )
+            quarantined.append(
+                {"utt_id": utterance.utt_id, "reason": f"no features in {path.name} (no id {mmsa_id!r})"}
+            )
         elif len(matches) > 1:
             splits = [name for name, _ in matches]
             reason = f"ambiguous: its id is {len(matches)} times in {path.name} (splits {splits})"
