@@ -13,16 +13,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from mer import features
+from mer import features, schema
 from mer.corpora import mmsa
 from mer.corpora.common import LayoutError
 from mer.encoders import build_encoder
 from mer.external import ExternalFormatError, external_modalities, media_needed
-from mer.external.importer import ExternalImportError, import_features, read_features
+from mer.external.importer import NONFINITE_COUNTS, ExternalImportError, clean, import_features, read_features
 from mer.extract import extract_modality
 from mer.params import ExtractParams, ParamsError, section_from_mapping
 from tests import fixtures_external as fx
 from tests.pipeline_utils import make_tiny_repo, ran_stages, run
+
+
+def _same(stored: np.ndarray, source: np.ndarray) -> None:
+    """Stored frames are the source's, rounded to the shards' float16."""
+    assert stored.dtype == np.float16
+    np.testing.assert_array_equal(stored, np.asarray(source).astype(np.float16))
 
 
 def _cfg(**models: str) -> ExtractParams:
@@ -93,9 +99,9 @@ def test_csd_aligns_by_video_and_clip_interval(tmp_path: Path) -> None:
     imported = read_features(_dialog_table(), "audio", f"external:{path}")
     got = dict(zip(imported.ids, imported.arrays, strict=True))
     assert imported.ids == ["u1", "u2", "u5"]
-    np.testing.assert_allclose(got["u1"], entries["dlg1"][0][[0, 1, 2, 4]], rtol=1e-6)
-    np.testing.assert_allclose(got["u2"], entries["dlg1"][0][5:10], rtol=1e-6)
-    np.testing.assert_allclose(got["u5"], entries["dlg2"][0][2:6], rtol=1e-6)
+    _same(got["u1"], entries["dlg1"][0][[0, 1, 2, 4]])
+    _same(got["u2"], entries["dlg1"][0][5:10])
+    _same(got["u5"], entries["dlg2"][0][2:6])
     reasons = {q["utt_id"]: q["reason"] for q in imported.quarantined}
     assert set(reasons) == {"u3", "u4", "u6", "u7"}
     assert reasons["u3"].startswith("clip interval [5.000, 6.000] s outside the video's feature intervals")
@@ -171,13 +177,13 @@ def test_mmsa_pickle_modalities_are_trimmed_to_their_real_lengths(tmp_path: Path
     spec = f"external:{path}"
     text = read_features(_mmsa_table(), "text", spec)
     assert text.ids == ["v1_1", "v1_2", "v2_1", "v3_1"] and text.feature_dim == fx.DIMS["text"]
-    np.testing.assert_allclose(text.arrays[1], items["train"][1]["text"])  # 3 real tokens of 8
+    _same(text.arrays[1], items["train"][1]["text"])  # 3 real tokens of 8
     assert text.counts["length_from_text"] == 5  # text_bert's attention mask, every pickle entry
     video = read_features(_mmsa_table(), "video", spec)
     assert [len(a) for a in video.arrays] == [5, 2, 7, 7]
     audio = read_features(_mmsa_table(), "audio", spec)
     assert audio.ids == ["v1_1", "v1_2", "v3_1"]
-    np.testing.assert_allclose(audio.arrays[0], np.delete(items["train"][0]["audio"], 2, axis=0))
+    _same(audio.arrays[0], np.delete(items["train"][0]["audio"], 2, axis=0))
     assert audio.counts["nonfinite_frames_dropped"] == 1
     reasons = {q["utt_id"]: q["reason"] for q in audio.quarantined}
     assert reasons == {
@@ -204,6 +210,14 @@ def test_a_pickle_that_is_not_mmsa_is_refused(tmp_path: Path) -> None:
         read_features(_mmsa_table(), "audio", f"external:{path}")
 
 
+def test_nonfinite_frames_are_dropped_and_float16_overflow_quarantined() -> None:
+    counts = dict(NONFINITE_COUNTS)
+    kept = clean(np.array([[np.nan, 1.0], [2.0, 3.0], [-np.inf, 0.0]]), counts)
+    assert kept.tolist() == [[2.0, 3.0]] and kept.dtype == np.float16
+    assert counts == {"nonfinite_frames_dropped": 2, "utterances_with_nonfinite_frames": 1}
+    assert "beyond float16's range" in clean(np.array([[1e6, 0.0]]), counts)  # would store inf
+
+
 # --- the feature folder ----------------------------------------------------------------------
 
 
@@ -224,7 +238,7 @@ def test_extract_writes_a_normal_feature_folder_from_a_csd(tmp_path: Path) -> No
     assert len(meta["shards"]) == 2  # shard_size 3: rows u1 u2 u3 | u5
     store = features.FeatureStore(out)
     assert store.ids == ["u1", "u2", "u5"] and store["u1"].dtype == np.float16
-    np.testing.assert_allclose(store["u2"], entries["dlg1"][0][5:10].astype(np.float16))
+    _same(store["u2"], entries["dlg1"][0][5:10].astype(np.float16))
     quarantine = pd.read_csv(out / "quarantine.csv")
     assert quarantine["utt_id"].tolist() == ["u3"] and "outside" in quarantine["reason"][0]
     assert pd.read_csv(out / "unmatched_features.csv")["entry"].tolist() == ["dlg3", "dlg4", "orphan"]
@@ -267,8 +281,9 @@ def test_features_only_mosi_runs_end_to_end(tmp_path: Path) -> None:
     output = run(["dvc", "repro", "train@main"], repo, timeout=900)
     assert {"metadata", "extract@source-text", "extract@source-audio", "extract@source-video",
             "train@main"} <= ran_stages(output)  # fmt: skip
-    table = pd.read_parquet(repo / "data/metadata/source.parquet")
+    table = schema.read(repo / "data/metadata/source.parquet")
     assert len(table) == 36 and table["audio_path"].isna().all()
+    assert table.attrs["modalities"] == ["text", "audio", "video"]  # from the features, not media
     for modality in ("text", "audio", "video"):
         meta = json.loads((repo / f"data/features/source/{modality}/meta.json").read_text())
         assert meta["weights"] == "external" and meta["count"] == 36 and meta["n_quarantined"] == 0

@@ -33,8 +33,8 @@ from released features, so the MMSA loader can build its table from ``label.csv`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -68,26 +68,28 @@ class Utterance:
     end: float | None = None
 
 
-@dataclass
-class SourceRead:
-    """What a reader found for a table's utterances (before the finiteness checks).
+class FeatureSource(Protocol):
+    """A released feature file opened for matching (:class:`mer.external.csd.CsdSource`,
+    :class:`mer.external.mmsa_pickle.MmsaPickleSource`); the importer asks it for one utterance
+    at a time, so a corpus's features are never all in memory.
 
     Attributes:
-        features (dict[str, np.ndarray]): utt_id -> its raw ``(T, D)`` frames, for the matched ones.
-        quarantined (list[dict]): ``{"utt_id", "reason"}`` of utterances with no usable entry.
-        unmatched (list[str]): the file's entries (video ids, segment keys, pickle ids) that no
-            utterance used.
         feature_dim (int): D.
-        source (dict): what the file says about itself (root name, description, keys read...).
-        counts (dict[str, int]): reader-specific counts kept in ``meta.json``.
+        source (dict): what the file says about itself (root name, description, key read, ...).
+        counts (dict[str, int]): reader-specific counts, kept in ``meta.json``.
     """
 
-    features: dict[str, np.ndarray]
-    quarantined: list[dict]
-    unmatched: list[str]
     feature_dim: int
-    source: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    source: dict[str, Any]
+    counts: dict[str, int]
+
+    def match(self, utterance: Utterance) -> np.ndarray | str:
+        """The utterance's raw ``(T, D)`` frames, or why it has none (its quarantine reason)."""
+        ...
+
+    def unmatched(self) -> list[str]:
+        """The file's entries no :meth:`match` call used so far (sorted)."""
+        ...
 
 
 def is_external(spec: str) -> bool:

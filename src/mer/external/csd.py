@@ -30,14 +30,13 @@ clip ids count from 1. Re-key such a file to mer's utt_ids (``{video}_{clip}``) 
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from mer.external import ExternalFormatError, SourceRead, Utterance
+from mer.external import ExternalFormatError, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -85,116 +84,128 @@ def open_sequence(handle: h5py.File, path: Path) -> tuple[h5py.Group, dict[str, 
     return root["data"], metadata
 
 
-def read_csd(path: str | Path, utterances: list[Utterance]) -> SourceRead:
-    """Match a computational sequence's entries to ``utterances`` (see the module doc).
+class CsdSource:
+    """An open computational sequence matching utterances to its entries (see the module doc);
+    a :class:`mer.external.FeatureSource`. Use as a context manager (closes the HDF5 file).
+
+    Args:
+        path: the ``.csd`` file.
+        utterances: every utterance that will be matched (to know which videos have one only).
 
     Raises:
         ExternalFormatError: not a computational sequence, or its features are not numbers (a
             words / phones sequence: use the word-vector one).
     """
-    path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ExternalFormatError(f"{path}: not an HDF5 computational sequence ({error})") from None
-    with handle:
-        data, metadata = open_sequence(handle, path)
-        entries = set(data.keys())
-        per_video: dict[str, int] = {}
-        for utterance in utterances:
-            if utterance.video:
-                per_video[utterance.video] = per_video.get(utterance.video, 0) + 1
 
-        @functools.lru_cache(maxsize=8)  # utterances of one video come together (sorted ids)
-        def entry(key: str) -> tuple[np.ndarray, np.ndarray] | str:
-            """(features, intervals) of an entry, or why they are unusable."""
-            group = data[key]
-            if not isinstance(group, h5py.Group) or "features" not in group:
-                return f"entry {key!r} has no features"
-            features = group["features"][()]
-            if not np.issubdtype(features.dtype, np.number):
-                raise ExternalFormatError(
-                    f"{path}: entry {key!r} holds {features.dtype} features, not numbers (a words / "
-                    "phones sequence); use a feature sequence, e.g. the TimestampedWordVectors one"
-                )
-            intervals = group["intervals"][()] if "intervals" in group else None
-            if features.ndim != 2:
-                return f"entry {key!r}: features of shape {features.shape}, expected (frames, dim)"
-            if intervals is None or intervals.ndim != 2 or intervals.shape[1] != 2:
-                shape = None if intervals is None else intervals.shape
-                return f"entry {key!r}: intervals of shape {shape}, expected (frames, 2)"
-            if len(intervals) != len(features):
+    def __init__(self, path: str | Path, utterances: list[Utterance]) -> None:
+        self.path = Path(path)
+        try:
+            self.handle = h5py.File(self.path, "r")
+        except OSError as error:
+            raise ExternalFormatError(f"{self.path}: not an HDF5 computational sequence ({error})") from None
+        try:
+            self.data, metadata = open_sequence(self.handle, self.path)
+            self.entries = set(self.data.keys())
+            self.per_video: dict[str, int] = {}
+            for utterance in utterances:
+                if utterance.video:
+                    self.per_video[utterance.video] = self.per_video.get(utterance.video, 0) + 1
+            self.used: set[str] = set()
+            self._cached: tuple[str, tuple[np.ndarray, np.ndarray] | str] | None = None
+            self.counts = {"segmented_matches": 0, "interval_matches": 0, "whole_video_matches": 0,
+                           "clips_partly_outside": 0}  # fmt: skip
+            # one dim per sequence: the first usable entry's (in name order) is the sequence's
+            first = next((e for e in map(self._entry, sorted(self.entries)) if not isinstance(e, str)), None)
+            self.feature_dim = int(first[0].shape[1]) if first is not None else 0
+            kept = {k: v for k, v in metadata.items() if len(v) <= 2000}
+            self.source = {"metadata": kept, "entries": len(self.entries)}
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def __enter__(self) -> CsdSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def _entry(self, key: str) -> tuple[np.ndarray, np.ndarray] | str:
+        """(features, intervals) of an entry, or why they are unusable; the last one read is
+        kept, as the utterances of one video come one after another (ids sort by video)."""
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self._read(key))
+        return self._cached[1]
+
+    def _read(self, key: str) -> tuple[np.ndarray, np.ndarray] | str:
+        group = self.data[key]
+        if not isinstance(group, h5py.Group) or "features" not in group:
+            return f"entry {key!r} has no features"
+        features = group["features"][()]
+        if not np.issubdtype(features.dtype, np.number):
+            raise ExternalFormatError(
+                f"{self.path}: entry {key!r} holds {features.dtype} features, not numbers (a words / "
+                "phones sequence); use a feature sequence, e.g. the TimestampedWordVectors one"
+            )
+        intervals = group["intervals"][()] if "intervals" in group else None
+        if features.ndim != 2:
+            return f"entry {key!r}: features of shape {features.shape}, expected (frames, dim)"
+        if intervals is None or intervals.ndim != 2 or intervals.shape[1] != 2:
+            shape = None if intervals is None else intervals.shape
+            return f"entry {key!r}: intervals of shape {shape}, expected (frames, 2)"
+        if len(intervals) != len(features):
+            rows = f"{len(features)} feature rows but {len(intervals)} intervals"
+            return f"length mismatch in entry {key!r}: {rows}"
+        return features, intervals.astype(np.float64)
+
+    def match(self, utterance: Utterance) -> np.ndarray | str:
+        """The utterance's frames (a segmented entry, its interval of its video's entry, or its
+        video's whole entry), or why it has none."""
+        name = self.path.name
+        key = next((k for k in segment_keys(utterance) if k in self.entries), None)
+        mode = "segmented_matches"
+        if key is None and utterance.video in self.entries:
+            key = utterance.video
+            mode = "interval_matches" if utterance.start is not None else "whole_video_matches"
+        if key is None:
+            tried = [*segment_keys(utterance), *([utterance.video] if utterance.video else [])]
+            return f"no features in {name} (no entry {tried})"
+        self.used.add(key)
+        read = self._entry(key)
+        if isinstance(read, str):
+            return read
+        features, intervals = read
+        if mode == "whole_video_matches" and self.per_video.get(utterance.video, 0) > 1:
+            return (
+                f"{name} has one entry for video {key!r} and the metadata gives its "
+                f"{self.per_video[utterance.video]} utterances no clip interval: use a sequence "
+                "segmented per utterance (entries video[i], SDK align) or a corpus with clip times"
+            )
+        if mode == "interval_matches":
+            start, end = utterance.start, utterance.end
+            overlap = (intervals[:, 0] < end - EPSILON) & (intervals[:, 1] > start + EPSILON)
+            first, last = np.nanmin(intervals[:, 0]), np.nanmax(intervals[:, 1])
+            if not overlap.any():
                 return (
-                    f"length mismatch in entry {key!r}: {len(features)} feature rows but "
-                    f"{len(intervals)} intervals"
+                    f"clip interval [{start:.3f}, {end:.3f}] s outside the video's feature "
+                    f"intervals [{first:.3f}, {last:.3f}] s in {name} (entry {key!r})"
                 )
-            return features, intervals.astype(np.float64)
+            step = float(np.nanmedian(intervals[:, 1] - intervals[:, 0]))
+            if start < first - step - EPSILON or end > last + step + EPSILON:
+                self.counts["clips_partly_outside"] += 1
+                logger.warning(
+                    "%s: clip [%.3f, %.3f] s extends beyond the video's feature intervals "
+                    "[%.3f, %.3f] s in %s; kept the overlapping frames",
+                    utterance.utt_id, start, end, first, last, name,
+                )  # fmt: skip
+            features = features[overlap]
+        if features.shape[1] != self.feature_dim:
+            dims = f"{features.shape[1]} of entry {key!r} differs from the sequence's {self.feature_dim}"
+            return f"feature dim {dims}"
+        self.counts[mode] += 1
+        return features
 
-        found: dict[str, np.ndarray] = {}
-        quarantined: list[dict] = []
-        used: set[str] = set()
-        counts = {"segmented_matches": 0, "interval_matches": 0, "whole_video_matches": 0,
-                  "clips_partly_outside": 0}  # fmt: skip
-        dims: dict[int, int] = {}
-        for utterance in utterances:
-            key = next((k for k in segment_keys(utterance) if k in entries), None)
-            mode = "segmented_matches"
-            if key is None and utterance.video in entries:
-                key = utterance.video
-                mode = "interval_matches" if utterance.start is not None else "whole_video_matches"
-            if key is None:
-                tried = [*segment_keys(utterance), *([utterance.video] if utterance.video else [])]
-                quarantined.append({"utt_id": utterance.utt_id,
-                                    "reason": f"no features in {path.name} (no entry {tried})"})  # fmt: skip
-                continue
-            used.add(key)
-            read = entry(key)
-            if isinstance(read, str):
-                quarantined.append({"utt_id": utterance.utt_id, "reason": read})
-                continue
-            features, intervals = read
-            if mode == "whole_video_matches" and per_video.get(utterance.video, 0) > 1:
-                quarantined.append({"utt_id": utterance.utt_id, "reason": (
-                    f"{path.name} has one entry for video {key!r} and the metadata gives its "
-                    f"{per_video[utterance.video]} utterances no clip interval: use a sequence "
-                    "segmented per utterance (entries video[i], SDK align) or a corpus with clip times"
-                )})  # fmt: skip
-                continue
-            if mode == "interval_matches":
-                start, end = utterance.start, utterance.end
-                overlap = (intervals[:, 0] < end - EPSILON) & (intervals[:, 1] > start + EPSILON)
-                first, last = np.nanmin(intervals[:, 0]), np.nanmax(intervals[:, 1])
-                if not overlap.any():
-                    quarantined.append({"utt_id": utterance.utt_id, "reason": (
-                        f"clip interval [{start:.3f}, {end:.3f}] s outside the video's feature "
-                        f"intervals [{first:.3f}, {last:.3f}] s in {path.name} (entry {key!r})"
-                    )})  # fmt: skip
-                    continue
-                step = float(np.nanmedian(intervals[:, 1] - intervals[:, 0])) if len(intervals) else 0.0
-                if start < first - step - EPSILON or end > last + step + EPSILON:
-                    counts["clips_partly_outside"] += 1
-                    logger.warning(
-                        "%s: clip [%.3f, %.3f] s extends beyond the video's feature intervals "
-                        "[%.3f, %.3f] s in %s; kept the overlapping frames",
-                        utterance.utt_id, start, end, first, last, path.name,
-                    )  # fmt: skip
-                features = features[overlap]
-            counts[mode] += 1
-            dims[features.shape[1]] = dims.get(features.shape[1], 0) + 1
-            found[utterance.utt_id] = features
-        if len(dims) > 1:  # one dim per sequence: entries of another are broken, not a choice
-            dim = max(dims, key=dims.get)
-            for utt_id in [u for u, f in found.items() if f.shape[1] != dim]:
-                quarantined.append({"utt_id": utt_id, "reason": (
-                    f"feature dim {found.pop(utt_id).shape[1]} differs from the sequence's {dim}"
-                )})  # fmt: skip
-        dim = next(iter(dims)) if len(dims) == 1 else (max(dims, key=dims.get) if dims else 0)
-        if not dim and entries:  # nothing matched: still report the file's dim
-            read = next((entry(k) for k in sorted(entries) if not isinstance(entry(k), str)), None)
-            dim = read[0].shape[1] if read is not None else 0
-        unmatched = sorted(entries - used)
-        source = {key: metadata[key] for key in sorted(metadata) if len(metadata[key]) <= 2000}
-        order = {u.utt_id: i for i, u in enumerate(utterances)}
-        quarantined.sort(key=lambda q: order[q["utt_id"]])
-        return SourceRead(found, quarantined, unmatched, dim, {"metadata": source, "entries": len(entries)},
-                          counts)  # fmt: skip
+    def unmatched(self) -> list[str]:
+        return sorted(self.entries - self.used)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from mer import features
-from mer.external import SourceRead, Utterance
-from mer.external.csd import read_csd
-from mer.external.mmsa_pickle import read_mmsa_pickle
+from mer.external import FeatureSource, Utterance
+from mer.external.csd import CsdSource
+from mer.external.mmsa_pickle import MmsaPickleSource
 from mer.files import write_json
 from mer.params import ExtractParams, external_source
 
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 MAX_QUARANTINED_FRACTION = 0.5  # as mer.extract: above this, the stage fails
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 UNMATCHED_FILE = "unmatched_features.csv"
+NONFINITE_COUNTS = {"nonfinite_frames_dropped": 0, "utterances_with_nonfinite_frames": 0}
 
 
 class ExternalImportError(RuntimeError):
@@ -47,7 +50,7 @@ class Imported:
 
     Attributes:
         ids (list[str]): the stored utterances, in table order.
-        arrays (list[np.ndarray]): their float32 ``(T_i, D)`` frames, finite.
+        arrays (list[np.ndarray]): their float16 ``(T_i, D)`` frames (the shards' dtype), finite.
         quarantined (list[dict]): ``{"utt_id", "reason"}``, in table order.
         unmatched (list[str]): the file's entries no utterance used.
         feature_dim (int): D.
@@ -89,41 +92,52 @@ def utterances_of(table: pd.DataFrame) -> list[Utterance]:
     return utterances
 
 
-def clean(
-    read: SourceRead, utterances: list[Utterance]
-) -> tuple[list[str], list[np.ndarray], list[dict], dict]:
-    """Drop non-finite frames (counted), quarantine utterances left empty or beyond float16;
-    return ids, float32 arrays, quarantine (table order) and counts."""
-    quarantined = {q["utt_id"]: q for q in read.quarantined}
-    ids, arrays = [], []
-    counts = {"nonfinite_frames_dropped": 0, "utterances_with_nonfinite_frames": 0}
+def clean(frames: np.ndarray, counts: dict[str, int]) -> np.ndarray | str:
+    """An utterance's frames without its non-finite rows (counted in ``counts``) as float16, the
+    shards' dtype, or why it is quarantined (no finite frame, values beyond float16)."""
+    frames = np.asarray(frames, dtype=np.float64)  # (T, D)
+    finite = np.isfinite(frames).all(axis=1)  # (T,)
+    if not finite.any():
+        return f"no finite frame: all {len(finite)} frames have NaN/Inf values"
+    frames = frames[finite]
+    peak = float(np.abs(frames).max())
+    if peak > FLOAT16_MAX:
+        return f"values up to {peak:.4g} beyond float16's range ({FLOAT16_MAX:.0f}), the shards' dtype"
+    if not finite.all():  # counted for the stored utterances only
+        counts["nonfinite_frames_dropped"] += int((~finite).sum())
+        counts["utterances_with_nonfinite_frames"] += 1
+    return frames.astype(features.DTYPE)
+
+
+def open_source(table: pd.DataFrame, modality: str, spec: str, key: str | None = None) -> tuple[
+    FeatureSource, list[Utterance], dict[str, Any]
+]:  # fmt: skip
+    """Open ``spec``'s file for ``table``'s utterances: the source, the utterances and the
+    description ``meta.json`` records (spec, path, sha256, format)."""
+    key = key or f"extract.{modality}.model"
+    parsed = external_source(key, spec)
+    if parsed is None:
+        raise ValueError(f"{key}: {spec!r} is not an external:<path> spec")
+    path, kind = parsed
+    utterances = utterances_of(table)
+    logger.info("%s: reading %s features from %s (%s)", key, modality, path, kind)
+    source = CsdSource(path, utterances) if kind == "csd" else MmsaPickleSource(path, modality)
+    described = {"spec": spec, "path": str(path.absolute()), "sha256": features.sha256(path), "format": kind}
+    return source, utterances, described
+
+
+def _matched(
+    source: FeatureSource, utterances: list[Utterance], counts: dict[str, int]
+) -> Iterator[tuple[str, np.ndarray | str]]:
+    """(utt_id, cleaned frames or quarantine reason) per utterance, in order."""
     for utterance in utterances:
-        utt_id = utterance.utt_id
-        if utt_id in quarantined or utt_id not in read.features:
-            continue
-        frames = np.asarray(read.features[utt_id], dtype=np.float64)
-        finite = np.isfinite(frames).all(axis=1)
-        if not finite.any():
-            reason = f"no finite frame: all {len(finite)} frames have NaN/Inf values"
-            quarantined[utt_id] = {"utt_id": utt_id, "reason": reason}
-            continue
-        frames = frames[finite]
-        peak = float(np.abs(frames).max())
-        if peak > FLOAT16_MAX:
-            reason = f"values up to {peak:.4g} beyond float16's range ({FLOAT16_MAX:.0f}), the shards' dtype"
-            quarantined[utt_id] = {"utt_id": utt_id, "reason": reason}
-            continue
-        if not finite.all():  # counted for the stored utterances only
-            counts["nonfinite_frames_dropped"] += int((~finite).sum())
-            counts["utterances_with_nonfinite_frames"] += 1
-        ids.append(utt_id)
-        arrays.append(frames.astype(np.float32))
-    order = {u.utt_id: i for i, u in enumerate(utterances)}
-    return ids, arrays, sorted(quarantined.values(), key=lambda q: order[q["utt_id"]]), counts
+        frames = source.match(utterance)
+        yield utterance.utt_id, frames if isinstance(frames, str) else clean(frames, counts)
 
 
 def read_features(table: pd.DataFrame, modality: str, spec: str, key: str | None = None) -> Imported:
-    """Read ``spec``'s released features for ``table``'s utterances (nothing written).
+    """Read ``spec``'s released features for ``table``'s utterances into memory (nothing written;
+    for a corpus role too large for memory, :func:`import_features` writes shard by shard).
 
     Args:
         table: a metadata table (one corpus role).
@@ -135,20 +149,26 @@ def read_features(table: pd.DataFrame, modality: str, spec: str, key: str | None
         ParamsError: the spec names a missing file or an unknown format.
         ExternalFormatError: the file is not in its format.
     """
-    key = key or f"extract.{modality}.model"
-    parsed = external_source(key, spec)
-    if parsed is None:
-        raise ValueError(f"{key}: {spec!r} is not an external:<path> spec")
-    path, kind = parsed
-    utterances = utterances_of(table)
-    logger.info("%s: reading %s features from %s (%s)", key, modality, path, kind)
-    read = read_csd(path, utterances) if kind == "csd" else read_mmsa_pickle(path, modality, utterances)
-    ids, arrays, quarantined, counts = clean(read, utterances)
-    source = {"spec": spec, "path": str(path.absolute()), "sha256": features.sha256(path), "format": kind,
-              "feature_dim": read.feature_dim, **read.source}  # fmt: skip
-    return Imported(
-        ids, arrays, quarantined, read.unmatched, read.feature_dim, source, {**read.counts, **counts}
-    )
+    source, utterances, described = open_source(table, modality, spec, key)
+    counts = dict(NONFINITE_COUNTS)
+    ids, arrays, quarantined = [], [], []
+    with source:
+        for utt_id, frames in _matched(source, utterances, counts):
+            if isinstance(frames, str):
+                quarantined.append({"utt_id": utt_id, "reason": frames})
+            else:
+                ids.append(utt_id)
+                arrays.append(frames)
+        described |= {"feature_dim": source.feature_dim, **source.source}
+        return Imported(
+            ids,
+            arrays,
+            quarantined,
+            source.unmatched(),
+            source.feature_dim,
+            described,
+            {**source.counts, **counts},
+        )
 
 
 def code_hash() -> str:
@@ -181,35 +201,48 @@ def import_features(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    imported = read_features(table, modality, spec, key)
-    all_ids = table["utt_id"].astype(str).tolist()
-    failed = len(imported.quarantined)
-    for item in imported.quarantined:
+    source, utterances, described = open_source(table, modality, spec, key)
+    counts = dict(NONFINITE_COUNTS)
+    quarantined: list[dict] = []
+    manifests = []
+    stored = 0
+    with source:
+        made_by = f"{described['sha256']}:{spec}:{code_hash()}"
+        fingerprint = hashlib.sha256(made_by.encode()).hexdigest()[:32]
+        matched = _matched(source, utterances, counts)
+        # shards of cfg.shard_size metadata rows, as the encoder path plans them, one in memory
+        for k in range(-(-len(utterances) // cfg.shard_size)):
+            ids, arrays, shard_quarantined = [], [], []
+            for utt_id, frames in itertools.islice(matched, cfg.shard_size):
+                if isinstance(frames, str):
+                    shard_quarantined.append({"utt_id": utt_id, "reason": frames})
+                else:
+                    ids.append(utt_id)
+                    arrays.append(frames)
+            manifests.append(features.write_shard(
+                out_dir, k, ids, arrays, shard_quarantined, fingerprint, source.feature_dim
+            ))  # fmt: skip
+            quarantined += shard_quarantined
+            stored += len(ids)
+        unmatched = source.unmatched()
+        dim = source.feature_dim
+        described |= {"feature_dim": dim, **source.source}
+        counts = {**source.counts, **counts}
+    all_ids = [u.utt_id for u in utterances]
+    for item in quarantined:
         logger.warning("quarantined %s (%s, external): %s", item["utt_id"], modality, item["reason"])
-    if imported.unmatched:
+    if unmatched:
         logger.warning(
             "%s: %d entries match no utterance of the metadata (e.g. %s); listed in %s",
-            imported.source["path"], len(imported.unmatched), imported.unmatched[:3], UNMATCHED_FILE,
+            described["path"], len(unmatched), unmatched[:3], UNMATCHED_FILE,
         )  # fmt: skip
-    if failed > MAX_QUARANTINED_FRACTION * len(all_ids):
-        reasons = sorted({q["reason"] for q in imported.quarantined})[:3]
+    if len(quarantined) > MAX_QUARANTINED_FRACTION * len(all_ids):
+        reasons = sorted({q["reason"] for q in quarantined})[:3]
         raise ExternalImportError(
-            f"{out_dir}: {failed} of {len(all_ids)} utterances have no usable features in "
-            f"{imported.source['path']} (reasons include {reasons}); more than half points to a file "
+            f"{out_dir}: {len(quarantined)} of {len(all_ids)} utterances have no usable features in "
+            f"{described['path']} (reasons include {reasons}); more than half points to a file "
             f"of another corpus or modality, not bad entries: check {key or f'extract.{modality}.model'}"
         )
-    # shards of cfg.shard_size metadata rows, as the encoder path plans them
-    arrays = dict(zip(imported.ids, imported.arrays, strict=True))
-    made_by = f"{imported.source['sha256']}:{spec}:{code_hash()}"
-    fingerprint = hashlib.sha256(made_by.encode()).hexdigest()[:32]
-    manifests = []
-    for k, first in enumerate(range(0, len(all_ids), cfg.shard_size)):
-        rows = set(all_ids[first : first + cfg.shard_size])
-        ids = [u for u in imported.ids if u in rows]
-        quarantined = [q for q in imported.quarantined if q["utt_id"] in rows]
-        manifests.append(features.write_shard(
-            out_dir, k, ids, [arrays[u] for u in ids], quarantined, fingerprint, imported.feature_dim,
-        ))  # fmt: skip
     keep = {m["file"] for m in manifests} | {f"{features.shard_name(m['index'])}.json" for m in manifests}
     keep |= {"meta.json", "verify.json", "quarantine.csv", UNMATCHED_FILE}
     for stale in sorted(p for p in out_dir.iterdir() if p.name not in keep):  # a persisted output
@@ -218,39 +251,36 @@ def import_features(
     with open(out_dir / "quarantine.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "reason"])
-        writer.writerows([q["utt_id"], q["reason"]] for q in imported.quarantined)
+        writer.writerows([q["utt_id"], q["reason"]] for q in quarantined)
     with open(out_dir / UNMATCHED_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["entry", "reason"])
-        writer.writerows([entry, "no utterance of the metadata matches it"] for entry in imported.unmatched)
-    dim = imported.feature_dim
-    source = imported.source
+        writer.writerows([entry, "no utterance of the metadata matches it"] for entry in unmatched)
+    config = f"{described['format']}:{described.get('key')}:{dim}"
     meta = {
         "modality": modality,
         "model": spec,
         "weights": "external",
-        "config_hash": hashlib.sha256(f"{source['format']}:{source.get('key')}:{dim}".encode()).hexdigest()[
-            :16
-        ],
+        "config_hash": hashlib.sha256(config.encode()).hexdigest()[:16],
         "code_hash": code_hash(),
-        "weights_hash": source["sha256"][:16],
+        "weights_hash": described["sha256"][:16],
         "revision": None,
-        "resolved_weights": f"external file sha256 {source['sha256']}",
+        "resolved_weights": f"external file sha256 {described['sha256']}",
         "hidden_dim": dim,
         "layer_dim": dim,
         "dtype": "float16",
         "device": "cpu",
         "precision": "released features, stored as float16",
         "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
-        "count": len(imported.ids),
-        "n_quarantined": len(imported.quarantined),
-        "n_unmatched_features": len(imported.unmatched),
-        "unmatched_examples": imported.unmatched[:20],
+        "count": stored,
+        "n_quarantined": len(quarantined),
+        "n_unmatched_features": len(unmatched),
+        "unmatched_examples": unmatched[:20],
         "n_resampled": None,
         "n_truncated": None,
-        "counts": imported.counts,
-        "source": source,
-        "encoder_extra": {"format": source["format"], "source_sha256": source["sha256"]},
+        "counts": counts,
+        "source": described,
+        "encoder_extra": {"format": described["format"], "source_sha256": described["sha256"]},
         "params": {"shard_size": cfg.shard_size, modality: {"model": spec}},
         "sample_rate": None,
         "max_seconds": None,
@@ -270,14 +300,14 @@ def import_features(
         ],
     }
     write_json(out_dir / "meta.json", meta)
-    record = features.verify(out_dir, all_ids, imported.quarantined)
-    record["n_unmatched_features"] = len(imported.unmatched)
+    record = features.verify(out_dir, all_ids, quarantined)
+    record["n_unmatched_features"] = len(unmatched)
     write_json(out_dir / "verify.json", record)
     if not record["ok"]:
         raise ExternalImportError(f"{out_dir}: verification failed: {record['problems']}")
     logger.info(
         "%s (external %s): %d stored, %d quarantined, %d entries unmatched, %d non-finite frames dropped",
-        modality, source["format"], record["n_stored"], record["n_quarantined"], len(imported.unmatched),
-        imported.counts.get("nonfinite_frames_dropped", 0),
+        modality, described["format"], record["n_stored"], record["n_quarantined"], len(unmatched),
+        counts["nonfinite_frames_dropped"],
     )  # fmt: skip
     return record

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mer.external import ExternalFormatError, SourceRead, Utterance
+from mer.external import ExternalFormatError, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -85,85 +85,99 @@ def load_pickle(path: str | Path) -> dict:
     return data
 
 
-def read_mmsa_pickle(path: str | Path, modality: str, utterances: list[Utterance]) -> SourceRead:
-    """Match the pickle's ``modality`` features to ``utterances`` by id (see the module doc).
+class MmsaPickleSource:
+    """An MMSA pickle's ``modality`` features indexed by mer id (see the module doc); a
+    :class:`mer.external.FeatureSource`. The arrays stay as loaded; :meth:`match` returns views.
 
     Raises:
         ExternalFormatError: the feature key is missing (for text: only ``text_bert``, which holds
-            token ids), or a split's arrays disagree in length.
+            token ids), or a split's arrays disagree in length or dim.
     """
-    path = Path(path)
-    data = load_pickle(path)
-    key, length_key = KEYS[modality]
-    entries: dict[str, list[tuple[str, np.ndarray | str]]] = {}  # mer id -> [(split, frames or why)]
-    dims: set[int] = set()
-    counts = {"length_from_array": 0, "length_from_text": 0, "length_from_zero_padding": 0}
-    for name in SPLITS:
-        split = data.get(name)
-        if not isinstance(split, dict):
-            continue
-        if key not in split:
-            hint = ""
-            if modality == "text" and "text_bert" in split:
-                hint = (
-                    "; 'text_bert' holds BERT token ids and masks, not features: use a pickle with "
-                    "'text' features, or a text encoder on label.csv's text (extract.text.model)"
-                )
-            raise ExternalFormatError(f"{path}: {name} has no {key!r} array (keys {sorted(split)}){hint}")
-        if "id" not in split:
-            raise ExternalFormatError(f"{path}: {name} has no 'id' array")
-        features = np.asarray(split[key])
-        ids = [mer_id(i) for i in np.asarray(split["id"]).tolist()]
-        if features.ndim != 3 or len(features) != len(ids):
-            raise ExternalFormatError(
-                f"{path}: {name}[{key!r}] has shape {features.shape}, expected ({len(ids)}, frames, dim)"
-            )
-        dims.add(int(features.shape[2]))
-        text_lengths = _text_lengths(split, name, path)
-        width = features.shape[1]
-        lengths, source = None, "length_from_zero_padding"
-        if length_key and length_key in split:
-            lengths, source = np.asarray(split[length_key]).astype(np.int64), "length_from_array"
-        elif text_lengths is not None and (modality == "text" or width == np.shape(split["text_bert"])[2]):
-            lengths, source = text_lengths, "length_from_text"  # aligned: one frame per token
-        if lengths is not None and len(lengths) != len(ids):
-            raise ExternalFormatError(f"{path}: {name} has {len(lengths)} lengths for {len(ids)} ids")
-        for i, utt_id in enumerate(ids):
-            length = int(lengths[i]) if lengths is not None else _trailing_zero_length(features[i])
-            if not 1 <= length <= width:
-                what = {"length_from_array": length_key, "length_from_text": "text_bert's mask"}.get(source)
-                why = (
-                    f"length mismatch: {what} says {length} frames, the {key!r} array holds {width}"
-                    if what
-                    else f"no non-zero {key!r} frame in {path.name}"
-                )
-                entries.setdefault(utt_id, []).append((name, why))
+
+    def __init__(self, path: str | Path, modality: str) -> None:
+        self.path = path = Path(path)
+        data = load_pickle(path)
+        key, length_key = KEYS[modality]
+        # mer id -> [(split, features, length or why the length is unusable)]
+        self.entries: dict[str, list[tuple[str, np.ndarray, int | str]]] = {}
+        dims: set[int] = set()
+        self.counts = {"length_from_array": 0, "length_from_text": 0, "length_from_zero_padding": 0}
+        for name in SPLITS:
+            split = data.get(name)
+            if not isinstance(split, dict):
                 continue
-            counts[source] += 1
-            entries.setdefault(utt_id, []).append((name, features[i, :length]))
-    if len(dims) > 1:
-        raise ExternalFormatError(f"{path}: the splits' {key!r} arrays have different dims {sorted(dims)}")
-    wanted = {u.utt_id for u in utterances}
-    found: dict[str, np.ndarray] = {}
-    quarantined: list[dict] = []
-    for utterance in utterances:
-        matches = entries.get(utterance.utt_id)
+            if key not in split:
+                hint = ""
+                if modality == "text" and "text_bert" in split:
+                    hint = (
+                        "; 'text_bert' holds BERT token ids and masks, not features: use a pickle with "
+                        "'text' features, or a text encoder on label.csv's text (extract.text.model)"
+                    )
+                raise ExternalFormatError(f"{path}: {name} has no {key!r} array (keys {sorted(split)}){hint}")
+            if "id" not in split:
+                raise ExternalFormatError(f"{path}: {name} has no 'id' array")
+            features = np.asarray(split[key])
+            ids = [mer_id(i) for i in np.asarray(split["id"]).tolist()]
+            if features.ndim != 3 or len(features) != len(ids):
+                raise ExternalFormatError(
+                    f"{path}: {name}[{key!r}] has shape {features.shape}, expected ({len(ids)}, frames, dim)"
+                )
+            dims.add(int(features.shape[2]))
+            width = features.shape[1]
+            text_lengths = _text_lengths(split, name, path)
+            lengths, source = None, "length_from_zero_padding"
+            if length_key and length_key in split:
+                lengths, source = np.asarray(split[length_key]).astype(np.int64), "length_from_array"
+            elif text_lengths is not None and (
+                modality == "text" or width == np.shape(split["text_bert"])[2]
+            ):
+                lengths, source = text_lengths, "length_from_text"  # aligned: one frame per token
+            if lengths is not None and len(lengths) != len(ids):
+                raise ExternalFormatError(f"{path}: {name} has {len(lengths)} lengths for {len(ids)} ids")
+            what = {"length_from_array": length_key, "length_from_text": "text_bert's mask"}.get(source)
+            for i, utt_id in enumerate(ids):
+                length = int(lengths[i]) if lengths is not None else _trailing_zero_length(features[i])
+                usable: int | str = length
+                if not 1 <= length <= width:
+                    usable = (
+                        f"length mismatch: {what} says {length} frames, the {key!r} array holds {width}"
+                        if what
+                        else f"no non-zero {key!r} frame in {path.name}"
+                    )
+                else:
+                    self.counts[source] += 1
+                self.entries.setdefault(utt_id, []).append((name, features[i], usable))
+        if len(dims) > 1:
+            raise ExternalFormatError(
+                f"{path}: the splits' {key!r} arrays have different dims {sorted(dims)}"
+            )
+        self.feature_dim = dims.pop() if dims else 0
+        self.used: set[str] = set()
+        self.source = {"key": key, "splits": [s for s in SPLITS if isinstance(data.get(s), dict)],
+                       "entries": sum(len(v) for v in self.entries.values())}  # fmt: skip
+
+    def __enter__(self) -> MmsaPickleSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.entries = {}
+
+    def match(self, utterance: Utterance) -> np.ndarray | str:
+        """The utterance's frames trimmed to its length, or why it has none."""
+        matches = self.entries.get(utterance.utt_id)
         if not matches:
-            mmsa_id = (
-                f"{utterance.video}{ID_SEPARATOR}{utterance.clip}" if utterance.clip else utterance.utt_id
-            )
-            quarantined.append(
-                {"utt_id": utterance.utt_id, "reason": f"no features in {path.name} (no id {mmsa_id!r})"}
-            )
-        elif len(matches) > 1:
-            splits = [name for name, _ in matches]
-            reason = f"ambiguous: its id is {len(matches)} times in {path.name} (splits {splits})"
-            quarantined.append({"utt_id": utterance.utt_id, "reason": reason})
-        elif isinstance(matches[0][1], str):
-            quarantined.append({"utt_id": utterance.utt_id, "reason": matches[0][1]})
-        else:
-            found[utterance.utt_id] = np.asarray(matches[0][1])
-    unmatched = sorted(set(entries) - wanted)
-    source = {"key": key, "splits": [s for s in SPLITS if isinstance(data.get(s), dict)],
-              "entries": sum(len(v) for v in entries.values())}  # fmt: skip
-    return SourceRead(found, quarantined, unmatched, dims.pop() if dims else 0, source, counts)
+            clip = utterance.clip
+            mmsa_id = f"{utterance.video}{ID_SEPARATOR}{clip}" if clip else utterance.utt_id
+            return f"no features in {self.path.name} (no id {mmsa_id!r})"
+        self.used.add(utterance.utt_id)
+        if len(matches) > 1:
+            splits = [name for name, _, _ in matches]
+            return f"ambiguous: its id is {len(matches)} times in {self.path.name} (splits {splits})"
+        _, features, usable = matches[0]
+        return usable if isinstance(usable, str) else features[:usable]
+
+    def unmatched(self) -> list[str]:
+        return sorted(set(self.entries) - self.used)
