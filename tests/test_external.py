@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mer import features, schema
+from mer.checkpoints import load_model
 from mer.corpora import mmsa
 from mer.corpora.common import LayoutError
 from mer.encoders import build_encoder
@@ -21,6 +22,7 @@ from mer.external import ExternalFormatError, external_modalities, media_needed
 from mer.external.importer import NONFINITE_COUNTS, ExternalImportError, clean, import_features, read_features
 from mer.extract import extract_modality
 from mer.params import ExtractParams, ParamsError, section_from_mapping
+from mer.predict import PredictError, Predictor
 from tests import fixtures_external as fx
 from tests.pipeline_utils import make_tiny_repo, ran_stages, run
 
@@ -268,7 +270,8 @@ def test_mmsa_loader_reads_label_csv_alone_when_media_are_external(tmp_path: Pat
 @pytest.mark.slow
 def test_features_only_mosi_runs_end_to_end(tmp_path: Path) -> None:
     """label.csv + unaligned_50.pkl, no Raw/: metadata -> extract (all three modalities from the
-    pickle) -> train, through DVC; the -inf audio frames are dropped and counted."""
+    pickle) -> train -> robustness, through DVC; the -inf audio frames are dropped and counted;
+    the model cannot be applied to new media (mer predict refuses, naming why)."""
     root, pickle_path = fx.build_features_only_mosi(tmp_path / "corpora")
     repo = make_tiny_repo(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -276,11 +279,11 @@ def test_features_only_mosi_runs_end_to_end(tmp_path: Path) -> None:
     params["corpora"]["mosi"]["root"] = str(root)
     for modality in ("text", "audio", "video"):
         params["extract"][modality]["model"] = f"external:{pickle_path}"
-    params["train"].update({"epochs": 2, "seeds": [0], "baselines": []})
+    params["train"].update({"epochs": 2, "seeds": [0], "baselines": ["concat"]})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = run(["dvc", "repro", "train@main"], repo, timeout=900)
+    output = run(["dvc", "repro", "robustness"], repo, timeout=900)
     assert {"metadata", "extract@source-text", "extract@source-audio", "extract@source-video",
-            "train@main"} <= ran_stages(output)  # fmt: skip
+            "train@main", "robustness"} <= ran_stages(output)  # fmt: skip
     table = schema.read(repo / "data/metadata/source.parquet")
     assert len(table) == 36 and table["audio_path"].isna().all()
     assert table.attrs["modalities"] == ["text", "audio", "video"]  # from the features, not media
@@ -292,3 +295,7 @@ def test_features_only_mosi_runs_end_to_end(tmp_path: Path) -> None:
     assert audio["counts"]["nonfinite_frames_dropped"] == 2
     config = json.loads((repo / "models/fusion/main/config.json").read_text())
     assert config["encoders"]["audio"]["weights"] == "external"
+    conditions = set(pd.read_csv(repo / "results/robustness.csv")["condition"])
+    assert conditions == {"clean", "without text", "without audio", "without video"}  # no noisy audio
+    with pytest.raises(PredictError, match="audio features are released ones"):
+        Predictor(load_model(repo / "models/fusion/main"), modalities=("audio",))
