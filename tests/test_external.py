@@ -23,6 +23,7 @@ from mer.external.importer import NONFINITE_COUNTS, ExternalImportError, clean, 
 from mer.extract import extract_modality
 from mer.params import ExtractParams, ParamsError, section_from_mapping
 from mer.predict import PredictError, Predictor
+from mer.report import _card_limitations
 from tests import fixtures_external as fx
 from tests.pipeline_utils import make_tiny_repo, ran_stages, run
 
@@ -253,6 +254,13 @@ def test_most_utterances_unmatched_fails_naming_the_key(tmp_path: Path) -> None:
         ExternalImportError, match=r"4 of 7 utterances have no usable features.*extract\.audio"
     ):
         import_features(_dialog_table(), "audio", f"external:{path}", _cfg(), tmp_path / "out")
+
+
+def test_the_model_card_says_released_features_cannot_be_recomputed() -> None:
+    description = {"encoders": {"text": {"weights": "pretrained"}, "audio": {"weights": "external"}},
+                   "classes": ["negative", "positive"]}  # fmt: skip
+    lines = _card_limitations(description, "mosi")
+    assert [line for line in lines if line.startswith("- **Released features** for audio ")]
 
 
 # --- features-only MOSI --------------------------------------------------------------------------
