@@ -69,7 +69,7 @@ class Imported:
 
 def _value(row: dict, column: str) -> Any:
     value = row.get(column)
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
 def utterances_of(table: pd.DataFrame) -> list[Utterance]:
