@@ -49,6 +49,8 @@ from tqdm import tqdm
 from mer import distributed, features, media
 from mer.devices import resolve_device
 from mer.encoders import build_encoder
+from mer.external import is_external
+from mer.external.importer import import_features
 from mer.files import write_json
 from mer.params import ExtractParams, as_dict
 from mer.skips import write_skip
@@ -426,6 +428,8 @@ def extract_modality(
     """Extract ``modality`` features for every row of ``table`` into ``out_dir``.
 
     ``encoder`` (optional) is an already built encoder for ``cfg``'s model (benchmarks reuse one).
+    An ``external:<path>`` model is no encoder: its released features are imported
+    (:func:`mer.external.importer.import_features`).
 
     Returns:
         The verification record (also in ``out_dir/verify.json``) on rank 0, None on other ranks.
@@ -433,6 +437,11 @@ def extract_modality(
     Raises:
         ExtractionError: NaN/Inf features, a shard missing at merge, or failed verification.
     """
+    spec = getattr(cfg, modality).model
+    if encoder is None and is_external(spec):  # released features: read, not encoded (mer.external)
+        if int(os.environ.get("RANK", "0")) != 0:  # one reader under torchrun; nothing to share
+            return None
+        return import_features(table=table, modality=modality, spec=spec, cfg=cfg, out_dir=out_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = distributed.setup("gloo")  # the collectives here move CPU tensors

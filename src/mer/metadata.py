@@ -19,9 +19,10 @@ from mer import protocols, schema
 from mer.corpora import cremad, iemocap, meld, mmsa, ravdess, synthetic
 from mer.corpora.common import QUARANTINE_COLUMNS, LayoutError, LoadResult
 from mer.corpora.labels import label_map
+from mer.external import media_needed
 from mer.params import CorporaParams, ParamsError, SyntheticParams
 from mer.recipes import Offer, RunModels, check_run
-from mer.vocab import EMOTIONS, LABEL_KINDS
+from mer.vocab import EMOTIONS, LABEL_KINDS, MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ def check_models(models: RunModels | None, cfg: CorporaParams, built: dict[str, 
     check_run(models, source, target, corpora_with())
 
 
-def preflight(cfg: CorporaParams) -> None:
+def preflight(cfg: CorporaParams, media: bool = True) -> None:
     """Check roots, layouts, label maps and that source and target share their classes.
+
+    ``media`` False: the run reads no media files (its audio / video features are external), so
+    a layout without them (MMSA's ``Raw/``) passes.
 
     Raises:
         mer.corpora.common.LayoutError: a root or an expected file is missing (names the param, the
@@ -94,7 +98,8 @@ def preflight(cfg: CorporaParams) -> None:
             section = cfg.corpus(corpus)
             label_map(corpus, section.labels)
             try:
-                LOADERS[corpus].check_layout(Path(section.root))
+                media_option = {"media": media} if LOADERS[corpus] is mmsa else {}
+                LOADERS[corpus].check_layout(Path(section.root), **media_option)
             except LayoutError as exc:  # name the param that points there, and how to set it
                 raise LayoutError(
                     f"corpora.{corpus}.root: {exc}; point it at your copy of the corpus, e.g. "
@@ -110,18 +115,28 @@ def preflight(cfg: CorporaParams) -> None:
             )
 
 
-def _load_real(corpus: str, cfg: CorporaParams) -> LoadResult:
+def _load_real(corpus: str, cfg: CorporaParams, media: bool = True) -> LoadResult:
     section = cfg.corpus(corpus)
     options: dict = {"labels": section.labels}
     if corpus == "meld":
         options["max_overrun_seconds"] = section.max_overrun_seconds
     if corpus in ("mosi", "mosei"):
         options["corpus"] = corpus
+        options["media"] = media  # features-only copies: label.csv alone (mer.external)
     return LOADERS[corpus].load(Path(section.root), **options)
 
 
-def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, raw_root: Path) -> Built:
-    """Load, split and validate the corpus playing ``role`` (source or target)."""
+def build_role(
+    role: str,
+    cfg: CorporaParams,
+    synthetic_cfg: SyntheticParams,
+    raw_root: Path,
+    external: tuple[str, ...] = (),
+    media: bool = True,
+) -> Built:
+    """Load, split and validate the corpus playing ``role`` (source or target). ``external``: the
+    modalities read from released features (recorded as the corpus's even without media files);
+    ``media``: whether the corpus's media files are read (see :func:`preflight`)."""
     corpus = cfg.source if role == "source" else cfg.target
     name = f"{role} ({corpus})"
     marker = raw_root / role
@@ -141,7 +156,7 @@ def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, ra
         synthetic.generate(synthetic_cfg, role, marker)
         result = LoadResult(synthetic.load(marker, corpus=f"synthetic_{role}"))
     else:
-        result = _load_real(corpus, cfg)
+        result = _load_real(corpus, cfg, media)
     table = result.table.reset_index(drop=True)
     splits = protocols.assign_splits(table, corpus, None if corpus == "synthetic" else cfg.corpus(corpus))
     protocols.check_folds(table, splits, corpus, name)
@@ -151,7 +166,8 @@ def build_role(role: str, cfg: CorporaParams, synthetic_cfg: SyntheticParams, ra
     table.attrs["corpus"] = corpus
     # what models may train on: the loader's declared label kinds this copy has, its modalities
     table.attrs["label_kinds"] = list(schema.observed_label_kinds(table, declared_label_kinds(corpus)))
-    table.attrs["modalities"] = list(schema.observed_modalities(table))
+    observed = set(schema.observed_modalities(table)) | (set(external) if corpus != "synthetic" else set())
+    table.attrs["modalities"] = [m for m in MODALITIES if m in observed]
     missing = sorted(set(declared_label_kinds(corpus)) - set(table.attrs["label_kinds"]))
     if missing:
         logger.warning("%s: no train utterance has %s; models needing them will not train", name, missing)
@@ -171,6 +187,7 @@ def build_metadata(
     splits_dir: Path,
     metrics_path: Path,
     models: RunModels | None = None,
+    external: tuple[str, ...] = (),
 ) -> dict[str, Built]:
     """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts.
 
@@ -178,13 +195,18 @@ def build_metadata(
     (:mod:`mer.recipes`): before reading any corpus, from what its loader declares, and again
     on the built tables, before anything is written.
 
+    ``external``: the modalities whose features are released ones (``extract.<modality>.model:
+    external:<path>``, :func:`mer.external.external_modalities`); when they cover every audio /
+    video modality the models read, no media file is needed or read (MMSA: ``label.csv`` alone).
+
     Raises:
         ParamsError: the main model needs what the source (or the target) lacks, or a listed
             recipe does under ``train.strict_recipes: true``.
     """
-    preflight(cfg)
+    media = media_needed(external, models.main.modalities if models is not None else MODALITIES)
+    preflight(cfg, media)
     check_models(models, cfg)
-    built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root)) for role in ROLES}
+    built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root), external, media) for role in ROLES}
     check_models(models, cfg, built)
     splits_dir.mkdir(parents=True, exist_ok=True)
     quarantine = []

@@ -273,6 +273,8 @@ class ExtractParams:
     }
 
     def __post_init__(self) -> None:
+        for section in ("text", "audio", "video", "audio_swap"):
+            external_source(f"extract.{section}.model", getattr(self, section).model)
         self.for_corpus("target")  # every target override names a known key with a valid value
 
     def for_corpus(self, corpus: str) -> ExtractParams:
@@ -291,7 +293,40 @@ class ExtractParams:
             base = getattr(self, modality)
             merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | settings
             sections[modality] = section_from_mapping(type(base), merged, f"extract.target.{modality}")
+            external_source(f"extract.target.{modality}.model", sections[modality].model)
         return dataclasses.replace(self, **sections, target=ExtractOverrides())  # applied: none left
+
+
+# --- released feature sets (``external:<path>`` model specs, read by mer.external) -------------
+EXTERNAL_PREFIX = "external:"
+#: the released feature files an ``external:`` spec may name, by suffix -> format
+EXTERNAL_FORMATS = {".csd": "csd", ".pkl": "mmsa-pickle"}
+
+
+def external_source(key: str, spec: str) -> tuple[Path, str] | None:
+    """``(path, format)`` of an ``external:<path>`` model spec, None for an encoder spec.
+
+    Raises:
+        ParamsError: naming ``key``, when the file is missing or its suffix is not a known format.
+
+    >>> external_source("extract.audio.model", "acoustic-74") is None
+    True
+    """
+    if not spec.startswith(EXTERNAL_PREFIX):
+        return None
+    path = Path(spec[len(EXTERNAL_PREFIX) :])
+    formats = ", ".join(f"{suffix} ({name})" for suffix, name in EXTERNAL_FORMATS.items())
+    if path.suffix.lower() not in EXTERNAL_FORMATS:
+        raise ParamsError(
+            f"{key}: {spec!r} names a {path.suffix or 'suffix-less'} file; external features are read "
+            f"from {formats}: e.g. external:data/raw/MOSI/Processed/unaligned_50.pkl"
+        )
+    if not path.is_file():
+        raise ParamsError(
+            f"{key}: {spec!r}: {path} not found (relative paths are taken from the repository root); "
+            "point it at the released feature file"
+        )
+    return path, EXTERNAL_FORMATS[path.suffix.lower()]
 
 
 ADAPT_METHODS = ("seed002", "coral", "mmd", "adversarial")

@@ -40,6 +40,7 @@ import torch
 from mer import extract, media
 from mer.checkpoints import TrainedModel, load_model
 from mer.devices import resolve_device
+from mer.external import is_external
 from mer.logs import run_stage, setup_logging
 from mer.params import ExtractParams, section_from_mapping
 from mer.vocab import MODALITIES
@@ -60,6 +61,8 @@ def extract_params(trained: TrainedModel, device: str) -> ExtractParams:
     """The extraction params the model's features were made with (from ``config.json``)."""
     merged: dict[str, Any] = {}
     for modality, record in trained.encoders.items():
+        if is_external(record["model"]):  # released features: no encoder params (Predictor refuses)
+            continue
         recorded = dict(record.get("params") or {})
         merged[modality] = recorded.pop(modality, {"model": record["model"]})
         # the other extractors of the run (the swap's, the target corpus's) made none of the model's features
@@ -76,13 +79,18 @@ class Predictor:
         device: ``cpu``, ``cuda`` or ``auto``.
         allow_changed_preprocessing: use encoders whose preprocessing code or weights differ from
             the ones recorded at training (the features then differ from the model's inputs).
+        modalities: the encoders to build (default: every modality of the model).
     """
 
-    def __init__(self, trained: TrainedModel, device: str = "cpu", allow_changed_preprocessing: bool = False):
+    def __init__(
+        self, trained: TrainedModel, device: str = "cpu", allow_changed_preprocessing: bool = False,
+        modalities: tuple[str, ...] | None = None,
+    ):  # fmt: skip
         self.trained = trained
         self.device = str(resolve_device(device, "--device"))
         self.cfg = extract_params(trained, self.device)
-        self.encoders = {m: self._encoder(m, allow_changed_preprocessing) for m in trained.modalities}
+        wanted = trained.modalities if modalities is None else modalities
+        self.encoders = {m: self._encoder(m, allow_changed_preprocessing) for m in wanted}
         for model in trained.models.values():
             model.to(self.device)
 
@@ -91,6 +99,11 @@ class Predictor:
         if record is None:
             raise PredictError(f"{self.trained.path}: config.json records no encoder for {modality}")
         spec = record["model"]
+        if is_external(spec):
+            raise PredictError(
+                f"{self.trained.path}: its {modality} features are released ones ({spec}, mer.external); "
+                "they cannot be computed for new media: train on an encoder's features to predict"
+            )
         try:
             encoder = extract.build_stage_encoder(self.cfg, modality, spec=spec, device=self.device)
         except Exception as error:  # a hub id offline, a missing local path, a missing package

@@ -938,6 +938,13 @@ def _card_limitations(description: dict, corpus: str) -> list[str]:
             "(no pretrained weights offline). The features carry signal only through training the fusion "
             "model on them. Re-run with real weights (docs/encoders.md) before any real use."
         )
+    external = [m for m, e in description["encoders"].items() if e.get("weights") == "external"]
+    if external:  # released feature sets (mer.external)
+        lines.append(
+            f"- **Released features** for {_join(external)} (`external:` files, docs/encoders.md): "
+            "`mer predict` cannot compute them for new media, so this model applies only to utterances "
+            "that file covers."
+        )
     lines += [
         "- Emotion categories are a coarse, culture- and annotator-dependent description. The labels are "
         f"the training corpus's ({_join(description['classes'])}). A prediction is a guess about how "

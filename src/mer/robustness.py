@@ -29,6 +29,7 @@ from tqdm import tqdm
 from mer import uncertainty
 from mer.checkpoints import load_model
 from mer.data import MultimodalData, load_splits
+from mer.external import is_external
 from mer.extract import encode_utterance, load_input
 from mer.files import write_json
 from mer.params import RobustnessParams
@@ -134,8 +135,11 @@ def evaluate_robustness(
         data = {cond: test if kind == "clean" else test.only([m for m in modalities if m != mod])
                 for cond, (kind, mod, _) in _conditions(test, modalities).items()}  # fmt: skip
         specs = dict(_conditions(test, modalities))
-        if "audio" in modalities:
-            predictor = Predictor(trained)
+        external = "audio" in modalities and is_external(trained.encoders["audio"]["model"])
+        if external:  # noisy waveforms cannot be turned into released features
+            logger.warning("%s: its audio features are released ones: no noisy-audio conditions", name)
+        if "audio" in modalities and not external:
+            predictor = Predictor(trained, modalities=("audio",))  # text and video as stored
             for noise in params.noises:
                 for snr in params.snrs:
                     condition = f"{noise} {snr:g} dB"

@@ -16,6 +16,11 @@ Extra columns: ``raw_label`` (``label`` as written), ``video_id``, ``clip_id``, 
 (str), ``label_T``, ``label_A``, ``label_V`` (float64, the unimodal scores; NaN where the copy
 leaves them empty, as some MOSEI copies do).
 
+Features-only copies: with ``media=False`` (every audio / video modality the run reads comes from
+released features, ``extract.<modality>.model: external:<path>``; see :mod:`mer.external`) the
+table is built from ``label.csv`` alone: ``Raw/`` is neither needed nor read, ``audio_path`` /
+``video_path`` are None and ``duration`` NaN.
+
 Defects: a missing clip, an unreadable clip or an mp4 without audio is quarantined
 (``missing_file`` / ``corrupt_media`` / ``no_audio_stream``); a label that is not a number or is
 outside [-3, 3], an unknown ``mode``, a missing id, a non-numeric unimodal score or a line with
@@ -65,8 +70,9 @@ SCORE_RANGE = (-3.0, 3.0)
 _FLOAT_COLUMNS = ("valence", "arousal", "dominance", "sentiment", "start", "end", "duration")
 
 
-def check_layout(root: Path) -> None:
-    """Raise :class:`LayoutError` unless ``root`` holds ``label.csv`` (MMSA columns) and ``Raw/``."""
+def check_layout(root: Path, media: bool = True) -> None:
+    """Raise :class:`LayoutError` unless ``root`` holds ``label.csv`` (MMSA columns) and, with
+    ``media``, ``Raw/``."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not found; expected the MMSA CMU-MOSI / MOSEI folder (label.csv, Raw/)")
@@ -86,8 +92,11 @@ def check_layout(root: Path) -> None:
             f"{', '.join(LABEL_COLUMNS)} (found {header[:12]})"
         )
     raw = root / "Raw"
-    if not raw.is_dir():
-        raise LayoutError(f"{raw}: not found; expected the clip folder Raw/{{video_id}}/{{clip_id}}.mp4")
+    if media and not raw.is_dir():
+        raise LayoutError(
+            f"{raw}: not found; expected the clip folder Raw/{{video_id}}/{{clip_id}}.mp4 (with only the "
+            "released features, set extract.audio.model and extract.video.model to external:<file>)"
+        )
 
 
 def _score(value: str) -> float | None:
@@ -123,7 +132,11 @@ def _read_rows(path: Path, quarantine: Quarantine) -> pd.DataFrame:
 
 
 def load(
-    root: Path, labels: str = "2class", corpus: str = "mosi", max_overrun_seconds: float | None = None
+    root: Path,
+    labels: str = "2class",
+    corpus: str = "mosi",
+    max_overrun_seconds: float | None = None,
+    media: bool = True,
 ) -> LoadResult:
     """Load CMU-MOSI or CMU-MOSEI from the MMSA raw layout.
 
@@ -133,6 +146,8 @@ def load(
         corpus: ``"mosi"`` or ``"mosei"`` (same layout); names the rows and picks the label maps.
         max_overrun_seconds: label.csv has no timestamps, so a clip longer than this many seconds
             is taken as mis-cut and quarantined as ``clip_too_long``; None (default) keeps all.
+        media: read the clips in ``Raw/``; False builds the table from ``label.csv`` alone (the
+            features are external), with no media paths.
 
     Raises:
         ValueError: an unknown ``corpus`` or ``labels``.
@@ -142,7 +157,7 @@ def load(
         raise ValueError(f"corpus {corpus!r}: the MMSA loader reads one of {list(CORPORA)}")
     mapping = label_map(corpus, labels)
     root = Path(root).absolute()
-    check_layout(root)
+    check_layout(root, media)
     quarantine = Quarantine(corpus)
     repairs: Counter = Counter()
 
@@ -180,9 +195,9 @@ def load(
             quarantine.add(utt_id, "label_outside_map", row.label)
             continue
         clip = root / "Raw" / row.video_id / f"{row.clip_id}.mp4"
-        if not check_media(clip, utt_id, quarantine, need_audio=True):
+        if media and not check_media(clip, utt_id, quarantine, need_audio=True):
             continue
-        duration = probe_media(clip).duration  # a second header read: ~1 ms, keeps check_media's contract
+        duration = probe_media(clip).duration if media else None  # a second header read: ~1 ms
         duration = math.nan if duration is None else float(duration)
         if max_overrun_seconds is not None and duration > max_overrun_seconds:
             quarantine.add(
@@ -195,7 +210,8 @@ def load(
             "utt_id": utt_id, "corpus": corpus, "speaker": row.video_id, "session": row.video_id,
             "split": SPLITS[row.mode.lower()], "label": label, "label_id": mapping.label_id(label),
             "valence": np.nan, "arousal": np.nan, "dominance": np.nan, "sentiment": score, "text": row.text,
-            "audio_path": str(clip), "video_path": str(clip), "start": np.nan, "end": np.nan,
+            "audio_path": str(clip) if media else None, "video_path": str(clip) if media else None,
+            "start": np.nan, "end": np.nan,
             "duration": duration, "raw_label": row.label, "video_id": row.video_id, "clip_id": row.clip_id,
             "annotation": row.annotation, **unimodal,
         })  # fmt: skip
@@ -206,6 +222,8 @@ def load(
         **{c: "str" for c in table.columns if c not in (*_FLOAT_COLUMNS, *UNIMODAL_COLUMNS, "label_id")},
     })  # fmt: skip
     table = table.astype({"label_id": "int64"}).sort_values("utt_id", kind="stable").reset_index(drop=True)
+    if not media:  # no media files: null paths (the str cast above wrote "None")
+        table["audio_path"] = table["video_path"] = pd.Series([None] * len(table), dtype=object)
     repairs = {kind: n for kind, n in repairs.items() if n}
     result = LoadResult(table=table, quarantine=quarantine.frame(), repairs=repairs)
     logger.info(

@@ -211,6 +211,11 @@ def build_encoder(
     """
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
+    if spec.startswith("external:"):  # released features (mer.external): no encoder to run on media
+        raise ValueError(
+            f"{spec!r} names released {modality} features, not an encoder: the extract stage reads "
+            "them (mer.external); they cannot be computed for new media"
+        )
     if spec in NAMED_SPECS:
         family_modality, family = NAMED_SPECS[spec]
         if modality != family_modality:
