@@ -185,7 +185,7 @@ def test_weighted_with_one_stored_layer_fails_naming_the_extract_key(tmp_path: P
     with pytest.raises(ParamsError, match=r"fusion\.layer_weighting: weighted needs several stored layers.*"
                        r"extract\.audio\.layers \(all"):  # fmt: skip
         build_model(config, {"audio": 12}, 4, {"audio": 1})
-    with pytest.raises(ParamsError, match="head: superb .* needs a unimodal mode"):
+    with pytest.raises(ParamsError, match=r"head: superb .* needs a unimodal mode"):
         FusionConfig(head="superb")
     with pytest.raises(ParamsError, match=r"input_layers\['audio'\] = 5 does not divide its input dim 12"):
         build_model(dataclasses.replace(config, layer_weighting="last"), {"audio": 12}, 4, {"audio": 5})

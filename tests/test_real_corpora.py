@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from mer.corpora.common import QUARANTINE_REASONS
+from mer.features import FeatureStore
 from mer.profiles import load_profile, merge, overrides, validate_profile
 from mer.skips import SKIP_FILE
 from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
@@ -41,6 +42,7 @@ DEFAULT_RECIPES = {
 # continuous sentiment score, full (vad_weight) VAD ratings, video a video modality in model.modalities
 SKIPPED = {
     "seed000_iemocap_loso": set(),
+    "superb_er_iemocap": set(),
     "seed001_004_meld": {"regression", "full"},  # multitask trains on MELD's -1 / 0 / 1 Sentiment
     "seed002_mosei_to_mosi": {"full"},
     "seed003_iemocap_to_cremad": {"multitask", "regression", "video"},  # model.modalities: [text, audio]
@@ -54,6 +56,11 @@ CASES = {
         "seed000_iemocap_loso",
         {"train": {"baselines": ["concat", "text"]}, "ablation": {"variants": ["cross_attention", "micl"]}},
         {"iemocap": "iemocap"},
+    ),
+    # SUPERB ER: audio only, every hidden state of the (random-init) WavLM stored mean-pooled per
+    # layer, learned layer weights -> projector -> linear head, leave-one-session-out
+    "superb_er_iemocap": (
+        "superb_er_iemocap", {"train": {"epochs": 3, "patience": 3}}, {"iemocap": "iemocap"},
     ),
     # seeds 001 / 004: MELD 7-class + sentiment on the official split, weighted F1
     "seed001_004_meld": ("seed001_004_meld", DEFAULT_RECIPES, {"meld": "meld"}),
@@ -94,9 +101,12 @@ def _expected_counts(planted: dict) -> dict:
 
 
 def _offline(profile: dict) -> dict:
-    """The profile without its hub encoders and model width (the tiny repo keeps its own)."""
+    """The profile without its hub encoders and model width (the tiny repo keeps its own); its other
+    extraction settings (e.g. superb_er_iemocap's layers: all, pooling: mean_per_layer) stay."""
     profile = {k: dict(v) for k, v in profile.items()}
-    profile.pop("extract", None)
+    extract = {m: {k: v for k, v in s.items() if k != "model"} for m, s in profile.pop("extract", {}).items()}
+    if any(extract.values()):
+        profile["extract"] = {m: s for m, s in extract.items() if s}
     profile.get("model", {}).pop("d_model", None)
     return profile
 
@@ -219,6 +229,8 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
             k: v for k, v in meta_before.items() if k != "encoder_extra"
         }
         assert (video_dir / "meta.json").is_file() and not (video_dir / SKIP_FILE).exists()
+    if case == "superb_er_iemocap":  # every hidden state, mean-pooled per layer, mixed by learned weights
+        _check_superb(repo, source)
     if len(folds) > 1:  # editing one recipe re-runs that recipe's stages (one per fold) only, and
         # the metadata stage's support check (its outputs unchanged: nothing else downstream)
         params["recipes"][baselines[0]]["label_smoothing"] = 0.05
@@ -228,6 +240,23 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
         if baselines[0] == "concat":  # the robustness stage scores transfer.source_fold's concat model
             expected.add("robustness")
         assert rerun == expected, rerun
+
+
+def _check_superb(repo: Path, source: dict) -> None:
+    """The profile's storage and model survive into the run: K = 5 stored layers of the offline
+    WavLM, one pooled vector each per utterance, and the SUPERB model over them on every fold."""
+    meta = json.loads((repo / "data/features/source/audio/meta.json").read_text())
+    assert (meta["layers"], meta["num_layers"], meta["pooling"]) == ([0, 1, 2, 3, 4], 5, "mean_per_layer")
+    store = FeatureStore(repo / "data/features/source/audio")
+    assert {store[u].shape for u in store.ids} == {(1, 5 * meta["layer_dim"])}
+    for fold in "12345":
+        config = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
+        assert (config["layer_weighting"], config["head"], config["input_layers"]) == (
+            "weighted",
+            "superb",
+            {"audio": 5},
+        )
+    assert 0.0 <= source["main/wa"] <= 1.0  # SUPERB's ER number is the accuracy
 
 
 def _check_skipped_recipes(

@@ -49,11 +49,11 @@ from tqdm import tqdm
 from mer import distributed, features, media
 from mer.devices import resolve_device
 from mer.encoders import build_encoder
-from mer.files import write_json
 from mer.encoders.base import check_layers
+from mer.files import write_json
 from mer.params import ALL_LAYERS, ExtractParams, as_dict
-from mer.validation import ParamsError
 from mer.skips import write_skip
+from mer.validation import ParamsError
 
 logger = logging.getLogger(__name__)
 

@@ -257,9 +257,10 @@ def check_layer_settings(config: FusionConfig) -> None:
     """The rules of ``layer_weighting`` / ``head`` / ``input_layers`` (see :class:`FusionConfig`).
 
     >>> FusionConfig(mode="audio", layer_weighting="weighted", input_dims={"audio": 8})
+    ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mer.validation.ParamsError: fusion.layer_weighting: weighted needs several stored layers, but the features of audio store one layer each; store several with extract.audio.layers (all, or e.g. [-4, -3, -2, -1]) and re-run the extract stage, or set layer_weighting: last
+    mer.validation.ParamsError: fusion.layer_weighting: weighted needs several stored layers, ...
     """
     if config.head == "superb" and config.mode not in MODALITIES:
         raise ParamsError(

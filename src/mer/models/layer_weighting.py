@@ -73,8 +73,10 @@ def stored_layer_count(meta: Mapping) -> int:
     """K, the layer blocks side by side in a feature directory's vectors, from its ``meta.json``
     (``num_layers``; features written before it existed: the length of ``layers``, else 1).
 
-    >>> stored_layer_count({"num_layers": 13}), stored_layer_count({"layers": [-2, -1]}), stored_layer_count({})
-    (13, 2, 1)
+    >>> stored_layer_count({"num_layers": 13}), stored_layer_count({"layers": [-2, -1]})
+    (13, 2)
+    >>> stored_layer_count({})
+    1
     """
     if meta.get("num_layers"):
         return int(meta["num_layers"])
