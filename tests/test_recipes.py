@@ -105,8 +105,11 @@ def test_needs_reads_only_its_declared_fields():
                "label_smoothing": 0.1, "corr_alpha": 1.0, "d_model": 16, "num_heads": 2, "dropout": 0.3,
                "num_cross_layers": 2, "beta_learnable": False, "vad_lambda": 2.0, "micl_temperature": 0.5,
                "corr_beta": 0.1, "attention_dropout": 0.1, "modality_dropout": 0.1}  # fmt: skip
+    changed["layer_weighting"] = "weighted"
+    audio = dataclasses.replace(base, mode="audio")  # head: superb is for unimodal modes
+    assert dataclasses.replace(audio, head="superb").needs() == audio.needs()
     assert not set(changed) & set(FusionConfig.NEEDS_KEYS)
-    assert set(changed) | set(FusionConfig.NEEDS_KEYS) == {
+    assert {*changed, "head"} | set(FusionConfig.NEEDS_KEYS) == {
         *FusionConfig.MODEL_KEYS,
         *FusionConfig.FUSION_KEYS,
     }
