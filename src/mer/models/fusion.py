@@ -738,7 +738,7 @@ class FusionModel(nn.Module):
         layer weights of ``layer_weighting: weighted`` (``layer_weight/<modality>/<k>``)."""
         weights = dict(self.fuser.learned_weights())
         for m in self.modalities:
-            mixer = self.projections[m].layers
+            mixer = getattr(self.projections[m], "layers", None)  # other projections mix no layers
             if mixer is not None and mixer.weights is not None:
                 for k, value in enumerate(mixer.layer_weights().tolist()):
                     weights[f"layer_weight/{m}/{k}"] = value
