@@ -16,7 +16,7 @@ from mer import schema
 from mer.corpora import synthetic
 from mer.extract import ExtractionError, bucket_batches, extract_modality
 from mer.features import FeatureStore
-from mer.params import ExtractParams, SyntheticParams
+from mer.params import ExtractParams, ParamsError, SyntheticParams
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=15,
@@ -200,8 +200,15 @@ def test_a_configuration_error_fails_instead_of_quarantining_everything(table, t
     import dataclasses
 
     cfg = ExtractParams(num_workers=0, text=dataclasses.replace(ExtractParams().text, layers=(-30,)))
-    with pytest.raises(ExtractionError, match="6 of 6 utterances quarantined"):
+    # a layer the encoder lacks fails before any work, naming the key
+    with pytest.raises(ParamsError, match=r"extract\.text\.layers: .*index -30 out of range"):
         extract_modality(table.iloc[:6], "text", cfg, tmp_path / "text")
+    assert not list((tmp_path / "text").glob("shard-*"))
+    # whatever makes every utterance unusable fails the stage instead of quarantining them all
+    with pytest.raises(ExtractionError, match="6 of 6 utterances quarantined"):
+        extract_modality(
+            table.iloc[:6].assign(text=" "), "text", ExtractParams(num_workers=0), tmp_path / "blank"
+        )
 
 
 def test_a_corpus_without_the_modality_is_quarantined_not_failed(table, tmp_path):

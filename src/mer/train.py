@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from mer.data import MultimodalData, load_splits
 from mer.devices import resolve_device
 from mer.metrics import classification_metrics, regression_metrics
 from mer.models.fusion import FusionConfig, FusionModel, sentiment_classes
+from mer.models.layer_weighting import stored_layer_count
 from mer.params import TrainParams
 from mer.provenance import params_hash
 from mer.seeding import seed_everything
@@ -311,10 +313,25 @@ def loop_config(train: TrainParams, **overrides: Any) -> LoopConfig:
 
 
 def build_model(
-    config: FusionConfig, input_dims: dict[str, int], num_classes: int = len(EMOTIONS)
+    config: FusionConfig,
+    input_dims: dict[str, int],
+    num_classes: int = len(EMOTIONS),
+    input_layers: dict[str, int] | None = None,
 ) -> FusionModel:
-    """A fresh model from ``config`` bound to the data's feature dims and classes."""
-    return FusionModel(dataclasses.replace(config, input_dims=input_dims, num_classes=num_classes))
+    """A fresh model from ``config`` bound to the data's feature dims, classes and stored layers
+    (``input_layers``, K per modality: :func:`stored_layers`; None: one each)."""
+    layers = {m: k for m, k in (input_layers or {}).items() if k > 1}  # one layer: nothing to bind
+    return FusionModel(
+        dataclasses.replace(config, input_dims=input_dims, num_classes=num_classes, input_layers=layers)
+    )
+
+
+def stored_layers(feature_root: str | Path, modalities: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """K, the encoder layers stored side by side, of each modality's features (``meta.json``)."""
+    return {
+        m: stored_layer_count(json.loads((Path(feature_root) / m / "meta.json").read_text()))
+        for m in modalities
+    }
 
 
 def train_source_model(
@@ -347,13 +364,14 @@ def train_source_model(
     rank, _ = distributed.setup()
     model_dir, predictions_dir, live_dir = Path(model_dir), Path(predictions_dir), Path(live_dir)
     statistics = splits["train"].frame_statistics()
+    layers = stored_layers(feature_root, config.used_modalities)
     for data in splits.values():  # padded batches are cut from these for every seed and epoch
         data.pack()
     results = []
     with showing(progress_bar(len(train_params.seeds), f"train {config.mode}", rank)) as bar:
         for seed in train_params.seeds:
             seed_everything(seed)
-            model = build_model(config, splits["train"].dims(), len(splits["train"].classes))
+            model = build_model(config, splits["train"].dims(), len(splits["train"].classes), layers)
             model.set_feature_statistics(statistics)
             live = None
             if rank == 0:

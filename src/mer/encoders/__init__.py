@@ -44,8 +44,8 @@ No package ships speech or vision weights, so the ``random-init:`` specs build t
 architectures from small configs with seeded random weights; :class:`EncoderInfo` says
 ``weights="random-init"`` so every downstream number can say so too. Text and audio encoders
 return one chosen hidden layer (the last by default) or several, concatenated along the feature
-axis for SUPERB-style weighted layer sums (:mod:`mer.pooling` pools and mixes them from the
-stored sequence).
+axis for SUPERB-style weighted layer sums (``fusion.layer_weighting``, mixed in the model by
+:mod:`mer.models.layer_weighting`).
 
 All models are fp32, ``eval()``, ``requires_grad_(False)`` and run under
 ``torch.inference_mode()``. Same spec + ``init_seed`` gives identical outputs; the seed is applied

@@ -110,7 +110,7 @@ class TextEncoder:
         Returns:
             B float32 arrays of shape ``(L_i, len(layers) * D)``: the hidden states of
             ``[CLS] .. [SEP]``, padding removed; block j (columns ``j*D : (j+1)*D``) is layer
-            ``layers[j]``. Pool or mix them with :func:`mer.pooling.pool`.
+            ``layers[j]`` (mixed by :mod:`mer.models.layer_weighting`).
 
         Raises:
             ValueError: a text is empty or whitespace-only (the message names its index), or a

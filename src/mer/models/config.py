@@ -30,6 +30,8 @@ from mer.vocab import FUSION_MODES, GATES, LABEL_KINDS, MODALITIES, TASKS
 
 #: audio feature size ``audio_frontend: melcnn`` takes: seed 004's 40 mel bands (``logmel-40``)
 MELCNN_INPUT_DIM = 40
+LAYER_WEIGHTINGS = ("last", "weighted")  # fusion.layer_weighting (mer.models.layer_weighting)
+HEADS = ("mlp", "superb")  # fusion.head
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,16 @@ class FusionConfig:
         melcnn_channels (tuple[int, int], (64, 128)): output channels of its two convolutions.
         melcnn_kernel_size (int, 3): kernel width of both convolutions (odd: "same" padding).
         melcnn_pool (int, 2): max-pool width over time after them.
+    Stored layers and SUPERB's downstream (params.yaml ``fusion``, or a recipe;
+    :mod:`mer.models.layer_weighting`):
+        layer_weighting (str, "last"): how a modality whose features store K > 1 encoder layers
+            (``extract.audio.layers`` / ``extract.text.layers``) becomes one ``(L, D)`` sequence
+            before its input projection: ``last`` (the last stored layer) or ``weighted`` (s3prl's
+            ``Featurizer``: a learnable softmax over the K layers, weights starting at 0, without
+            its optional per-layer layer norm). Modalities storing one layer pass through untouched.
+        head (str, "mlp"): ``mlp`` (the intra-modal attention block, then the MLP head) or
+            ``superb`` (s3prl's ``UtteranceLevel`` downstream: the projection, width ``d_model``,
+            is mean-pooled directly and read out by one Linear; unimodal modes only).
 
     Bound from the data when the model is built:
         input_dims (dict[str, int], empty until bound): feature dim D of each modality's encoder,
@@ -112,6 +124,8 @@ class FusionConfig:
         input_adapters (int, 0): > 0 inserts a residual bottleneck adapter of this width on each
             modality's standardised features, before its projection (the ``adapters`` few-shot
             strategy trains only these).
+        input_layers (dict[str, int], empty = 1 each): encoder layers K side by side in each
+            modality's features (their ``meta.json``); ``input_dims`` is then K x the layer width.
     """
 
     #: The fields params.yaml's ``model`` section sets.
@@ -123,6 +137,7 @@ class FusionConfig:
         "mode", "gate", "beta", "beta_learnable", "vad_guidance", "vad_lambda", "decoder_layers",
         "task", "label_smoothing", "vad_weight", "micl_weight", "micl_temperature",
         "sentiment_weight", "corr_alpha", "corr_beta", "modality_dropout",
+        "layer_weighting", "head",
     )  # fmt: skip
     FUSION_KEYS += ("audio_frontend", "melcnn_channels", "melcnn_kernel_size", "melcnn_pool")
     #: The fields :meth:`needs` reads (the metadata stage declares exactly these params).
@@ -154,9 +169,12 @@ class FusionConfig:
     melcnn_channels: tuple[int, ...] = (64, 128)
     melcnn_kernel_size: int = 3
     melcnn_pool: int = 2
+    layer_weighting: str = "last"
+    head: str = "mlp"
     input_dims: dict[str, int] = field(default_factory=dict)
     num_classes: int = 4
     input_adapters: int = 0
+    input_layers: dict[str, int] = field(default_factory=dict)
 
     _checks: ClassVar[dict] = {
         "d_model": in_range(4),
@@ -185,6 +203,8 @@ class FusionConfig:
         "melcnn_channels": {"each": in_range(1, 4096)},
         "melcnn_kernel_size": in_range(1, 31),
         "melcnn_pool": in_range(1, 16),
+        "layer_weighting": one_of(*LAYER_WEIGHTINGS),
+        "head": one_of(*HEADS),
     }
 
     def __post_init__(self) -> None:
@@ -211,6 +231,7 @@ class FusionConfig:
         missing = [m for m in self.used_modalities if m not in self.input_dims]
         if self.input_dims and missing:
             raise ParamsError(f"input_dims has no entry for modalities {missing}")
+        check_layer_settings(self)
         self._check_audio_frontend()
 
     def _check_audio_frontend(self) -> None:
@@ -270,3 +291,38 @@ class FusionConfig:
     def to_dict(self) -> dict:
         """JSON-friendly fields (what a checkpoint stores)."""
         return {**asdict(self), "modalities": list(self.modalities)}
+
+
+def check_layer_settings(config: FusionConfig) -> None:
+    """The rules of ``layer_weighting`` / ``head`` / ``input_layers`` (see :class:`FusionConfig`).
+
+    >>> FusionConfig(mode="audio", layer_weighting="weighted", input_dims={"audio": 8})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mer.validation.ParamsError: fusion.layer_weighting: weighted needs several stored layers, ...
+    """
+    if config.head == "superb" and config.mode not in MODALITIES:
+        raise ParamsError(
+            f"head: superb (SUPERB's utterance-level downstream of one encoder) needs a unimodal "
+            f"mode (text, audio or video), got mode {config.mode!r}"
+        )
+    for modality, count in config.input_layers.items():
+        width = config.input_dims.get(modality)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ParamsError(f"input_layers[{modality!r}] must be an integer >= 1, got {count!r}")
+        if width is not None and width % count:
+            raise ParamsError(
+                f"input_layers[{modality!r}] = {count} does not divide its input dim {width}: the "
+                "features' meta.json disagrees with the stored vectors; re-run the extract stage"
+            )
+    if config.input_dims and config.layer_weighting == "weighted":
+        counts = {m: config.input_layers.get(m, 1) for m in config.used_modalities}
+        if max(counts.values()) < 2:
+            fields = " or ".join(f"extract.{m}.layers" for m in counts if m in ("audio", "text"))
+            raise ParamsError(
+                f"fusion.layer_weighting: weighted needs several stored layers, but the features of "
+                f"{', '.join(counts)} store one layer each; store several with "
+                f"{fields or 'extract.audio.layers'} (all, or e.g. [-4, -3, -2, -1]) and re-run the "
+                "extract stage, or set layer_weighting: last"
+            )

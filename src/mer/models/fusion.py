@@ -65,6 +65,7 @@ from torch.nn import functional
 from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
 from mer.models.config import FusionConfig
 from mer.models.dropout import Dropout
+from mer.models.layer_weighting import LayerWeighting
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
 from mer.models.melcnn import MelCNNProjection
 from mer.vocab import MODALITIES
@@ -124,18 +125,26 @@ class ModalityProjection(nn.Module):
     emotion information only shows after a per-dimension z-score.
     """
 
-    def __init__(self, input_dim: int, config: FusionConfig) -> None:
+    def __init__(self, input_dim: int, config: FusionConfig, num_layers: int = 1) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(input_dim))
         self.register_buffer("std", torch.ones(input_dim))
-        self.linear = nn.Linear(input_dim, config.d_model)
+        # K > 1 stored encoder layers -> one, after the standardisation (per layer and dimension)
+        self.layers = None
+        if num_layers > 1:
+            weighted = config.layer_weighting == "weighted"
+            self.layers = LayerWeighting(num_layers, input_dim // num_layers, weighted)
+        self.linear = nn.Linear(input_dim // num_layers, config.d_model)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, hidden_states: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
-        """`(B, L, D)` -> `(B, L, H)`; ``adapter`` (optional) acts on the standardised features."""
+        """`(B, L, D)` -> `(B, L, H)`; ``adapter`` (optional) acts on the standardised features.
+        With K stored layers D is K x the layer width, mixed into one layer before the Linear."""
         standardised = (hidden_states - self.mean) / self.std  # (B, L, D)
         if adapter is not None:
             standardised = adapter(standardised)
+        if self.layers is not None:
+            standardised = self.layers(standardised)  # (B, L, D / K)
         return self.dropout(self.linear(standardised))
 
 
@@ -161,7 +170,10 @@ class InputAdapter(nn.Module):
 
 
 def mlp_head(input_dim: int, config: FusionConfig, output_dim: int) -> nn.Sequential:
-    """LayerNorm -> Linear(E, H) -> GELU -> Dropout -> Linear(H, output_dim)."""
+    """LayerNorm -> Linear(E, H) -> GELU -> Dropout -> Linear(H, output_dim); ``head: superb``:
+    one Linear(E, output_dim) (s3prl's ``UtteranceLevel`` read-out)."""
+    if config.head == "superb":
+        return nn.Sequential(nn.Linear(input_dim, output_dim))
     return nn.Sequential(
         nn.LayerNorm(input_dim),
         nn.Linear(input_dim, config.d_model),
@@ -537,13 +549,19 @@ class FusionModel(nn.Module):
         self.config = config
         self.modalities = config.used_modalities
         self.projections = nn.ModuleDict(
-            {m: ModalityProjection(config.input_dims[m], config) for m in self.modalities}
+            {
+                m: ModalityProjection(config.input_dims[m], config, config.input_layers.get(m, 1))
+                for m in self.modalities
+            }
         )
         if config.audio_frontend == "melcnn" and "audio" in self.modalities:
             # seed 004's mel-CNN in place of the audio projection (mer.models.melcnn); none builds
             # nothing here, so its models keep their weights and RNG draws bit for bit
             self.projections["audio"] = MelCNNProjection(config.input_dims["audio"], config)
-        self.encoders = nn.ModuleDict({m: AttentionBlock(config) for m in self.modalities})
+        # head superb (SUPERB's downstream) pools the projections directly: no intra-modal block
+        self.encoders = nn.ModuleDict(
+            {m: AttentionBlock(config) for m in self.modalities if config.head == "mlp"}
+        )
         # created here, after the encoders: the parameter creation order fixes the seeded weights
         self.fuser = FUSERS[config.mode](config)
         embedding_dim = self.embedding_dim = (
@@ -606,7 +624,8 @@ class FusionModel(nn.Module):
                 projected, masks[m] = self.projections[m](features[m], masks[m], adapter)  # (B, L_m', H)
             else:
                 projected = self.projections[m](features[m], adapter)  # (B, L_m, H)
-            hidden[m] = self.encoders[m](projected, projected, masks[m])  # intra-modal self-attention
+            # intra-modal self-attention (head superb pools the projections directly)
+            hidden[m] = self.encoders[m](projected, projected, masks[m]) if m in self.encoders else projected
         # MICL aligns these intra-modal vectors: after cross-modal attention every modality
         # already mixes in the others (dev UA of the full seed-003 model, 3 seeds: 0.964 here
         # vs 0.933 on the post-cross-attention vectors)
@@ -726,5 +745,12 @@ class FusionModel(nn.Module):
         return self.fuser.learned_weights().get("beta")
 
     def fusion_weights(self) -> dict[str, float]:
-        """The learned scalars worth logging: beta, VAD lambda, late / ensemble weights."""
-        return {k: round(v, 5) for k, v in self.fuser.learned_weights().items()}
+        """The learned scalars worth logging: beta, VAD lambda, late / ensemble weights, and the
+        layer weights of ``layer_weighting: weighted`` (``layer_weight/<modality>/<k>``)."""
+        weights = dict(self.fuser.learned_weights())
+        for m in self.modalities:
+            mixer = getattr(self.projections[m], "layers", None)  # other projections mix no layers
+            if mixer is not None and mixer.weights is not None:
+                for k, value in enumerate(mixer.layer_weights().tolist()):
+                    weights[f"layer_weight/{m}/{k}"] = value
+        return {k: round(v, 5) for k, v in weights.items()}
