@@ -499,9 +499,20 @@ def test_a_leaking_official_split_fails_the_metadata_stage_naming_the_ids(tmp_pa
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "profiles").glob("*.yaml")))
-def test_profiles_validate_and_round_trip_through_dvc_set_args(name: str) -> None:
-    validated = validate_profile(name, REPO / "params.yaml")
+def test_profiles_validate_and_round_trip_through_dvc_set_args(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
     profile = load_profile(name)
+    released = [Path(s["model"].removeprefix(EXTERNAL_PREFIX)) for s in _extract_sections(profile)
+                if s.get("model", "").startswith(EXTERNAL_PREFIX)]  # fmt: skip
+    if released:  # files the user keeps under the repository root (relative paths): missing -> named
+        monkeypatch.chdir(tmp_path)
+        missing = rf"profile {name}: extract\.\w+\.model: .* not found .*point it at the released"
+        with pytest.raises(ValueError, match=missing):
+            validate_profile(name, REPO / "params.yaml")
+        fixtures_mosei_features.build(tmp_path / "data/raw")  # seed 002's three MOSEI .csd files
+        assert all(path.is_file() for path in released), released
+    validated = validate_profile(name, REPO / "params.yaml")
     assert validated["corpora"].source == profile["corpora"]["source"]
     rebuilt: dict = {}
     for item in overrides(profile):  # what `dvc exp run -S` receives, parsed as DVC does (YAML)
