@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mer.external import external_modalities
+from mer.external import external_by_role
 from mer.logs import run_stage, setup_logging
 from mer.metadata import build_metadata
 from mer.params import load_model_config, load_section
@@ -38,7 +38,7 @@ def main() -> None:
         splits_dir=Path(args.splits),
         metrics_path=Path(args.metrics),
         models=models,
-        external=external_modalities(load_section("extract")),  # features-only corpora (mer.external)
+        external=external_by_role(load_section("extract")),  # features-only corpora, per role (mer.external)
     )
 
 

@@ -36,28 +36,38 @@ def write_wav(
 
 
 def write_video(
-    path: Path, seconds: float = 0.6, audio: bool = True, freq: float = 220.0, size: int = 32, seed: int = 0
+    path: Path,
+    seconds: float = 0.6,
+    audio: bool = True,
+    freq: float = 220.0,
+    size: int = 32,
+    seed: int = 0,
+    frames: np.ndarray | None = None,
 ) -> Path:
     """A short clip in the container named by ``path``'s suffix (mp4 / avi / flv).
 
-    Frames are a flat grey that depends on ``seed``; ``audio=False`` writes no audio stream (the
-    MELD defect).
+    Frames are a flat grey that depends on ``seed``, or ``frames`` (uint8 ``(T, H, W, 3)``, e.g.
+    tests/face_media.py's photographed face; ``seconds`` then sets the audio's length only);
+    ``audio=False`` writes no audio stream (the MELD defect).
     """
     video_codec, audio_codec, pix_fmt = CODECS[path.suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
-    n_frames = max(1, round(seconds * FPS))
+    n_frames = max(1, round(seconds * FPS)) if frames is None else len(frames)
     level = 40 + (seed * 37) % 180
     with av.open(str(path), mode="w") as container:
         vstream = container.add_stream(video_codec, rate=FPS)
-        vstream.width = vstream.height = size
+        vstream.height, vstream.width = (size, size) if frames is None else frames.shape[1:3]
         vstream.pix_fmt = pix_fmt
         astream = None
         if audio:
             astream = container.add_stream(audio_codec, rate=SAMPLE_RATE if audio_codec == "aac" else 22050)
             astream.layout = "mono"
         for i in range(n_frames):
-            image = np.full((size, size, 3), level, dtype=np.uint8)
-            image[: size // 2, : (i % size) + 1] = 255 - level
+            if frames is None:
+                image = np.full((size, size, 3), level, dtype=np.uint8)
+                image[: size // 2, : (i % size) + 1] = 255 - level
+            else:
+                image = frames[i]
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             container.mux(vstream.encode(frame))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tests.corpus_media import write_corrupt, write_video
+from tests.corpus_media import FPS, write_corrupt, write_video
 
 HEADER = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
 # YouTube-style ids; real MOSI / MOSEI ids may start with "-" and contain "_"
@@ -74,14 +74,24 @@ def _row(video: str, clip: int, text: str, label: str, mode: str, unimodal: bool
     return [video, str(clip), text, label, t, a, v, annotation(score), mode]
 
 
-def _clip(root: Path, video: str, clip: int, index: int, audio: bool = True) -> None:
+def _clip(root: Path, video: str, clip: int, index: int, audio: bool = True, faces: bool = False) -> None:
     seconds = 0.4 + 0.1 * (index % 5)
-    write_video(root / "Raw" / video / f"{clip}.mp4", seconds=seconds, audio=audio, seed=index)
+    frames = None
+    if faces:  # a photographed face MediaPipe's detector finds (facemesh-65)
+        from tests.face_media import face_frames
+
+        frames = face_frames(round(seconds * FPS), seed=index)
+    write_video(root / "Raw" / video / f"{clip}.mp4", seconds=seconds, audio=audio, seed=index, frames=frames)
 
 
-def build(root: Path, defects: bool = True) -> Path:
-    """Write the tree under ``root``; returns the corpus root ``root/MOSI``."""
-    corpus = Path(root) / "MOSI"
+def build(
+    root: Path, defects: bool = True, faces: bool = False, media: bool = True, name: str = "MOSI"
+) -> Path:
+    """Write the tree under ``root``; returns the corpus root ``root/<name>``. ``faces``: the clips
+    show a photographed face (tests/face_media.py) instead of flat grey frames; ``media`` False:
+    ``label.csv`` alone, no ``Raw/`` (a features-only copy; the media defects are plain rows)."""
+    corpus = Path(root) / name
+    clip_file = _clip if media else (lambda *args, **kwargs: None)
     rows: list[list[str]] = []
     index = 0
     for split, videos in VIDEOS.items():
@@ -92,15 +102,16 @@ def build(root: Path, defects: bool = True) -> Path:
                 if (split, v, clip) == QUOTED_TEXT[1:]:
                     text = QUOTED_TEXT[0]
                 rows.append(_row(video, clip, text, label, MODES[split], (split, v, clip) != EMPTY_UNIMODAL))
-                _clip(corpus, video, clip, index)
+                clip_file(corpus, video, clip, index, faces=faces)
                 index += 1
     if defects:
         train, dev, test = VIDEOS["train"], VIDEOS["dev"], VIDEOS["test"]
         rows.append(_row(train[0], 3, "no file was ever cut for this one", "1.0", "train"))
         rows.append(_row(train[1], 3, "the file on disk is garbage", "-1.0", "train"))
-        write_corrupt(corpus / "Raw" / train[1] / "3.mp4")
+        if media:
+            write_corrupt(corpus / "Raw" / train[1] / "3.mp4")
         rows.append(_row(dev[0], 3, "this clip lost its audio track", "0.8", "valid"))
-        _clip(corpus, dev[0], 3, index, audio=False)
+        clip_file(corpus, dev[0], 3, index, audio=False, faces=faces)
         rows.append(_row(train[2], 3, MOJIBAKE_TEXT, "0.4", "train"))
         rows.append(_row(test[0], 3, "written out twice, identical", "-0.8", "test"))
         rows.append(rows[-1].copy())
@@ -112,7 +123,7 @@ def build(root: Path, defects: bool = True) -> Path:
         rows.append(_row(test[2], 3, "a split nobody knows", "0.6", "validation"))
         for video in (train[2], test[0], test[1], dev[1], train[3], dev[2], test[2]):
             index += 1
-            _clip(corpus, video, 3, index)
+            clip_file(corpus, video, 3, index, faces=faces)
     corpus.mkdir(parents=True, exist_ok=True)
     with (corpus / "label.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")

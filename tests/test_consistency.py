@@ -161,6 +161,8 @@ def test_metadata_stage_declares_exactly_what_its_support_check_reads():
     needs = {f"{section[key]}.{key}" for key in FusionConfig.NEEDS_KEYS}
     assert {k for k in declared if k.split(".")[0] in ("model", "fusion")} == needs
     assert {"recipes", "train.baselines", "train.strict_recipes", "ablation.variants"} <= declared
+    # which corpus needs its media: the extract specs, per role (the target's overrides too)
+    assert {"extract.text.model", "extract.audio.model", "extract.video.model", "extract.target"} <= declared
 
 
 def test_metrics_and_plots_are_committed_not_cached():

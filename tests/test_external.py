@@ -4,6 +4,7 @@ features-only MOSI table, and a features-only MOSI run through DVC."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -13,18 +14,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from mer import features, schema
+from mer import features, metadata, schema
 from mer.checkpoints import load_model
 from mer.corpora import mmsa
 from mer.corpora.common import LayoutError
 from mer.encoders import build_encoder
-from mer.external import ExternalFormatError, external_modalities, media_needed
+from mer.external import ExternalFormatError, external_by_role, external_modalities, media_needed
 from mer.external.importer import NONFINITE_COUNTS, ExternalImportError, clean, import_features, read_features
 from mer.extract import extract_modality
-from mer.params import ExtractParams, ParamsError, section_from_mapping
+from mer.params import CorporaParams, ExtractParams, ParamsError, SyntheticParams, section_from_mapping
 from mer.predict import PredictError, Predictor
 from mer.report import _card_limitations
 from tests import fixtures_external as fx
+from tests import fixtures_mmsa
 from tests.pipeline_utils import make_tiny_repo, ran_stages, run
 
 
@@ -307,3 +309,34 @@ def test_features_only_mosi_runs_end_to_end(tmp_path: Path) -> None:
     assert conditions == {"clean", "without text", "without audio", "without video"}  # no noisy audio
     with pytest.raises(PredictError, match="audio features are released ones"):
         Predictor(load_model(repo / "models/fusion/main"), modalities=("audio",))
+
+
+def test_the_media_decision_is_made_per_role(tmp_path: Path) -> None:
+    """Seed 002: the source (MOSEI) is features-only, label.csv alone; the target (MOSI) is read
+    through real-time extractors (extract.target), so its clips are read and its Raw/ required."""
+    source_root, pickle_path = fx.build_features_only_mosi(tmp_path / "mosei")
+    target_root = fixtures_mmsa.build(tmp_path / "mosi", defects=False)
+    external = {m: {"model": f"external:{pickle_path}"} for m in ("text", "audio", "video")}
+    target = {"audio": {"model": "acoustic-74"}, "video": {"model": "facemesh-65"}}
+    cfg = section_from_mapping(ExtractParams, {**external, "target": target}, "extract")
+    # text stays the source's released features on the target (no override): no media needed for it
+    assert external_by_role(cfg) == {"source": ("text", "audio", "video"), "target": ("text",)}
+    corpora = CorporaParams(source="mosei", target="mosi")
+    corpora = dataclasses.replace(
+        corpora,
+        mosei=dataclasses.replace(corpora.mosei, root=str(source_root)),
+        mosi=dataclasses.replace(corpora.mosi, root=str(target_root)),
+    )
+    tiny = SyntheticParams(train_speakers=2, dev_speakers=1, test_speakers=1, utterances_per_speaker=2)
+    paths = {"raw_root": tmp_path / "raw", "out": tmp_path / "m", "splits_dir": tmp_path / "s"}
+    built = metadata.build_metadata(corpora, tiny, **paths, metrics_path=tmp_path / "m.json",
+                                    external=external_by_role(cfg))  # fmt: skip
+    source, target = built["source"].table, built["target"].table
+    assert source["audio_path"].isna().all() and source.attrs["modalities"] == ["text", "audio", "video"]
+    assert target["audio_path"].notna().all() and target["video_path"].notna().all()
+    assert target.attrs["modalities"] == ["text", "audio", "video"] and len(target) == 36
+    # the target's clips are needed: without its Raw/ the run stops before reading anything
+    (target_root / "Raw").rename(target_root / "Raw.moved")
+    with pytest.raises(LayoutError, match=r"corpora\.mosi\.root: .*Raw: not found"):
+        metadata.build_metadata(corpora, tiny, **paths, metrics_path=tmp_path / "m.json",
+                                external=external_by_role(cfg))  # fmt: skip

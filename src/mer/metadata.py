@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,23 +83,24 @@ def check_models(models: RunModels | None, cfg: CorporaParams, built: dict[str, 
     check_run(models, source, target, corpora_with())
 
 
-def preflight(cfg: CorporaParams, media: bool = True) -> None:
+def preflight(cfg: CorporaParams, media: bool | Mapping[str, bool] = True) -> None:
     """Check roots, layouts, label maps and that source and target share their classes.
 
-    ``media`` False: the run reads no media files (its audio / video features are external), so
-    a layout without them (MMSA's ``Raw/``) passes.
+    ``media`` False (for both roles, or ``{role: bool}``): that role reads no media files (its
+    audio / video features are external), so a layout without them (MMSA's ``Raw/``) passes.
 
     Raises:
         mer.corpora.common.LayoutError: a root or an expected file is missing (names the param, the
             path and the fix).
         ValueError / ParamsError: a label map the corpus does not have, or mismatched classes.
     """
-    for corpus in (cfg.source, cfg.target):
+    per_role = media if isinstance(media, Mapping) else dict.fromkeys(ROLES, media)
+    for role, corpus in zip(ROLES, (cfg.source, cfg.target), strict=True):
         if corpus in LOADERS:
             section = cfg.corpus(corpus)
             label_map(corpus, section.labels)
             try:
-                media_option = {"media": media} if LOADERS[corpus] is mmsa else {}
+                media_option = {"media": per_role[role]} if LOADERS[corpus] is mmsa else {}
                 LOADERS[corpus].check_layout(Path(section.root), **media_option)
             except LayoutError as exc:  # name the param that points there, and how to set it
                 raise LayoutError(
@@ -187,7 +189,7 @@ def build_metadata(
     splits_dir: Path,
     metrics_path: Path,
     models: RunModels | None = None,
-    external: tuple[str, ...] = (),
+    external: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Built]:
     """The metadata stage: both roles' tables, split files, ``quarantine.csv`` and counts.
 
@@ -195,18 +197,24 @@ def build_metadata(
     (:mod:`mer.recipes`): before reading any corpus, from what its loader declares, and again
     on the built tables, before anything is written.
 
-    ``external``: the modalities whose features are released ones (``extract.<modality>.model:
-    external:<path>``, :func:`mer.external.external_modalities`); when they cover every audio /
-    video modality the models read, no media file is needed or read (MMSA: ``label.csv`` alone).
+    ``external``: per role (``source`` / ``target``), the modalities whose features are released
+    ones (``extract.<modality>.model: external:<path>`` with the role's ``extract.target``
+    overrides: :func:`mer.external.external_by_role`); when they cover every audio / video modality
+    the models read, that role's corpus needs and reads no media file (MMSA: ``label.csv``
+    alone), while the other role may still read its media (seed 002: MOSEI features-only, MOSI
+    through real-time extractors).
 
     Raises:
         ParamsError: the main model needs what the source (or the target) lacks, or a listed
             recipe does under ``train.strict_recipes: true``.
     """
-    media = media_needed(external, models.main.modalities if models is not None else MODALITIES)
+    external = {role: tuple((external or {}).get(role, ())) for role in ROLES}
+    read = models.main.modalities if models is not None else MODALITIES
+    media = {role: media_needed(external[role], read) for role in ROLES}
     preflight(cfg, media)
     check_models(models, cfg)
-    built = {role: build_role(role, cfg, synthetic_cfg, Path(raw_root), external, media) for role in ROLES}
+    raw_root = Path(raw_root)
+    built = {r: build_role(r, cfg, synthetic_cfg, raw_root, external[r], media[r]) for r in ROLES}
     check_models(models, cfg, built)
     splits_dir.mkdir(parents=True, exist_ok=True)
     quarantine = []

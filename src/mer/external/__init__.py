@@ -110,6 +110,18 @@ def external_modalities(cfg: ExtractParams) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if is_external(getattr(cfg, m).model))
 
 
+def external_by_role(cfg: ExtractParams) -> dict[str, tuple[str, ...]]:
+    """:func:`external_modalities` per corpus role, each under its own settings
+    (:meth:`~mer.params.ExtractParams.for_corpus`: the target's ``extract.target`` overrides), so
+    a features-only source does not make the target features-only too.
+
+    >>> cfg = ExtractParams(target={"video": {"model": "facemesh-65"}})
+    >>> external_by_role(cfg)
+    {'source': (), 'target': ()}
+    """
+    return {role: external_modalities(cfg.for_corpus(role)) for role in ("source", "target")}
+
+
 def media_needed(external: Iterable[str], modalities: Iterable[str] = MODALITIES) -> bool:
     """Whether a corpus's media files are read: some audio / video modality among ``modalities``
     (``model.modalities``) is extracted from media rather than read from released features.
