@@ -182,11 +182,11 @@ def test_ablation_rows_against_cross_attention(tmp_path):
 def test_transfer_marks_the_dev_selected_setting_and_verdicts(tmp_path):
     text = _summary(tmp_path)
     assert "## Transfer to `synthetic_target`" in text
-    coral = _line(text, "| CORAL (moment matching, residual) (**selected on dev**) |")
+    coral = _line(text, "| CORAL (moment matching, residual where dims match) (**selected on dev**) |")
     assert "| 80.0 [78.0, 82.0] | +2.0 [-1.0, +5.0] | 0.030 | within noise |" in coral
     assert "0.0900 → 0.0050 | 0.980 |" in coral
-    assert "The target dev split selects CORAL (moment matching, residual)." in text
-    assert "better: none; worse: MMD (residual)" in text
+    assert "The target dev split selects CORAL (moment matching, residual where dims match)." in text
+    assert "better: none; worse: MMD (residual where dims match)" in text
     budget = _line(text, "| 10% (18 train utt.) |")
     assert "| **84.0 [82.0, 86.0]** |" in budget and "| 83.0 [81.0, 85.0] |" in budget
     assert _line(text, "| 10% | full + DANN |") == (

@@ -69,9 +69,9 @@ ABLATION_ORDER = ("cross_attention", "vad_guidance", "adaptive_fusion", "micl", 
 ADAPTER_NAMES = {
     "none": "none (target features as extracted)",
     "seed002": "seed 002 (MSE on random pairs)",
-    "coral": "CORAL (moment matching, residual)",
-    "mmd": "MMD (residual)",
-    "adversarial": "adversarial (domain classifier, residual)",
+    "coral": "CORAL (moment matching, residual where dims match)",
+    "mmd": "MMD (residual where dims match)",
+    "adversarial": "adversarial (domain classifier, residual where dims match)",
 }
 STRATEGY_NAMES = {
     "full": "full fine-tune",
