@@ -10,10 +10,11 @@ Both sides run the same work in a fresh process each, the landed code checked ou
    from the source model each side trained in step 1 (or ``--model``, a checkpoint both sides
    can read).
 
-Both sides read this repo's params.yaml; the landed side's copy lacks the keys its code does not
-know (``LANDED_UNKNOWN``), so it runs the landed model: attention dropout = ``model.dropout``.
-Where the model changed (``model.attention_dropout``), the predictions differ by design and the
-comparison columns say so; where only the loop changed they must agree exactly.
+Both sides train this repo's settings: the landed side reads BASE's own params.yaml with this
+repo's value for every key BASE knows (``landed_params``), so it runs the landed model where a
+key is new (attention dropout = ``model.dropout``; no audio frame pooling). Where the model
+changed the predictions differ by design and the comparison columns say so; where only the loop
+changed they must agree exactly.
 
 Printed per step: seconds per run (source training; fine-tuning: the stage's wall time over its
 fine-tunings) of each side and their ratio, and whether the predictions agree: the largest
@@ -45,22 +46,40 @@ import pandas as pd
 STRATEGIES = ("full", "head", "adapters", "scratch", "dann", "mmd", "coral")
 BASE = "6e826ee"  # the landed loop: per-run model reload, per-batch padding, predict() per epoch
 REPO = Path(__file__).resolve().parents[1]
-#: params.yaml keys added since BASE: (section, key) -> what BASE's model did instead
-LANDED_UNKNOWN = {
-    ("model", "attention_dropout"): "attention dropout = model.dropout",
-    ("train", "strict_recipes"): "no such switch (unused by these steps)",
-}
+#: the params sections the two steps read (the landed model is built from model + fusion)
+READ_SECTIONS = ("model", "fusion", "train", "transfer")
 
 
-def landed_params(out: Path) -> Path:
-    """This repo's params.yaml without the keys BASE's validation would reject."""
+def _overlay(landed: dict, current: dict, prefix: str, unknown: list[str]) -> dict:
+    """``landed`` with each key both know set to ``current``'s value (recursively); the keys
+    only ``current`` has are appended to ``unknown`` as dotted names."""
+    merged = dict(landed)
+    for key, value in current.items():
+        name = f"{prefix}{key}"
+        if key not in landed:
+            unknown.append(name)
+        elif isinstance(value, dict) and isinstance(landed[key], dict):
+            merged[key] = _overlay(landed[key], value, f"{name}.", unknown)
+        else:
+            merged[key] = value
+    return merged
+
+
+def landed_params(out: Path) -> tuple[Path, list[str]]:
+    """BASE's own params.yaml with this repo's values for every key BASE knows (so both sides
+    train the same settings), and the read sections' keys BASE does not know (BASE's model does
+    what it did before them: e.g. attention dropout = ``model.dropout``)."""
     import yaml
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, key in LANDED_UNKNOWN:
-        params.get(section, {}).pop(key, None)
-    out.write_text(yaml.safe_dump(params, sort_keys=False))
-    return out
+    landed = yaml.safe_load(
+        subprocess.run(["git", "-C", str(REPO), "show", f"{BASE}:params.yaml"], capture_output=True,
+                       check=True, text=True).stdout
+    )  # fmt: skip
+    current = yaml.safe_load((REPO / "params.yaml").read_text())
+    unknown: list[str] = []
+    merged = _overlay(landed, {s: current[s] for s in landed if s in current}, "", unknown)
+    out.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return out, [name for name in unknown if name.split(".")[0] in READ_SECTIONS]
 
 
 def run_side(args: argparse.Namespace) -> None:
@@ -133,12 +152,6 @@ def side(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _section(name: str) -> dict:
-    import yaml
-
-    return yaml.safe_load((REPO / "params.yaml").read_text()).get(name, {})
-
-
 def compare(old: Path, new: Path) -> tuple[int, float, bool]:
     """Prediction files compared, the largest |probability difference|, all labels equal."""
     files = sorted(p.relative_to(new) for p in new.rglob("*.parquet"))
@@ -180,11 +193,11 @@ def main() -> None:
     )
     subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
     sources = {"landed": work / "src", "current": REPO / "src"}
-    params = {"landed": landed_params(work / "landed-params.yaml"), "current": REPO / "params.yaml"}
+    landed, changed = landed_params(work / "landed-params.yaml")
+    params = {"landed": landed, "current": REPO / "params.yaml"}
     print(f"landed: {BASE}; current: {REPO}; data: {Path(args.data_root).resolve()}")
-    changed = [f"{s}.{k}" for s, k in LANDED_UNKNOWN if s == "model" and k in _section(s)]
     if changed:
-        print(f"model changed since {BASE} ({', '.join(changed)}): predictions differ by design")
+        print(f"settings BASE does not have ({', '.join(changed)}): predictions may differ by design")
 
     seconds = {}
     for name, src in sources.items():
@@ -221,11 +234,14 @@ def main() -> None:
         f"\ntransfer: {results['current']['runs']} fine-tunings ({', '.join(args.strategies)} x fractions "
         f"{args.fractions}, shots {args.shots} x seeds {args.seeds}); predictions compared with current's"
     )
-    print(f"{'loop':46} {'s/run':>6} {'speed-up':>8} {'max|dp|':>9} {'labels':>6} {'records':>7}")
+    print(f"{'loop':46} {'s/run':>6} {'speed-up':>8} {'epochs':>6} {'s/epoch':>7} {'speed-up':>8}"
+          f" {'max|dp|':>9} {'labels':>6} {'records':>7}")  # fmt: skip
     current = work / "current/transfer/predictions"
     slowest = results["landed"]["seconds"] / results["landed"]["runs"]
+    slowest_epoch = slowest / epochs_run(work / "landed/transfer/predictions")
     for name, result in results.items():
         per_run = result["seconds"] / result["runs"]
+        epochs = epochs_run(work / name / "transfer/predictions")
         threads = result["threads"] // result["workers"] or 1
         label = f"{name} ({result['workers']} process(es) x {threads} thread(s))"
         comparison = ""
@@ -236,7 +252,34 @@ def main() -> None:
                 (current / "records.json").read_text()
             )
             comparison = f" {max_abs:9.2e} {equal!s:>6} {same!s:>7}"
-        print(f"{label:46} {per_run:6.2f} {slowest / per_run:7.2f}x{comparison}")
+        print(
+            f"{label:46} {per_run:6.2f} {slowest / per_run:7.2f}x {epochs:6.1f} {per_run / epochs:7.3f}"
+            f" {slowest_epoch / (per_run / epochs):7.2f}x{comparison}"
+        )
+    print("(epochs: the mean epochs a fine-tuning ran, from its best epoch and early stopping; a")
+    print(" side whose runs stop earlier is faster per run, not per epoch: compare both speed-ups)")
+
+
+def epochs_run(predictions: Path) -> float:
+    """The mean epochs the fine-tunings in ``predictions/records.json`` ran: early stopping ends a
+    run ``patience`` epochs after its best (epoch -1: the source model), at most ``epochs``
+    (``scratch`` uses the train section's loop, the others the transfer section's)."""
+    transfer, train = _params_section("transfer"), _params_section("train")
+    records = json.loads((predictions / "records.json").read_text())
+    counts = [
+        min(loop["epochs"], record["best_epoch"] + 1 + loop["patience"])
+        for strategies in records.values()
+        for strategy, seeds in strategies.items()
+        for record in seeds.values()
+        for loop in [train if strategy == "scratch" else transfer]
+    ]
+    return sum(counts) / len(counts)
+
+
+def _params_section(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())[name]
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def test_needs_reads_only_its_declared_fields():
     changed = {"gate": "vector", "beta": 0.1, "vad_guidance": True, "decoder_layers": 1, "micl_weight": 0.2,
                "label_smoothing": 0.1, "corr_alpha": 1.0, "d_model": 16, "num_heads": 2, "dropout": 0.3,
                "num_cross_layers": 2, "beta_learnable": False, "vad_lambda": 2.0, "micl_temperature": 0.5,
-               "corr_beta": 0.1, "attention_dropout": 0.1, "modality_dropout": 0.1}  # fmt: skip
+               "corr_beta": 0.1, "attention_dropout": 0.1, "modality_dropout": 0.1,
+               "audio_pool": 2}  # fmt: skip
     changed |= {
         "audio_frontend": "melcnn",
         "melcnn_channels": (8, 16),

@@ -633,7 +633,7 @@ def _merge(
         "dtype": "float16",
         "device": _device(cfg)[0],
         "precision": "bf16 autocast" if _device(cfg)[1] else "fp32",
-        "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
+        "layout": features.LAYOUT,
         "count": sum(m["count"] for m in manifests),
         "n_quarantined": len(quarantined),
         "n_resampled": counts["resampled"] if modality == "audio" else None,
@@ -649,15 +649,7 @@ def _merge(
         "pooling": cfg.audio.pooling if modality == "audio" else None,
         "frames_per_clip": cfg.video.frames_per_clip if modality == "video" else None,
         "embedding": cfg.video.embedding if modality == "video" else None,
-        "shards": [
-            {
-                "file": m["file"],
-                "manifest": f"{features.shard_name(m['index'])}.json",
-                "count": m["count"],
-                "sha256": m["sha256"],
-            }
-            for m in manifests
-        ],
+        "shards": features.shard_entries(manifests),
     }
     other_modalities = {"text", "audio", "video"} - {modality}
     meta["params"] = {k: v for k, v in meta["params"].items() if k not in other_modalities}

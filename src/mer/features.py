@@ -56,6 +56,25 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
+#: ``meta.json``'s ``layout``: how the shards hold the utterances
+LAYOUT = "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)"
+
+
+def shard_entries(manifests: Sequence[dict]) -> list[dict]:
+    """``meta.json``'s ``shards`` list from the shards' manifests (as :func:`write_shard` returns
+    them): each shard's file, manifest name, utterance count and sha256."""
+    return [_shard_entry(m) for m in manifests]
+
+
+def _shard_entry(manifest: dict) -> dict:
+    return {
+        "file": manifest["file"],
+        "manifest": f"{shard_name(manifest['index'])}.json",
+        "count": manifest["count"],
+        "sha256": manifest["sha256"],
+    }
+
+
 def write_shard(
     out_dir: str | Path,
     index: int,

@@ -224,7 +224,9 @@ def fit(
     parameters = [p for p in model.parameters() if p.requires_grad]
     if alignment is not None:
         parameters += alignment.parameters(model.embedding_dim)
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one multi-tensor kernel per update step instead of ~100 per-parameter ones (the
+    # default on CUDA, not on CPU, where it made a step 8% faster: bench/PROFILE.md)
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
     )
@@ -256,7 +258,7 @@ def fit(
                 aligned += float(align_loss.detach()) * len(batch.labels)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, cfg.grad_clip, foreach=True)
             optimizer.step()
             total += float(output.loss.detach()) * len(batch.labels)
             seen += len(batch.labels)

@@ -271,7 +271,7 @@ def import_features(
         "dtype": "float16",
         "device": "cpu",
         "precision": "released features, stored as float16",
-        "layout": "ragged: shard .npy rows offsets[i]:offsets[i+1] per utterance (see the shard .json)",
+        "layout": features.LAYOUT,
         "count": stored,
         "n_quarantined": len(quarantined),
         "n_unmatched_features": len(unmatched),
@@ -289,15 +289,7 @@ def import_features(
         "layers": None,
         "frames_per_clip": None,
         "embedding": None,
-        "shards": [
-            {
-                "file": m["file"],
-                "manifest": f"{features.shard_name(m['index'])}.json",
-                "count": m["count"],
-                "sha256": m["sha256"],
-            }
-            for m in manifests
-        ],
+        "shards": features.shard_entries(manifests),
     }
     write_json(out_dir / "meta.json", meta)
     record = features.verify(out_dir, all_ids, quarantined)

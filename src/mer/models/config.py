@@ -64,6 +64,11 @@ class FusionConfig:
             evaluation; > 0 materialises ``(B, heads, Lq, Lk)`` probability and mask tensors,
             which made attention 2.3x slower per step on CPU (bench/PROFILE.md).
         modalities (tuple[str, ...], all three): modalities the multimodal modes fuse.
+        audio_pool (int, 1): average this many consecutive audio frames before the audio
+            projection (:mod:`mer.models.frame_pooling`; 2 turns WavLM's 50 Hz into 25 Hz). The
+            audio sequence sets most of a step's work (self-attention ``L^2``, every cross-modal
+            layer), so 2 makes training about 1.7x faster on CPU (bench/PROFILE.md). 1 = no
+            pooling, the value a checkpoint written before the field existed reads back as.
 
     Fusion and losses (params.yaml ``fusion``, or a recipe): the total loss is
     ``cls + vad_weight * vad + micl_weight * micl + sentiment_weight * sent``.
@@ -131,6 +136,7 @@ class FusionConfig:
     #: The fields params.yaml's ``model`` section sets.
     MODEL_KEYS: ClassVar[tuple[str, ...]] = (
         "d_model", "num_heads", "num_cross_layers", "dropout", "attention_dropout", "modalities",
+        "audio_pool",
     )  # fmt: skip
     #: The fields params.yaml's ``fusion`` section (and each recipe) sets.
     FUSION_KEYS: ClassVar[tuple[str, ...]] = (
@@ -149,6 +155,7 @@ class FusionConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.0
     modalities: tuple[str, ...] = MODALITIES
+    audio_pool: int = 1
     mode: str = "crossmodal"
     gate: str = "modality"
     beta: float = 0.5
@@ -183,6 +190,7 @@ class FusionConfig:
         "dropout": in_range(0.0, 0.9),
         "attention_dropout": in_range(0.0, 0.9),
         "modalities": {"subset_of": MODALITIES},
+        "audio_pool": in_range(1, 16),
         "mode": one_of(*FUSION_MODES),
         "gate": one_of(*GATES),
         "beta": in_range(-10.0, 10.0),

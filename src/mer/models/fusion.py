@@ -1,6 +1,7 @@
 """The fusion model zoo over sequence-level features, one class driven by :class:`FusionConfig`.
 
-Every mode starts the same way: per-modality standardisation + projection to H, then one
+Every mode starts the same way (audio frames first averaged ``audio_pool`` at a time,
+:mod:`mer.models.frame_pooling`): per-modality standardisation + projection to H, then one
 intra-modal self-attention block (with ``audio_frontend: melcnn`` the audio projection is seed
 004's mel-spectrogram CNN, :mod:`mer.models.melcnn`: half the frames, the mask pooled alike).
 What follows depends on ``config.mode``:
@@ -65,6 +66,7 @@ from torch.nn import functional
 from mer.models.attention import AttentionBlock, CrossModalLayer, masked_mean
 from mer.models.config import FusionConfig
 from mer.models.dropout import Dropout
+from mer.models.frame_pooling import pool_frames
 from mer.models.layer_weighting import LayerWeighting
 from mer.models.losses import correlation_loss, masked_mse, micl_loss
 from mer.models.melcnn import MelCNNProjection
@@ -618,6 +620,9 @@ class FusionModel(nn.Module):
         if self.training and self.config.modality_dropout > 0:
             masks, present = self._drop_modalities(masks, present)
         hidden = {}
+        if "audio" in self.modalities and self.config.audio_pool > 1:  # (B, T, D) -> (B, T', D)
+            pooled = pool_frames(features["audio"], masks["audio"], self.config.audio_pool)
+            features["audio"], masks["audio"] = pooled
         for m in self.modalities:
             adapter = None if self.input_adapters is None else self.input_adapters[m]
             if isinstance(self.projections[m], MelCNNProjection):  # fewer frames: its mask is pooled too
