@@ -65,10 +65,11 @@ class FusionConfig:
             which made attention 2.3x slower per step on CPU (bench/PROFILE.md).
         modalities (tuple[str, ...], all three): modalities the multimodal modes fuse.
         audio_pool (int, 1): average this many consecutive audio frames before the audio
-            projection (:mod:`mer.models.frame_pooling`; 2 turns WavLM's 50 Hz into 25 Hz). The
+            projection (:mod:`mer.models.frame_pooling`; 4 turns WavLM's 50 Hz into 12.5 Hz). The
             audio sequence sets most of a step's work (self-attention ``L^2``, every cross-modal
-            layer), so 2 makes training about 1.7x faster on CPU (bench/PROFILE.md). 1 = no
-            pooling, the value a checkpoint written before the field existed reads back as.
+            layer): one CPU training step took 124 / 84 / 60 ms at 1 / 2 / 4 (bench/PROFILE.md;
+            params.yaml uses 4). 1 = no pooling, the value a checkpoint written before the field
+            existed reads back as.
 
     Fusion and losses (params.yaml ``fusion``, or a recipe): the total loss is
     ``cls + vad_weight * vad + micl_weight * micl + sentiment_weight * sent``.
