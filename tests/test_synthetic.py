@@ -103,7 +103,10 @@ def test_files_exist_and_decode(corpus: dict[str, Path]) -> None:
             assert frames[0].shape == (TINY.video_size, TINY.video_size, 3)
 
 
-def test_generation_is_byte_identical(corpus: dict[str, Path], tmp_path: Path) -> None:
+def test_generation_is_byte_identical(corpus: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    """Again, and written by 3 worker processes where the fixture's 32 rows were written by one."""
+    assert synthetic._workers(32) == 1
+    monkeypatch.setattr(synthetic, "_workers", lambda n_rows: 3)
     again = synthetic.generate(TINY, "source", tmp_path / "again").parent
     first = corpus["source"]
     names = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())

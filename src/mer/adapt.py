@@ -41,6 +41,7 @@ from mer import schema
 from mer.data import MultimodalData, load_splits
 from mer.models.adapter import AdapterConfig, FeatureAdapter
 from mer.models.domain import DomainClassifier, coral_distance, coral_loss, dann_loss, linear_cka, mmd_loss
+from mer.optim import AdamW
 from mer.params import AdaptParams
 from mer.seeding import seed_everything
 
@@ -156,7 +157,7 @@ def fit_adapter(
     """
     classifier = DomainClassifier(targets.shape[1]) if method == "adversarial" else None
     parameters = list(adapter.parameters()) + (list(classifier.parameters()) if classifier else [])
-    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+    optimizer = AdamW(parameters, lr=cfg.lr, weight_decay=0.0)  # Adam (seed 002), multi-tensor
     inputs_t = torch.from_numpy(inputs)  # (N, D_in) raw: the adapter standardises
     targets_t = (torch.from_numpy(targets) - adapter.output_mean) / adapter.output_std  # (M, D_out)
     losses = []

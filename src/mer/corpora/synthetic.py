@@ -30,7 +30,12 @@ a corpus is byte-identical across runs and changing e.g. ``video_size`` leaves a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -716,6 +721,37 @@ def _write_mp4(path: Path, frames: np.ndarray) -> None:
         container.mux(stream.encode(None))
 
 
+_JOB: dict = {}  # the corpus being written, for :func:`_write_utterance` (inherited by forked workers)
+MIN_ROWS_PER_WORKER = 32  # below this a worker's start costs more than it saves
+
+
+def _workers(n_rows: int) -> int:
+    """Processes writing media: one per available core, none extra for a tiny corpus."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, n_rows // MIN_ROWS_PER_WORKER))
+
+
+def _write_utterance(index: int) -> None:
+    """Synthesize and write row ``index`` of :data:`_JOB`'s plan: its wav and its mp4."""
+    cfg, style, root, row = _JOB["cfg"], _JOB["style"], _JOB["root"], _JOB["rows"][index]
+    speaker = _JOB["speakers"][row["speaker"]]
+    utt_index = int(row["utt_id"].rsplit("_u", 1)[1])
+    # independent streams per modality: changing video_size leaves the audio unchanged
+    seeds = np.random.SeedSequence([cfg.seed, _JOB["domain_index"], speaker.index, utt_index])
+    audio_seed, video_seed = seeds.spawn(2)
+    n_samples = round(row["duration"] * cfg.sample_rate)
+    signal = synthesize_audio(
+        np.random.default_rng(audio_seed), row["emotion"], row["audio_condition"], n_samples, cfg.sample_rate,
+        speaker, style, cfg.noise_snr_db,
+    )  # fmt: skip
+    _write_wav(root / "wav" / f"{row['utt_id']}.wav", signal, cfg.sample_rate)
+    frames = render_face(
+        np.random.default_rng(video_seed), row["emotion"], row["video_condition"], cfg.video_frames,
+        cfg.video_size, speaker, style,
+    )  # fmt: skip
+    _write_mp4(root / "video" / f"{row['utt_id']}.mp4", frames)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -735,35 +771,22 @@ def generate(cfg: SyntheticParams, domain: str, root: Path) -> Path:
     (root / "wav").mkdir(parents=True, exist_ok=True)
     (root / "video").mkdir(parents=True, exist_ok=True)
     logger.info("synthetic %s: %d utterances, %d speakers -> %s", domain, len(plan), len(speakers), root)
-    for row in tqdm(plan.itertuples(index=False), total=len(plan), desc=f"synthetic {domain}"):
-        speaker = speakers[row.speaker]
-        utt_index = int(row.utt_id.rsplit("_u", 1)[1])
-        # independent streams per modality: changing video_size leaves the audio unchanged
-        audio_seed, video_seed = np.random.SeedSequence(
-            [cfg.seed, domain_index, speaker.index, utt_index]
-        ).spawn(2)
-        n_samples = round(row.duration * cfg.sample_rate)
-        signal = synthesize_audio(
-            np.random.default_rng(audio_seed),
-            row.emotion,
-            row.audio_condition,
-            n_samples,
-            cfg.sample_rate,
-            speaker,
-            style,
-            cfg.noise_snr_db,
-        )
-        _write_wav(root / "wav" / f"{row.utt_id}.wav", signal, cfg.sample_rate)
-        frames = render_face(
-            np.random.default_rng(video_seed),
-            row.emotion,
-            row.video_condition,
-            cfg.video_frames,
-            cfg.video_size,
-            speaker,
-            style,
-        )
-        _write_mp4(root / "video" / f"{row.utt_id}.mp4", frames)
+    rows = plan.to_dict("records")
+    _JOB.update(cfg=cfg, style=style, speakers=speakers, domain_index=domain_index, root=root, rows=rows)
+    try:
+        workers = _workers(len(rows))
+        with contextlib.ExitStack() as stack:
+            mapped: Iterable[None] = map(_write_utterance, range(len(rows)))
+            if workers > 1:
+                # fork: the workers inherit the plan; every utterance has its own seeds, so the
+                # bytes do not depend on the worker count (tests/test_synthetic.py)
+                fork = multiprocessing.get_context("fork")
+                pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=fork))
+                mapped = pool.map(_write_utterance, range(len(rows)), chunksize=8)
+            for _ in tqdm(mapped, total=len(rows), desc=f"synthetic {domain}"):
+                pass
+    finally:
+        _JOB.clear()
     transcripts = root / "transcripts.csv"
     plan.to_csv(transcripts, index=False, lineterminator="\n")
     return transcripts
