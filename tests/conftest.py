@@ -38,6 +38,27 @@ def make_sequences(table: pd.DataFrame, dims: dict[str, int], seed: int = 0, sig
     return sequences
 
 
+def write_feature_corpus(root, name: str, dims: dict[str, int], seed: int) -> None:
+    """A tiny on-disk corpus: ``root/<name>.parquet`` (train / dev / test) and one float16
+    feature store per modality under ``root/<name>/``."""
+    from mer import features, schema
+    from mer.files import write_json
+    from mer.vocab import EMOTIONS
+
+    table = make_table(6, ("train", "dev", "test"))
+    table["utt_id"] = name + "_" + table["utt_id"]
+    table["label"] = [EMOTIONS[i] for i in table["label_id"]]
+    for column in schema.COLUMNS:
+        if column not in table:
+            table[column] = None
+    schema.write(table, root / f"{name}.parquet")
+    for modality, sequences in make_sequences(table, dims, seed=seed).items():
+        manifest = features.write_shard(
+            root / name / modality, 0, table["utt_id"].tolist(), sequences, [], "fp"
+        )
+        write_json(root / name / modality / "meta.json", {"hidden_dim": dims[modality], "shards": [manifest]})
+
+
 @pytest.fixture
 def tiny_data():
     """Train/dev/test MultimodalData with learnable random features in three modalities."""

@@ -139,6 +139,48 @@ def test_multitask_predicts_sentiment_classes(tiny_data):
     assert (frame["sentiment_pred_id"] == frame["sentiment_label_id"]).mean() > 0.8
 
 
+def test_seed_workers_give_the_models_and_predictions_of_one_process(tmp_path, monkeypatch):
+    """A stage's seeds trained side by side in forked single-threaded workers (the CPU default)
+    write exactly the weights, predictions and config of the same seeds trained one after the
+    other in the stage's own process."""
+    import pandas as pd
+
+    import mer.train
+    from mer.params import TrainParams
+    from mer.workers import cpu_cores
+    from tests.conftest import write_feature_corpus
+
+    dims = {"text": 12, "audio": 10}
+    write_feature_corpus(tmp_path, "source", dims, seed=0)
+    params = TrainParams(epochs=3, batch_size=8, seeds=(0, 1, 2), device="cpu")
+    assert mer.train.seed_workers("cpu", 3) == min(3, 2 * cpu_cores()) > 1
+    assert mer.train.seed_workers("cpu", 3, world_size=2) == 1  # torchrun: the ranks share each seed
+    outputs = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(mer.train, "seed_workers", lambda device, seeds, world_size, w=workers: w)
+        outputs[workers] = tmp_path / f"out{workers}"
+        results = mer.train.train_source_model(
+            config=FusionConfig(d_model=16, num_heads=2, modalities=("text", "audio")), train_params=params,
+            metadata_path=tmp_path / "source.parquet", feature_root=tmp_path / "source",
+            model_dir=outputs[workers] / "model", predictions_dir=outputs[workers] / "predictions",
+            live_dir=outputs[workers] / "live",
+        )  # fmt: skip
+        assert [len(r.history["train_loss"]) for r in results] == [3, 3, 3]
+    files = sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*") if p.is_file())
+    assert {f.name for f in files} >= {"config.json", "seed0.safetensors", "seed2.safetensors"}
+    assert sum(f.suffix == ".parquet" for f in files) == 6  # test and dev predictions per seed
+    assert files == sorted(p.relative_to(outputs[3]) for p in outputs[3].rglob("*") if p.is_file())
+    for file in files:
+        if file.suffix == ".parquet":
+            one, three = (pd.read_parquet(outputs[w] / file) for w in (1, 3))
+            pd.testing.assert_frame_equal(one, three, check_exact=True)
+        elif file.suffix in (".safetensors", ".json") and "live" not in file.parts:
+            assert (outputs[1] / file).read_bytes() == (outputs[3] / file).read_bytes(), file
+    one = load_model(outputs[1] / "model")
+    first, second = (one.models[seed].state_dict() for seed in (0, 1))
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # each worker trained its own seed
+
+
 def test_plateau_scheduler_lowers_the_learning_rate():
     from tests.conftest import make_sequences, make_table
 

@@ -16,6 +16,7 @@ from mer.seeding import seed_everything
 from mer.splits import kshot_positions
 from mer.train import LoopConfig, fit
 from mer.transfer import prepare
+from tests.conftest import write_feature_corpus
 
 LOOP = LoopConfig(epochs=4, batch_size=8, lr=3e-3, weight_decay=0.0, patience=10, grad_clip=1.0, seed=0)
 ADAPT = AdaptParams(epochs=6, batch_size=32, pairs_per_epoch=512, dropout=0.1, expansion=1.0)
@@ -152,27 +153,6 @@ def test_paired_swap_adapter_learns_the_frame_map_random_pairs_do_not(tiny_data)
     assert errors["paired"] < 0.75 * errors["seed002"], errors  # random pairs only learn the mean
 
 
-def _write_corpus(root, name: str, dims: dict[str, int], seed: int) -> None:
-    """A tiny on-disk corpus: ``root/<name>.parquet`` and one float16 feature store per modality."""
-    from mer import features, schema
-    from mer.files import write_json
-    from mer.vocab import EMOTIONS
-    from tests.conftest import make_sequences, make_table
-
-    table = make_table(6, ("train", "dev", "test"))
-    table["utt_id"] = name + "_" + table["utt_id"]
-    table["label"] = [EMOTIONS[i] for i in table["label_id"]]
-    for column in schema.COLUMNS:
-        if column not in table:
-            table[column] = None
-    schema.write(table, root / f"{name}.parquet")
-    for modality, sequences in make_sequences(table, dims, seed=seed).items():
-        manifest = features.write_shard(
-            root / name / modality, 0, table["utt_id"].tolist(), sequences, [], "fp"
-        )
-        write_json(root / name / modality / "meta.json", {"hidden_dim": dims[modality], "shards": [manifest]})
-
-
 def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_path):
     """Fine-tunings spread over spawned worker processes (each single-threaded) match the runs in
     this process exactly: every run seeds itself, and nothing else of the parent reaches it."""
@@ -183,8 +163,8 @@ def test_fewshot_workers_give_the_records_and_predictions_of_one_process(tmp_pat
     from mer.transfer import transfer_to_target
 
     dims = {"text": 12, "audio": 10, "video": 8}
-    _write_corpus(tmp_path, "source", dims, seed=0)
-    _write_corpus(tmp_path, "target", dims, seed=1)
+    write_feature_corpus(tmp_path, "source", dims, seed=0)
+    write_feature_corpus(tmp_path, "target", dims, seed=1)
     seed_everything(0)
     model_path = save_model(
         tmp_path / "m", FusionModel(FusionConfig(input_dims=dims, d_model=16, num_heads=2))

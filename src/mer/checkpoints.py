@@ -53,7 +53,9 @@ def save_weights(model: FusionModel, model_dir: str | Path, seed: int) -> Path:
     path = Path(model_dir) / weights_name(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": FORMAT, "seed": str(seed)})
+    # one metadata key: safetensors writes the map in the order of a Rust HashMap, random per
+    # process, so two keys made the same weights two different files (the seed is in the name)
+    save_file(state, str(path), metadata={"format": FORMAT})
     return path
 
 

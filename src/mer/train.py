@@ -41,6 +41,7 @@ from mer.params import TrainParams
 from mer.provenance import params_hash
 from mer.seeding import seed_everything
 from mer.vocab import EMOTIONS, MODALITIES
+from mer.workers import cpu_cores, forked_map, on_cpu, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +336,50 @@ def stored_layers(feature_root: str | Path, modalities: tuple[str, ...] | list[s
     }
 
 
+_SEED_JOB: dict[str, Any] = {}  # the stage's data and settings, for _train_seed (forked workers inherit it)
+
+
+def seed_workers(device: str, seeds: int, world_size: int = 1) -> int:
+    """Processes training a stage's seeds: on CPU one per seed, all at once (single-threaded, so
+    a seed's model depends on neither the workers nor the cores; :mod:`mer.workers`), at most two
+    per core; one (this process) on a GPU or under ``torchrun``.
+
+    One per seed even past the core count: 3 seeds time-sliced on 2 cores finish together, where 2
+    workers would leave one core idle while the third seed trains (bench/PROFILE.md)."""
+    if world_size > 1 or not on_cpu(device):
+        return 1
+    return max(1, min(seeds, 2 * cpu_cores()))
+
+
+def _train_seed(index: int) -> tuple[FitResult, FusionConfig, dict[str, float]]:
+    """Train, save and predict with seed ``train.seeds[index]`` of :data:`_SEED_JOB`."""
+    job = _SEED_JOB
+    config, train_params, splits, rank = job["config"], job["train_params"], job["splits"], job["rank"]
+    seed = train_params.seeds[index]
+    with single_threaded(train_params.device):
+        seed_everything(seed)
+        model = build_model(config, splits["train"].dims(), len(splits["train"].classes), job["layers"])
+        model.set_feature_statistics(job["statistics"])
+        live = None
+        if rank == 0:
+            live = Live(str(job["live_dir"] / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None)
+        with live if live is not None else contextlib.nullcontext():
+            result = fit(
+                model, splits["train"], splits["dev"], loop_config(train_params, seed=seed), live=live
+            )
+            if live is not None:
+                live.log_metric("best_epoch", result.best_epoch, plot=False)
+                live.log_metric("best_dev_score", result.best_dev_score, plot=False)
+        if rank == 0:
+            save_weights(model, job["model_dir"], seed)
+            # test predictions are what is reported; dev predictions are what models are selected on
+            for split in ("test", "dev"):
+                frame = predict(model, splits[split])
+                frame["n_missing_features"] = splits[split].n_missing
+                predictions.write(frame, job["predictions_dir"], seed, split)
+    return result, model.config, model.fusion_weights()
+
+
 def train_source_model(
     *,
     config: FusionConfig,
@@ -362,45 +407,38 @@ def train_source_model(
         raise ValueError(
             f"{metadata_path}: fusion.task is regression but no training row has a sentiment score"
         )
-    rank, _ = distributed.setup()
+    rank, world_size = distributed.setup()
     model_dir, predictions_dir, live_dir = Path(model_dir), Path(predictions_dir), Path(live_dir)
     statistics = splits["train"].frame_statistics()
     layers = stored_layers(feature_root, config.used_modalities)
     for data in splits.values():  # padded batches are cut from these for every seed and epoch
         data.pack()
-    results = []
-    with showing(progress_bar(len(train_params.seeds), f"train {config.mode}", rank)) as bar:
-        for seed in train_params.seeds:
-            seed_everything(seed)
-            model = build_model(config, splits["train"].dims(), len(splits["train"].classes), layers)
-            model.set_feature_statistics(statistics)
-            live = None
-            if rank == 0:
-                live = Live(str(live_dir / f"seed{seed}"), save_dvc_exp=False, dvcyaml=None)
-            with live if live is not None else contextlib.nullcontext():
-                result = fit(
-                    model, splits["train"], splits["dev"], loop_config(train_params, seed=seed), live=live
-                )
-                if live is not None:
-                    live.log_metric("best_epoch", result.best_epoch, plot=False)
-                    live.log_metric("best_dev_score", result.best_dev_score, plot=False)
-            results.append(result)
-            logger.info(
-                "%s seed %d: best epoch %d, dev %.4f, %s",
-                config.mode, seed, result.best_epoch, result.best_dev_score, model.fusion_weights(),
-            )  # fmt: skip
-            if rank == 0:
-                save_weights(model, model_dir, seed)
-                # test predictions are what is reported; dev predictions are what models are selected on
-                for split in ("test", "dev"):
-                    frame = predict(model, splits[split])
-                    frame["n_missing_features"] = splits[split].n_missing
-                    predictions.write(frame, predictions_dir, seed, split)
-            bar.update()
+    _SEED_JOB.update(
+        config=config, train_params=train_params, splits=splits, statistics=statistics, layers=layers,
+        model_dir=model_dir, predictions_dir=predictions_dir, live_dir=live_dir, rank=rank,
+    )  # fmt: skip
+    seeds = train_params.seeds
+    workers = seed_workers(train_params.device, len(seeds), world_size)
+    results, configs = [], []
+    try:
+        with (
+            forked_map(_train_seed, len(seeds), workers) as trained,
+            showing(progress_bar(len(seeds), f"train {config.mode}", rank)) as bar,
+        ):
+            for seed, (result, model_config, weights) in zip(seeds, trained, strict=True):
+                results.append(result)
+                configs.append(model_config)
+                logger.info(
+                    "%s seed %d: best epoch %d, dev %.4f, %s",
+                    config.mode, seed, result.best_epoch, result.best_dev_score, weights,
+                )  # fmt: skip
+                bar.update()
+    finally:
+        _SEED_JOB.clear()
     if rank == 0:
         table = splits["train"].table
         write_config(
-            model_dir, config=model.config, classes=splits["train"].classes, seeds=train_params.seeds,
+            model_dir, config=configs[0], classes=splits["train"].classes, seeds=train_params.seeds,
             encoders=encoder_records(feature_root, config.used_modalities),
             corpus={"name": table.attrs.get("corpus"), "fold": None if fold is None else str(fold)},
             params_hash=params_hash(

@@ -32,7 +32,6 @@ single-threaded worker processes (:func:`fewshot_workers`), one per core torch w
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -51,7 +50,6 @@ from mer.adapt import load_adapter, load_adapters
 from mer.alignment import Alignment
 from mer.checkpoints import copy_model, load_model
 from mer.data import MultimodalData, load_splits
-from mer.devices import resolve_device
 from mer.logs import setup_logging
 from mer.models.adapter import FeatureAdapter
 from mer.models.fusion import FusionModel
@@ -60,6 +58,7 @@ from mer.seeding import seed_everything
 from mer.splits import kshot_positions, stratified_positions
 from mer.swap import SWAP_METHODS, SWAP_MODALITY, cheap_splits
 from mer.train import LoopConfig, dev_score, fit, predict, progress_bar, showing
+from mer.workers import on_cpu, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -197,29 +196,13 @@ def finetune(data: FewShotData, run: FewShotRun, job: FewShotJob) -> tuple[dict,
 
 
 def fewshot_workers(device: str, runs: int) -> int:
-    """Processes that fine-tune side by side: on CPU one per thread torch would use, on a GPU one.
-
-    On CPU every fine-tuning runs single-threaded, wherever it runs: side by side, such runs use
-    the cores better than one run at a time spreading its small ops over all of them (1.4x the
-    fine-tunings per second on 2 cores, bench/train.py), and a run's result depends neither on
-    the number of workers nor on the machine's cores (a few CPU reductions sum in an order that
-    depends on the thread count). Every run seeds itself, so which process runs it is immaterial.
+    """Processes that fine-tune side by side: on CPU one per thread torch would use, each
+    single-threaded (:mod:`mer.workers`; 1.4x the fine-tunings per second on 2 cores,
+    bench/train.py), on a GPU one. Every run seeds itself, so which process runs it is immaterial.
     """
-    if resolve_device(device, "train.device").type != "cpu":
+    if not on_cpu(device):
         return 1
     return max(1, min(runs, torch.get_num_threads()))
-
-
-@contextlib.contextmanager
-def _single_threaded(device: str) -> Iterator[None]:
-    """Torch single-threaded within (on CPU; see :func:`fewshot_workers`)."""
-    threads = torch.get_num_threads()
-    if resolve_device(device, "train.device").type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 _WORKER: dict[str, Any] = {}  # a worker process's job and FewShotData
@@ -242,7 +225,7 @@ def run_fewshot(
     as ``workers`` spawned processes finish them (each loads the job's data once)."""
     if workers <= 1:
         for run in runs:
-            with _single_threaded(job.finetune_cfg.device):
+            with single_threaded(job.finetune_cfg.device):
                 result = finetune(data, run, job)
             yield run, *result
         return

@@ -30,12 +30,7 @@ a corpus is byte-identical across runs and changing e.g. ``video_size`` leaves a
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing
-import os
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +44,7 @@ from tqdm import tqdm
 from mer import schema
 from mer.params import SyntheticParams
 from mer.vocab import EMOTIONS, MODALITIES
+from mer.workers import cpu_cores, forked_map
 
 logger = logging.getLogger(__name__)
 
@@ -727,8 +723,7 @@ MIN_ROWS_PER_WORKER = 32  # below this a worker's start costs more than it saves
 
 def _workers(n_rows: int) -> int:
     """Processes writing media: one per available core, none extra for a tiny corpus."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, n_rows // MIN_ROWS_PER_WORKER))
+    return max(1, min(cpu_cores(), n_rows // MIN_ROWS_PER_WORKER))
 
 
 def _write_utterance(index: int) -> None:
@@ -774,16 +769,10 @@ def generate(cfg: SyntheticParams, domain: str, root: Path) -> Path:
     rows = plan.to_dict("records")
     _JOB.update(cfg=cfg, style=style, speakers=speakers, domain_index=domain_index, root=root, rows=rows)
     try:
-        workers = _workers(len(rows))
-        with contextlib.ExitStack() as stack:
-            mapped: Iterable[None] = map(_write_utterance, range(len(rows)))
-            if workers > 1:
-                # fork: the workers inherit the plan; every utterance has its own seeds, so the
-                # bytes do not depend on the worker count (tests/test_synthetic.py)
-                fork = multiprocessing.get_context("fork")
-                pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=fork))
-                mapped = pool.map(_write_utterance, range(len(rows)), chunksize=8)
-            for _ in tqdm(mapped, total=len(rows), desc=f"synthetic {domain}"):
+        # every utterance has its own seeds: the bytes do not depend on the worker count
+        # (tests/test_synthetic.py)
+        with forked_map(_write_utterance, len(rows), _workers(len(rows)), chunksize=8) as written:
+            for _ in tqdm(written, total=len(rows), desc=f"synthetic {domain}"):
                 pass
     finally:
         _JOB.clear()
