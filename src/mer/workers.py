@@ -61,7 +61,7 @@ def forked_map(
     The workers fork before the caller starts a progress bar (whose monitor thread could hold
     tqdm's lock in the fork); a worker's changes to its memory stay in the worker.
     """
-    if workers <= 1 or count <= 1:
+    if workers <= 1 or count <= 1 or "fork" not in multiprocessing.get_all_start_methods():  # Windows
         yield map(function, range(count))
         return
     with ProcessPoolExecutor(min(workers, count), mp_context=multiprocessing.get_context("fork")) as pool:
