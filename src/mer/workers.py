@@ -1,7 +1,7 @@
 """Independent runs side by side on CPU: single-threaded, in forked worker processes.
 
 mer's models are small: one training run's ops are too small to keep two cores busy (a training
-stage's 3 seeds ran 1.43x faster on 2 threads than on 1, not 2x; bench/PROFILE.md, fourth round),
+stage ran 1.32x faster on 2 threads than on 1, not 2x: 41.2 vs 31.3 s; bench/PROFILE.md, round four),
 so on CPU independent runs (a stage's seeds, the transfer stage's fine-tunings) run side by side,
 one thread each. A run's result then depends neither on the number of workers nor on the
 machine's cores (a few CPU reductions sum in an order that depends on the thread count).
